@@ -1,0 +1,174 @@
+"""How much the guard adds in front of a command, as ratios measured in one run.
+
+Times, as medians of ``--runs`` runs each, interleaved so machine noise hits
+every subject alike:
+
+* ``python -c pass`` with this interpreter (``sys.executable``, never a
+  pyenv shim): the baseline every ratio is against;
+* ``/bin/true`` on its own;
+* ``guard run --level L1 -- /bin/true`` (logging, chaining, enforcement on);
+* ``guard run --level L1 -- bash -c 'git status --short | grep -c M; ls'``;
+* ``guard run --level L0 -- bash -c 'curl http://example.com'`` (blocked;
+  nothing is sent anywhere);
+* ``guard check --batch`` throughput on a mix drawn from the test corpus.
+
+Usage: ``python benchmarks/bench_run.py [--runs N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "tests" / "corpus"
+GUARD = [sys.executable, "-m", "statetrace_guard"]
+
+
+def guard_script() -> list[str]:
+    """Prefer the installed console script (what agents call), else -m."""
+    script = Path(sys.executable).with_name("guard")
+    return [str(script)] if script.exists() else GUARD
+
+
+def subjects() -> dict[str, list[str]]:
+    guard = guard_script()
+    return {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "/bin/true": ["/bin/true"],
+        "guard run L1 /bin/true": [*guard, "run", "--level", "L1", "--", "/bin/true"],
+        "guard run L1 bash pipeline": [
+            *guard,
+            "run",
+            "--level",
+            "L1",
+            "--",
+            "bash",
+            "-c",
+            "git status --short | grep -c M; ls",
+        ],
+        "guard run L0 blocked curl": [
+            *guard,
+            "run",
+            "--level",
+            "L0",
+            "--",
+            "bash",
+            "-c",
+            "curl http://example.com",
+        ],
+    }
+
+
+def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return time.perf_counter() - start
+
+
+def time_subjects(runs: int, workspace: Path, env: dict[str, str]) -> dict[str, float]:
+    table = subjects()
+    samples: dict[str, list[float]] = {name: [] for name in table}
+    for argv in table.values():  # warm caches (pyc, page cache, daemon) once
+        time_once(argv, workspace, env)
+    for _ in range(runs):
+        for name, argv in table.items():
+            samples[name].append(time_once(argv, workspace, env))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def batch_input(count: int) -> str:
+    lines = []
+    for path in sorted(CORPUS.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                case = json.loads(line)
+                lines.append(
+                    json.dumps(
+                        {
+                            "command": case["command"],
+                            "shell": case["shell"]
+                            if case["shell"] != "exec"
+                            else "bash",
+                            "level": "L1",
+                        }
+                    )
+                )
+    if not lines:
+        lines = [json.dumps({"argv": ["git", "status"], "level": "L1"})]
+    return "\n".join((lines * (count // len(lines) + 1))[:count]) + "\n"
+
+
+def batch_throughput(count: int, workspace: Path, env: dict[str, str]) -> float:
+    data = batch_input(count)
+    start = time.perf_counter()
+    subprocess.run(
+        [*GUARD, "check", "--batch", "-"],
+        input=data.encode(),
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--batch", type=int, default=20000)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--no-daemon", action="store_true", help="measure the in-process path"
+    )
+    args = parser.parse_args()
+    workspace = Path(tempfile.mkdtemp(prefix="guard-bench-"))
+    (workspace / ".git").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATETRACE_")}
+    env["STATETRACE_GUARD_HOME"] = str(
+        Path(tempfile.mkdtemp(prefix="guard-bench-home-"))
+    )
+    env["STATETRACE_GUARD_DAEMON"] = "off" if args.no_daemon else "on"
+    env["STATETRACE_GUARD_DAEMON_IDLE"] = "60"
+    try:
+        medians = time_subjects(args.runs, workspace, env)
+        rate = batch_throughput(args.batch, workspace, env)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    base = medians["python -c pass"]
+    report = {
+        name: {"median_ms": round(value * 1000, 2), "ratio": round(value / base, 2)}
+        for name, value in medians.items()
+    }
+    report["check --batch"] = {"commands_per_second": round(rate)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(
+        f"medians of {args.runs} runs; ratio against python -c pass ({sys.executable})"
+    )
+    for name, row in report.items():
+        if "ratio" in row:
+            print(
+                f"  {name:<30} {row['median_ms']:>8.2f} ms  {row['ratio']:>5.2f}x  peak {row['peak_rss_mb']:>5.1f} MB"
+            )
+    print(f"  check --batch                  {rate:>8.0f} commands/s")
+
+
+if __name__ == "__main__":
+    main()

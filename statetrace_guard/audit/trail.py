@@ -1,0 +1,363 @@
+"""The audit trail facade ``guard run`` calls, and the record pipeline.
+
+The pipeline is a chain of pure steps: build the record from the command's
+facts, make it JSON-safe, add ``schema_version`` and ``guard_version``,
+redact; then, under the file's lock, add ``ts`` (RFC 3339 UTC, milliseconds),
+seal the chain and render the line (:class:`ChainWriter`). Records are
+produced with structlog: :class:`StructlogFront` runs the same steps as
+structlog processors (``structlog.wrap_logger`` with explicit processors,
+never ``structlog.configure``) into the locked writer. :class:`DirectFront`
+calls the steps without structlog, for a hot path that cannot pay its import;
+both write identical records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from statetrace_guard._version import __version__
+from statetrace_guard.audit.chain import SCHEMA_VERSION, header_record, now_ms
+from statetrace_guard.audit.log import ChainWriter
+from statetrace_guard.audit.netops import netops_path, netops_record
+from statetrace_guard.audit.redact import Redactor, load_key
+from statetrace_guard.errors import AuditError
+
+__all__ = [
+    "CommandFacts",
+    "DirectFront",
+    "Front",
+    "Pipeline",
+    "StructlogFront",
+    "Trail",
+    "jsonable",
+    "session_path",
+]
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_RESERVED = frozenset(
+    {"schema_version", "event", "ts", "seq", "prev_sha256", "sha256", "guard_version"}
+)
+
+
+@dataclass(frozen=True)
+class CommandFacts:
+    """Everything known about a command before it runs (raw, not yet redacted).
+
+    ``env`` holds the two opt-in variables as seen (None when unset) and any
+    ``STATETRACE_*`` overrides; ``extra`` is recorded under ``extra``.
+    """
+
+    session_id: str
+    task_id: str | None
+    level: str
+    argv: tuple[str, ...]
+    cwd: str
+    pid: int
+    effects: tuple[str, ...]
+    decision: Literal["allow", "block"]
+    reasons: tuple[str, ...]
+    rules: tuple[str, ...]
+    policy_sha256: str
+    network: bool
+    urls: tuple[str, ...]
+    env: Mapping[str, str | None]
+    required_level: str | None = None
+    task_ids: tuple[str, ...] = ()
+    plan_refs: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """Return the record fields every ``command.*`` record carries."""
+        return {
+            "session_id": self.session_id,
+            "task_id": self.task_id,
+            "level": self.level,
+            "argv": list(self.argv),
+            "cwd": self.cwd,
+            "pid": self.pid,
+            "effects": list(self.effects),
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "rules": list(self.rules),
+            "policy_sha256": self.policy_sha256,
+            "required_level": self.required_level,
+            "network": self.network,
+            "urls": list(self.urls),
+            "env": dict(self.env),
+            "task_ids": list(self.task_ids),
+            "plan_refs": list(self.plan_refs),
+            "extra": dict(self.extra),
+        }
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def jsonable(value: Any) -> Any:  # noqa: ANN401 - any JSON value
+    """Return ``value`` with tuples, sets and paths turned into JSON types."""
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, dict | Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted(jsonable(item) for item in value)
+    if isinstance(value, str | int | float | bool):  # subclasses (enums)
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The pure steps before the lock: JSON-safe, metadata, redaction."""
+
+    redactor: Redactor
+    guard_version: str = __version__
+
+    def prepare(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the record ready for sealing (``ts`` and chain come later)."""
+        out = jsonable(record)
+        out["schema_version"] = SCHEMA_VERSION
+        out["guard_version"] = self.guard_version
+        return self.redactor.record(out)
+
+
+class Front(Protocol):
+    """Runs the pipeline into a writer; returns the record as written."""
+
+    def emit(self, writer: ChainWriter, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Prepare ``record`` and append it with ``writer``."""
+        ...
+
+
+@dataclass(frozen=True)
+class DirectFront:
+    """Calls the pipeline directly (no structlog import)."""
+
+    pipeline: Pipeline
+
+    def emit(self, writer: ChainWriter, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Prepare and append."""
+        return writer.append(self.pipeline.prepare(record))
+
+
+class _WriterSink:
+    """The wrapped logger structlog hands the final event dict to."""
+
+    def __init__(self, writer: ChainWriter) -> None:
+        """Keep the locked writer."""
+        self._writer = writer
+
+    def msg(self, **record: Any) -> dict[str, Any]:  # noqa: ANN401 - JSON values
+        """Append the processed record; return it as written."""
+        return self._writer.append(record)
+
+
+class StructlogFront:
+    """Produces records with structlog, running the pipeline as processors."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        """Import structlog (only now: it costs tens of milliseconds)."""
+        import structlog  # noqa: PLC0415 - lazy: see the module docstring
+
+        self._structlog = structlog
+        self._pipeline = pipeline
+        self._loggers: dict[Path, Any] = {}
+
+    def _prepare(self, _logger: object, _name: str, event: Any) -> Any:  # noqa: ANN401 - structlog's EventDict
+        """The processor: run the pure pipeline on structlog's event dict."""
+        return self._pipeline.prepare(event)
+
+    def emit(self, writer: ChainWriter, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Log ``record`` through a structlog logger bound to ``writer``."""
+        logger = self._loggers.get(writer.path)
+        if logger is None:
+            logger = self._structlog.wrap_logger(
+                _WriterSink(writer),
+                processors=[self._prepare],
+                wrapper_class=self._structlog.BoundLogger,
+                context_class=dict,
+            )
+            self._loggers[writer.path] = logger
+        fields = dict(record)
+        event = fields.pop("event")
+        written: dict[str, Any] = logger.msg(event, **fields)
+        return written
+
+
+def session_path(log_dir: Path, session_id: str) -> Path:
+    """Return ``<log-dir>/Sessions/<session-id>.jsonl``."""
+    return log_dir / "Sessions" / f"{session_id}.jsonl"
+
+
+class Trail:
+    """Writes a session's records (and NetOps lines) to the audit trail."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        session_id: str,
+        *,
+        durable: bool = False,
+        lock_timeout: float = 10.0,
+        key_path: Path | None = None,
+        front: Literal["structlog", "direct"] = "structlog",
+        clock: Callable[[], str] = now_ms,
+    ) -> None:
+        """Prepare the trail; files, key and structlog load on first use.
+
+        Args:
+            log_dir: the log directory (``Sessions/`` and ``NetOps/`` below it).
+            session_id: names the session file; letters, digits, ``._-``.
+            durable: fsync every record before returning.
+            lock_timeout: seconds to wait for a file's lock.
+            key_path: the redaction key (default ``guard_home()/redact.key``).
+            front: ``structlog`` (records produced with structlog) or
+                ``direct`` (same pipeline, no structlog import).
+            clock: the time source, RFC 3339 UTC with milliseconds.
+
+        Raises:
+            AuditError: the session id cannot name a file.
+        """
+        if not _SESSION_ID.fullmatch(session_id):
+            raise AuditError(
+                f"invalid session id {session_id!r}",
+                hint="use letters, digits, '.', '_' and '-'",
+            )
+        self.log_dir = log_dir
+        self.session_id = session_id
+        self._durable = durable
+        self._lock_timeout = lock_timeout
+        self._key_path = key_path
+        self._front_name = front
+        self._front: Front | None = None
+        self._clock = clock
+        self._writers: dict[Path, ChainWriter] = {}
+        self._session_path = session_path(log_dir, session_id)
+
+    def blocked(self, facts: CommandFacts) -> None:
+        """Record a blocked command (and its NetOps line when it uses the network).
+
+        Raises:
+            AuditError: the record cannot be written.
+        """
+        written = self._session({**facts.fields(), "event": "command.blocked"})
+        if facts.network:
+            self._netops(netops_record(written, None))
+
+    def started(self, facts: CommandFacts, enforcement: Mapping[str, str]) -> None:
+        """Record that the command is about to start; call before starting it.
+
+        Raises:
+            AuditError: the record cannot be written; the command must not run.
+        """
+        self._session(
+            {
+                **facts.fields(),
+                "event": "command.started",
+                "enforcement": dict(enforcement),
+            }
+        )
+
+    def finished(self, facts: CommandFacts, outcome: Mapping[str, Any]) -> None:
+        """Record how the command ended: exit_code, signal, duration_ms, ...
+
+        Args:
+            facts: the facts given to :meth:`started`.
+            outcome: ``exit_code``, ``signal``, ``duration_ms``, ``timed_out``
+                and any resource figures, recorded as top-level fields.
+
+        Raises:
+            AuditError: the record cannot be written.
+            ValueError: ``outcome`` tries to set a command or chain field.
+        """
+        base = facts.fields()
+        clash = (set(outcome) & set(base)) | (set(outcome) & _RESERVED)
+        if clash:
+            raise ValueError(f"outcome cannot set {sorted(clash)}")
+        written = self._session({**base, **outcome, "event": "command.finished"})
+        if facts.network:
+            self._netops(netops_record(written, outcome))
+
+    def event(self, event: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Write any other chained record to the session file; return it.
+
+        ``session_id`` and ``pid`` are filled in unless ``fields`` sets them.
+
+        Raises:
+            AuditError: the record cannot be written.
+            ValueError: ``fields`` tries to set a chain field.
+        """
+        clash = set(fields) & _RESERVED
+        if clash:
+            raise ValueError(f"fields cannot set {sorted(clash)}")
+        base = {"session_id": self.session_id, "pid": os.getpid()}
+        return self._session({**base, **fields, "event": event})
+
+    def close(self) -> None:
+        """Close the files this trail keeps open (also done when it is collected)."""
+        for writer in self._writers.values():
+            writer.close()
+
+    def _session(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one record to this session's file."""
+        path = self._session_path
+        writer = self._writers.get(path) or self._writer(
+            path,
+            lambda ts: header_record(
+                "session", ts, __version__, session_id=self.session_id
+            ),
+            {"session_id": self.session_id},
+            "ts",
+        )
+        return self._get_front().emit(writer, record)
+
+    def _netops(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one NetOps line to today's NetOps file."""
+        date = self._clock()[:10]
+        writer = self._writer(
+            netops_path(self.log_dir, date),
+            lambda ts: header_record("netops", ts, __version__, date=date),
+            {"date": date},
+            "Timestamp",
+        )
+        return self._get_front().emit(writer, record)
+
+    def _writer(
+        self,
+        path: Path,
+        header: Callable[[str], Mapping[str, Any]],
+        identity: Mapping[str, Any],
+        time_key: str,
+    ) -> ChainWriter:
+        """Return the cached writer for ``path``, creating it on first use."""
+        writer = self._writers.get(path)
+        if writer is None:
+            writer = ChainWriter(
+                path,
+                header,
+                durable=self._durable,
+                lock_timeout=self._lock_timeout,
+                clock=self._clock,
+                identity=identity,
+                time_key=time_key,
+            )
+            self._writers[path] = writer
+        return writer
+
+    def _get_front(self) -> Front:
+        """Load the key and build the front end on first use."""
+        if self._front is None:
+            pipeline = Pipeline(Redactor(load_key(self._key_path)))
+            self._front = (
+                StructlogFront(pipeline)
+                if self._front_name == "structlog"
+                else DirectFront(pipeline)
+            )
+        return self._front

@@ -1,0 +1,139 @@
+"""``guard check --batch``: judge JSON Lines of commands, in order.
+
+Each input line is ``{"argv": [...], "level": "L1"}`` or
+``{"command": "...", "shell": "bash"|"pwsh", "level": "L1"}``, optionally with
+``"env": {...}`` (the opt-in variables as the command would see them). Each
+output line is the same object ``guard check --json`` prints; a malformed
+line gives ``{"schema_version": 1, "line": N, "error": "..."}`` and the batch
+goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from statetrace_guard.evaluate import Place, evaluate
+from statetrace_guard.levels import Level
+from statetrace_guard.policy import CompiledPolicy
+from statetrace_guard.result import SCHEMA_VERSION, verdict_json
+
+__all__ = ["BatchLine", "BatchStats", "argv_for", "judge_lines", "parse_line"]
+
+_SHELL_PREFIX: Mapping[str, tuple[str, ...]] = {
+    "bash": ("bash", "-c"),
+    "sh": ("sh", "-c"),
+    "pwsh": ("pwsh", "-NoProfile", "-Command"),
+    "powershell": ("pwsh", "-NoProfile", "-Command"),
+    "cmd": ("cmd", "/c"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLine:
+    """One well-formed input line."""
+
+    argv: tuple[str, ...]
+    level: Level
+    env: Mapping[str, str] | None
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """Counts for the summary: judged, allowed, blocked, malformed."""
+
+    judged: int = 0
+    allowed: int = 0
+    blocked: int = 0
+    malformed: int = 0
+
+
+def argv_for(command: str, shell: str) -> tuple[str, ...]:
+    """The argv that runs ``command`` in ``shell`` (``exec`` splits words)."""
+    if shell == "exec":
+        import shlex  # noqa: PLC0415 - only exec-shell lines need it
+
+        return tuple(shlex.split(command))
+    prefix = _SHELL_PREFIX.get(shell)
+    if prefix is None:
+        msg = f"unknown shell {shell!r} (bash, sh, pwsh, cmd or exec)"
+        raise ValueError(msg)
+    return (*prefix, command)
+
+
+def parse_line(text: str, default_level: Level) -> BatchLine:
+    """Read one JSON line; raise ValueError with a one-line reason."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        msg = "each line must be a JSON object"
+        raise TypeError(msg)
+    argv = _argv_of(data)
+    level = Level.parse(data["level"]) if "level" in data else default_level
+    env = data.get("env")
+    if env is not None and not _is_str_mapping(env):
+        msg = '"env" must map names to strings'
+        raise ValueError(msg)
+    return BatchLine(argv=argv, level=level, env=env)
+
+
+def judge_lines(
+    lines: Iterable[str],
+    policy: CompiledPolicy,
+    place: Place,
+    default_level: Level,
+    stats: BatchStats,
+) -> Iterator[dict[str, Any]]:
+    """Yield one result object per non-blank input line, in order."""
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            line = parse_line(text, default_level)
+        except (ValueError, TypeError, KeyError) as exc:
+            stats.malformed += 1
+            yield {"schema_version": SCHEMA_VERSION, "line": number, "error": str(exc)}
+            continue
+        yield _judge(line, policy, place, stats)
+
+
+def _judge(
+    line: BatchLine, policy: CompiledPolicy, place: Place, stats: BatchStats
+) -> dict[str, Any]:
+    here = place
+    if line.env is not None:
+        here = replace(place, decide=replace(place.decide, env=line.env))
+    judgement = evaluate(line.argv, line.level, policy, here)
+    stats.judged += 1
+    if judgement.verdict.allowed:
+        stats.allowed += 1
+    else:
+        stats.blocked += 1
+    result = verdict_json(judgement.verdict)
+    result["argv"] = list(line.argv)
+    return result
+
+
+def _argv_of(data: Mapping[str, Any]) -> tuple[str, ...]:
+    if "argv" in data:
+        argv = data["argv"]
+        if not isinstance(argv, list) or not argv or not _all_str(argv):
+            msg = '"argv" must be a non-empty list of strings'
+            raise ValueError(msg)
+        return tuple(argv)
+    command = data.get("command")
+    if not isinstance(command, str):
+        msg = 'each line needs "argv" (a list) or "command" (a string)'
+        raise ValueError(msg)  # noqa: TRY004 - one error kind for every bad line
+    return argv_for(command, str(data.get("shell", "bash")))
+
+
+def _all_str(values: Sequence[object]) -> bool:
+    return all(isinstance(value, str) for value in values)
+
+
+def _is_str_mapping(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )

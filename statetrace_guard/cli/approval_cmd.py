@@ -1,0 +1,163 @@
+"""``guard escalate``, ``guard approve``, ``guard deny``, ``guard approvals``.
+
+``escalate`` is the agent's request; ``approve`` and ``deny`` are operator
+actions and refuse to run inside a guarded command tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from statetrace_guard.cli.common import guard_errors, log_dir_option, policy_option
+from statetrace_guard.invocation import resolve_invocation
+from statetrace_guard.levels import Level
+from statetrace_guard.paths import workspace_root
+from statetrace_guard.sessions.approvals import (
+    ApprovalBook,
+    deny_request,
+    grant_request,
+    load_book,
+    parse_duration,
+)
+from statetrace_guard.sessions.escalation import escalate_session
+from statetrace_guard.sessions.lifecycle import resolve_session_id
+from statetrace_guard.sessions.operator import require_operator
+
+__all__ = ["approvals", "approve", "deny", "escalate"]
+
+workspace_option = click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The agent's workspace [default: the one around the current directory].",
+)
+
+
+def _workspace(option: Path | None) -> Path:
+    return workspace_root(option if option is not None else Path.cwd())
+
+
+@click.command()
+@click.option(
+    "--to",
+    "level",
+    type=click.Choice(["L2", "L3"], case_sensitive=False),
+    required=True,
+    help="The level the session needs.",
+)
+@click.option("--reason", required=True, help="Why, tied to the plan.")
+@click.option("--session", "session_id", default=None, help="Session id.")
+@policy_option
+@log_dir_option
+@guard_errors
+def escalate(
+    level: str,
+    reason: str,
+    session_id: str | None,
+    policy: Path | None,
+    log_dir: Path | None,
+) -> None:
+    """Ask the operator to raise the current session to L2 or L3."""
+    invocation = resolve_invocation(level=None, policy=policy, log_dir=log_dir)
+    sid = resolve_session_id(session_id, invocation.env)
+    request_id = escalate_session(invocation.log_dir, sid, Level.parse(level), reason)
+    click.echo(request_id)
+    click.echo(f"pending: the operator runs `guard approve {request_id}`", err=True)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--expires", default=None, help="Lifetime, e.g. 30m, 2h, 1d.")
+@click.option(
+    "--max-commands",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Commands the approval covers.",
+)
+@click.option("--hosts", default=None, help="Comma-separated hosts (L3).")
+@workspace_option
+@guard_errors
+def approve(
+    request_id: str,
+    expires: str | None,
+    max_commands: int | None,
+    hosts: str | None,
+    workspace: Path | None,
+) -> None:
+    """Approve an escalation request (operator only)."""
+    require_operator("guard approve", os.environ)
+    grant = grant_request(
+        _workspace(workspace),
+        request_id,
+        now=datetime.now(UTC),
+        expires=parse_duration(expires) if expires else None,
+        max_commands=max_commands,
+        hosts=tuple(h.strip() for h in (hosts or "").split(",") if h.strip()),
+    )
+    until = grant.expires_at or "the end of the session"
+    click.echo(
+        f"approved {grant.request_id}: {grant.session_id} at {grant.level.name} "
+        f"until {until}"
+    )
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--reason", default="", help="Why (recorded).")
+@workspace_option
+@guard_errors
+def deny(request_id: str, reason: str, workspace: Path | None) -> None:
+    """Deny a request, or revoke an approval (operator only)."""
+    require_operator("guard deny", os.environ)
+    status = deny_request(_workspace(workspace), request_id, reason)
+    click.echo(f"{status} {request_id}")
+
+
+def _rows(book: ApprovalBook, pending_only: bool) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for request in book.requests.values():
+        status = book.status(request.request_id)
+        if pending_only and status != "pending":
+            continue
+        grant = book.grants.get(request.request_id)
+        rows.append(
+            {
+                "request_id": request.request_id,
+                "status": status,
+                "session_id": request.session_id,
+                "level": request.level.name,
+                "reason": request.reason,
+                "requested_by": request.user,
+                "requested_at": request.ts,
+                "approved_by": grant.user if grant else None,
+                "expires_at": grant.expires_at if grant else None,
+                "max_commands": grant.max_commands if grant else None,
+                "hosts": list(grant.hosts) if grant else [],
+            }
+        )
+    return rows
+
+
+@click.command()
+@click.option("--pending", is_flag=True, help="Only requests awaiting an answer.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@workspace_option
+@guard_errors
+def approvals(pending: bool, as_json: bool, workspace: Path | None) -> None:
+    """List escalation requests and approvals for this workspace."""
+    rows = _rows(load_book(_workspace(workspace)), pending)
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps({"schema_version": 1, **row}, sort_keys=True))
+        else:
+            click.echo(
+                f"{row['request_id']}  {row['status']:<8} {row['level']}  "
+                f"{row['session_id']}  {row['reason']}"
+            )
+    if not rows and not as_json:
+        click.echo("no pending requests" if pending else "no requests")

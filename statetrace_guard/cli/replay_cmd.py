@@ -1,0 +1,424 @@
+"""``guard replay``: re-judge recorded sessions (or agent transcripts) now.
+
+Parses options, reads the logs, hands them to :mod:`statetrace_guard.replay`
+and renders the rows; ``--execute`` re-runs the recorded allowed commands
+through ``guard run`` in a scratch workspace and compares exit statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from statetrace_guard.cli.common import guard_errors, policy_option
+from statetrace_guard.errors import ExitCode, UsageError
+from statetrace_guard.invocation import Invocation, resolve_invocation, resolve_level
+from statetrace_guard.levels import OPT_IN_INSTALL, OPT_IN_NET, Level
+from statetrace_guard.replay import (
+    Change,
+    RecordedCommand,
+    Replayer,
+    ReplayResult,
+    ReplaySettings,
+    Row,
+    read_session,
+)
+from statetrace_guard.transcripts import TranscriptFormat
+
+__all__ = ["replay"]
+
+_PROGRESS_FROM = 10_000
+_MAX_JOBS = 4
+_ANNOUNCE_FROM = 10_000_000  # bytes
+_CHANGE_WORDS = {
+    Change.NOW_BLOCKED: "now blocked",
+    Change.NOW_ALLOWED: "now allowed",
+    Change.CHANGED: "changed",
+    Change.UNCHANGED: "unchanged",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    """How to render: JSON Lines or text, every row or only changed ones."""
+
+    as_json: bool
+    only_changed: bool
+
+
+@click.command()
+@click.argument(
+    "logs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+@policy_option
+@click.option(
+    "--level",
+    type=click.Choice(["L0", "L1", "L2", "L3"], case_sensitive=False),
+    default=None,
+    help="Judge every command at this level [default: the level recorded; "
+    "for transcripts $STATETRACE_GUARD_LEVEL, else L1].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON Lines.")
+@click.option(
+    "--only-changed", is_flag=True, help="Leave unchanged commands out of --json."
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["blocked", "allowed", "any"]),
+    default="any",
+    show_default=True,
+    help="Which change makes the exit status 1.",
+)
+@click.option("--no-verify", is_flag=True, help="Do not check the logs' chains.")
+@click.option(
+    "--from",
+    "source_format",
+    type=click.Choice(["claude-code", "codex"]),
+    default=None,
+    help="Read agent transcripts in this format instead of session logs.",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Log directory the sessions were recorded with [default: Logs/ "
+    "under each command's workspace].",
+)
+@click.option(
+    "--execute",
+    "execute_in",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    metavar="WORKSPACE",
+    help="Re-run the recorded allowed commands through guard in WORKSPACE.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Processes judging distinct commands of long replays [default: CPUs, "
+    "at most 4].",
+)
+@guard_errors
+def replay(
+    logs: tuple[Path, ...],
+    policy: Path | None,
+    level: str | None,
+    as_json: bool,
+    only_changed: bool,
+    fail_on: str,
+    no_verify: bool,
+    source_format: str | None,
+    log_dir: Path | None,
+    execute_in: Path | None,
+    jobs: int,
+) -> None:
+    """Re-judge the commands of session LOGS under the policy and classifier now.
+
+    Every recorded command is judged again at its recorded level (or
+    --level) and compared with the record: decision, required level,
+    effects and rules. Prints the changed commands and a summary line.
+    LOGS may be session files or log directories. Exit 0 when nothing
+    changed in the --fail-on direction, 1 when something did (or, with
+    --execute, an exit status differs), 4 when a log's chain is broken.
+    """
+    invocation = resolve_invocation(level=level, policy=policy, log_dir=None)
+    override = Level.parse(level) if level else None
+    commands = _read(logs, source_format, invocation, verify=not no_verify)
+    settings = ReplaySettings(
+        policy=invocation.policy,
+        policy_file=invocation.policy_file,
+        level=override,
+        log_dir=log_dir,
+        env=_opt_ins(invocation) if source_format else None,
+    )
+    workers = jobs or min(os.cpu_count() or 1, _MAX_JOBS)
+    result = Replayer(settings).replay(commands, _progress(len(commands)), workers)
+    output = _Output(as_json=as_json, only_changed=only_changed)
+    _render(result, output)
+    failed = result.summary.gated(fail_on)
+    if execute_in is not None:
+        differ = _execute(commands, execute_in, invocation, override, output)
+        failed = failed or differ
+    sys.exit(ExitCode.NEGATIVE if failed else ExitCode.OK)
+
+
+def _read(
+    paths: Sequence[Path],
+    source_format: str | None,
+    invocation: Invocation,
+    *,
+    verify: bool,
+) -> list[RecordedCommand]:
+    """Read every command of every log or transcript, in order."""
+    commands: list[RecordedCommand] = []
+    if source_format is not None:
+        from statetrace_guard.transcripts import (  # noqa: PLC0415 - --from only
+            as_recorded,
+            read_transcript,
+        )
+
+        level = resolve_level(None, invocation.env)
+        for path in _files(paths, "*.jsonl"):
+            calls = read_transcript(path, _format(source_format))
+            commands.extend(as_recorded(calls, level))
+        return commands
+    files = _files(paths, "Sessions/*.jsonl", "*.jsonl")
+    _announce(files, verify=verify)
+    for path in files:
+        commands.extend(read_session(path, verify=verify))
+    return commands
+
+
+def _announce(files: Sequence[Path], *, verify: bool) -> None:
+    """Say on stderr that a long read has begun."""
+    size = sum(path.stat().st_size for path in files if path.is_file())
+    if size >= _ANNOUNCE_FROM:
+        what = "verifying and reading" if verify else "reading"
+        sys.stderr.write(f"replay: {what} {len(files)} log(s), {size / 1e6:.0f} MB\n")
+        sys.stderr.flush()
+
+
+def _format(name: str) -> TranscriptFormat:
+    return "codex" if name == "codex" else "claude-code"
+
+
+def _files(paths: Iterable[Path], *patterns: str) -> list[Path]:
+    """Files as given; a directory means its files matching the first pattern found."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        for pattern in patterns:
+            matches = sorted(path.glob(pattern))
+            if matches:
+                found.extend(matches)
+                break
+        else:
+            raise UsageError(f"{path}: no logs found in this directory")
+    return found
+
+
+def _opt_ins(invocation: Invocation) -> dict[str, str]:
+    """The opt-in variables of this shell, for transcripts that record none."""
+    return {
+        name: invocation.env[name]
+        for name in (OPT_IN_NET, OPT_IN_INSTALL)
+        if name in invocation.env
+    }
+
+
+def _progress(total: int) -> Any:  # noqa: ANN401 - a callback or None
+    if total < _PROGRESS_FROM:
+        return None
+    tty = sys.stderr.isatty()
+
+    def report(done: int) -> None:
+        end = "" if tty and done < total else "\n"
+        prefix = "\r" if tty else ""
+        sys.stderr.write(f"{prefix}replay: {done:,} of {total:,} commands judged{end}")
+        sys.stderr.flush()
+
+    return report
+
+
+def _render(result: ReplayResult, output: _Output) -> None:
+    out = sys.stdout
+    if output.as_json:
+        for row in result.rows:
+            if row.change is not Change.UNCHANGED or not output.only_changed:
+                out.write(json.dumps(row.as_json(), ensure_ascii=False) + "\n")
+        out.write(json.dumps(result.summary.as_json()) + "\n")
+        out.flush()
+        return
+    for row in result.rows:
+        if row.change is not Change.UNCHANGED:
+            out.write("\n".join(describe_row(row)) + "\n")
+    out.write(result.summary.line() + "\n")
+    out.flush()
+
+
+def describe_row(row: Row) -> list[str]:
+    """Lines for a changed command: where and what, each change, and why."""
+    cmd = row.recorded
+    seq = f" (seq {cmd.seq})" if cmd.seq is not None else ""
+    head = (
+        f"{_CHANGE_WORDS[row.change]:<12} {Path(cmd.source).name}:{cmd.line}{seq} "
+        f"at {cmd.level.name}: {_shorten(' '.join(cmd.argv))}"
+    )
+    parts = [_change_text(row, name) for name in row.fields]
+    if "rules" not in row.fields:
+        parts.append(f"rule {_list(row.now.rules)}")
+    lines = [head, "    " + "; ".join(parts)]
+    if row.now.why:
+        lines.append("    why: " + _shorten(row.now.why))
+    if row.note:
+        lines.append("    note: " + row.note)
+    return lines
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _change_text(row: Row, name: str) -> str:
+    before = getattr(row.recorded, name)
+    after = getattr(row.now, name)
+    label = {"required_level": "required", "rules": "rule"}.get(name, name)
+    return f"{label} {_value(before)} -> {_value(after)}"
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "never"
+    if isinstance(value, tuple):
+        return _list(value)
+    return str(value)
+
+
+def _list(values: tuple[str, ...]) -> str:
+    return ",".join(values) if values else "-"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rerun:
+    """One command run again: the recorded and the new exit status."""
+
+    command: RecordedCommand
+    status: int
+
+    @property
+    def differs(self) -> bool:
+        """True when the recording has a status and it is not the new one."""
+        return (
+            self.command.exit_status is not None
+            and self.command.exit_status != self.status
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """One ``--json`` line for the re-run command."""
+        cmd = self.command
+        return {
+            "schema_version": 1,
+            "kind": "execute",
+            "source": cmd.source,
+            "line": cmd.line,
+            "argv": list(cmd.argv),
+            "recorded_exit": cmd.exit_status,
+            "exit": self.status,
+            "differs": self.differs,
+        }
+
+
+def _execute(
+    commands: Sequence[RecordedCommand],
+    workspace: Path,
+    invocation: Invocation,
+    level: Level | None,
+    output: _Output,
+) -> bool:
+    """Re-run the recorded allowed commands in order; True when a status differs."""
+    from statetrace_guard.paths import default_log_dir, workspace_root  # noqa: PLC0415
+    from statetrace_guard.session_ids import allocate_session_id  # noqa: PLC0415
+
+    root = workspace_root(workspace)
+    session = allocate_session_id(default_log_dir(root) / "Sessions")
+    reruns = [
+        _rerun(command, root, session, invocation, level)
+        for command in commands
+        if command.decision == "allow"
+    ]
+    differing = [rerun for rerun in reruns if rerun.differs]
+    _render_reruns(reruns, differing, session, output)
+    return bool(differing)
+
+
+def _rerun(
+    command: RecordedCommand,
+    root: Path,
+    session: str,
+    invocation: Invocation,
+    level: Level | None,
+) -> _Rerun:
+    """Run one command through ``guard run`` in the scratch workspace."""
+    import subprocess  # noqa: PLC0415 - --execute only
+
+    argv = [sys.executable, "-m", "statetrace_guard", "run", "--session", session]
+    argv += ["--level", (command.level if level is None else level).name]
+    if invocation.policy_file is not None:
+        argv += ["--policy", str(invocation.policy_file.resolve())]
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"STATETRACE_GUARD_SESSION", "STATETRACE_GUARD_LEVEL"}
+    }
+    done = subprocess.run(
+        [*argv, "--", *command.argv],
+        cwd=_cwd_in(root, command.cwd),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return _Rerun(command, done.returncode)
+
+
+def _cwd_in(root: Path, recorded_cwd: str) -> Path:
+    """The recorded cwd moved into the scratch workspace (its root if absent)."""
+    from statetrace_guard.paths import workspace_root  # noqa: PLC0415
+
+    recorded = Path(recorded_cwd)
+    if not recorded.is_dir():
+        return root
+    try:
+        relative = recorded.resolve().relative_to(workspace_root(recorded))
+    except ValueError:
+        return root
+    moved = root / relative
+    return moved if moved.is_dir() else root
+
+
+def _render_reruns(
+    reruns: Sequence[_Rerun],
+    differing: Sequence[_Rerun],
+    session: str,
+    output: _Output,
+) -> None:
+    out = sys.stdout
+    if output.as_json:
+        for rerun in reruns:
+            if rerun.differs or not output.only_changed:
+                out.write(json.dumps(rerun.as_json(), ensure_ascii=False) + "\n")
+    else:
+        for rerun in differing:
+            cmd = rerun.command
+            out.write(
+                f"exit differs {Path(cmd.source).name}:{cmd.line}: recorded "
+                f"{cmd.exit_status}, now {rerun.status}: {' '.join(cmd.argv)}\n"
+            )
+    line = (
+        f"executed {len(reruns)} commands in session {session}: "
+        f"{len(reruns) - len(differing)} same exit status, {len(differing)} differ"
+    )
+    if output.as_json:
+        line = json.dumps(
+            {
+                "schema_version": 1,
+                "kind": "execute-summary",
+                "session_id": session,
+                "executed": len(reruns),
+                "differ": len(differing),
+                "summary": line,
+            }
+        )
+    out.write(line + "\n")
+    out.flush()

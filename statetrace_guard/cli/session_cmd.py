@@ -1,0 +1,252 @@
+"""``guard session start|status|end|resume``: a thin layer over sessions/."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from statetrace_guard.cli.common import guard_errors, log_dir_option, policy_option
+from statetrace_guard.errors import AuditError
+from statetrace_guard.invocation import Invocation, resolve_invocation
+from statetrace_guard.levels import Level
+from statetrace_guard.sessions.lifecycle import (
+    SESSION_VARIABLE,
+    SessionStatus,
+    StartRequest,
+    end_session,
+    resolve_session_id,
+    resume_session,
+    session_status,
+    start_session,
+)
+from statetrace_guard.sessions.operator import require_operator
+from statetrace_guard.sessions.report import render_cli, render_markdown
+
+__all__ = ["session"]
+
+session_option = click.option(
+    "--session",
+    "session_id",
+    default=None,
+    help=f"Session id [default: ${SESSION_VARIABLE}].",
+)
+
+
+def _invocation(policy: Path | None, log_dir: Path | None) -> Invocation:
+    return resolve_invocation(level=None, policy=policy, log_dir=log_dir)
+
+
+@click.group()
+def session() -> None:
+    """Start, inspect, resume and end an agent session."""
+
+
+@session.command()
+@click.option(
+    "--task", "tasks", multiple=True, required=True, help="Task id, e.g. ST-A-001."
+)
+@click.option(
+    "--plan",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Plan file, e.g. docs/plans/PlanA_Routing.md.",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["L0", "L1"], case_sensitive=False),
+    default="L1",
+    show_default=True,
+    help="Starting level; L2 and L3 need `guard escalate`.",
+)
+@click.option("--role", default=None, help="The agent's role, for the session log.")
+@click.option(
+    "--require-taskboard", is_flag=True, help="Each task must be on the task board."
+)
+@click.option(
+    "--shell",
+    type=click.Choice(["sh", "pwsh"]),
+    default="sh",
+    show_default=True,
+    help="Form of the printed export line.",
+)
+@policy_option
+@log_dir_option
+@guard_errors
+def start(
+    tasks: tuple[str, ...],
+    plan: Path,
+    level: str,
+    role: str | None,
+    require_taskboard: bool,
+    shell: str,
+    policy: Path | None,
+    log_dir: Path | None,
+) -> None:
+    """Check the preconditions and start a session; print its id and export line."""
+    invocation = _invocation(policy, log_dir)
+    request = StartRequest(
+        task_ids=tasks,
+        plan=plan,
+        level=Level.parse(level),
+        role=role,
+        require_taskboard=require_taskboard,
+    )
+    session_id = start_session(
+        invocation.workspace, invocation.log_dir, invocation.policy, request
+    )
+    click.echo(session_id)
+    if shell == "pwsh":
+        click.echo(f'$env:{SESSION_VARIABLE} = "{session_id}"')
+    else:
+        click.echo(f"export {SESSION_VARIABLE}={session_id}")
+
+
+def _status_lines(status: SessionStatus) -> list[str]:
+    state = status.state
+    start = state.start
+    grant = status.grant
+    approval = "none"
+    if grant is not None:
+        limit = grant.max_commands if grant.max_commands is not None else "-"
+        approval = (
+            f"{grant.request_id} {grant.level.name} until "
+            f"{grant.expires_at or 'session end'}, used {status.grant_uses}/{limit}"
+        )
+    budget = ", ".join(f"{k} {v}" for k, v in status.budget.items()) or "none"
+    changes = [f"{c.path} ({c.kind})" for c in status.changes]
+    variables = [name for name, _ in status.env_overrides]
+    return [
+        f"session:   {state.session_id}"
+        + ("" if start else " (ad hoc: not started with `guard session start`)"),
+        f"tasks:     {', '.join(start.task_ids) if start else '-'}",
+        f"plan:      {start.plan if start and start.plan else '-'}",
+        f"level:     {status.level.name}",
+        f"approval:  {approval}",
+        f"commands:  {state.runs_total} run, {state.blocked_total} blocked",
+        f"budget:    {budget}",
+        f"tests:     {status.tests_run} run, {status.test_failures} failed"
+        + (f"; MUST STOP: {status.must_stop}" if status.must_stop else ""),
+        f"stopped:   {status.stopped or 'no'}",
+        f"overrides: {', '.join(changes + variables) or 'none outstanding'}",
+    ]
+
+
+def _status_json(status: SessionStatus) -> dict[str, object]:
+    state = status.state
+    return {
+        "schema_version": 1,
+        "session_id": state.session_id,
+        "managed": state.managed,
+        "level": status.level.name,
+        "approval": status.grant.request_id if status.grant else None,
+        "commands_run": state.runs_total,
+        "commands_blocked": state.blocked_total,
+        "budget": dict(status.budget),
+        "stopped": status.stopped,
+        "tests_run": status.tests_run,
+        "test_failures": status.test_failures,
+        "must_stop": status.must_stop,
+        "watched_changed": [change.path for change in status.changes],
+        "override_variables": [name for name, _ in status.env_overrides],
+    }
+
+
+@session.command()
+@session_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@policy_option
+@log_dir_option
+@guard_errors
+def status(
+    session_id: str | None, as_json: bool, policy: Path | None, log_dir: Path | None
+) -> None:
+    """Show the session's level, approvals, counts, budget and overrides."""
+    invocation = _invocation(policy, log_dir)
+    found = session_status(
+        invocation.workspace,
+        invocation.log_dir,
+        invocation.policy,
+        resolve_session_id(session_id, invocation.env),
+        invocation.env,
+    )
+    if as_json:
+        click.echo(json.dumps(_status_json(found), sort_keys=True))
+    else:
+        click.echo("\n".join(_status_lines(found)))
+
+
+@session.command()
+@session_option
+@click.option(
+    "--status",
+    "outcome",
+    type=click.Choice(["done", "blocked"]),
+    default="done",
+    show_default=True,
+    help="The task board status to report.",
+)
+@click.option("--next", "next_step", default=None, help="The next step to report.")
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the session log in the StateTrace template.",
+)
+@click.option(
+    "--require-reset", is_flag=True, help="Fail (exit 1) while a watched file differs."
+)
+@policy_option
+@log_dir_option
+@guard_errors
+def end(
+    session_id: str | None,
+    outcome: str,
+    next_step: str | None,
+    markdown: Path | None,
+    require_reset: bool,
+    policy: Path | None,
+    log_dir: Path | None,
+) -> None:
+    """End the session and print the report (PATCH SUMMARY ... NEXT STEP)."""
+    invocation = _invocation(policy, log_dir)
+    report = end_session(
+        invocation.workspace,
+        invocation.log_dir,
+        invocation.policy,
+        resolve_session_id(session_id, invocation.env),
+        status=outcome,
+        next_step=next_step,
+        require_reset=require_reset,
+    )
+    click.echo(render_cli(report), nl=False)
+    if markdown is not None:
+        try:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            markdown.write_text(render_markdown(report), encoding="utf-8")
+        except OSError as exc:
+            raise AuditError(f"cannot write {markdown}: {exc.strerror}") from exc
+
+
+@session.command()
+@session_option
+@click.option("--reason", default="", help="Why the operator resumes the session.")
+@policy_option
+@log_dir_option
+@guard_errors
+def resume(
+    session_id: str | None, reason: str, policy: Path | None, log_dir: Path | None
+) -> None:
+    """Resume a halted session (operator only): budgets count again from now."""
+    require_operator("guard session resume", os.environ)
+    invocation = _invocation(policy, log_dir)
+    state = resume_session(
+        invocation.log_dir,
+        invocation.policy,
+        resolve_session_id(session_id, invocation.env),
+        reason,
+    )
+    was = f" (was halted: {state.halt.reason})" if state.halt else ""
+    click.echo(f"resumed {state.session_id}{was}")

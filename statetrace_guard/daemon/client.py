@@ -1,0 +1,248 @@
+"""``guard run`` through the resident helper: the fast path.
+
+Imports only what the path needs (no click, pydantic, structlog, psutil or
+tree-sitter). Returns None whenever the in-process path must take over:
+options it does not parse itself (help, errors: click words those), no
+daemon yet (one is started for the next command), a stale or failing
+daemon. Once the daemon has answered ``start`` the command runs here, under
+the plan the daemon made, and the outcome goes back for the record; if the
+daemon is gone by then, the record is written from here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from statetrace_guard.daemon.protocol import (
+    DAEMON_VARIABLE,
+    ProtocolError,
+    recv_message,
+    runtime_dir,
+    send_message,
+    socket_path,
+)
+
+__all__ = ["IDLE_VARIABLE", "fast_run", "parse_run_args"]
+
+IDLE_VARIABLE = "STATETRACE_GUARD_DAEMON_IDLE"
+_LEVELS = {"l0": "L0", "l1": "L1", "l2": "L2", "l3": "L3"}
+_VALUE_OPTIONS = {
+    "--level": "level",
+    "--policy": "policy",
+    "--session": "session",
+    "--task": "task",
+    "--log-dir": "log_dir",
+    "--timeout": "timeout",
+    "--grace": "grace",
+    "--max-memory": "max_memory",
+    "--max-processes": "max_processes",
+}
+_FLAG_OPTIONS = {"--durable": "durable", "--require-sandbox": "require_sandbox"}
+
+
+def fast_run(args: list[str]) -> int | None:
+    """Run ``guard run ARGS`` via the daemon; None means "do it in-process"."""
+    if os.environ.get(DAEMON_VARIABLE) == "off" or not hasattr(os, "fork"):
+        return None
+    parsed = parse_run_args(args)
+    if parsed is None:
+        return None
+    options, argv = parsed
+    sock = _connect(socket_path())
+    if sock is None:
+        _start_daemon(socket_path())
+        return None
+    try:
+        return _exchange(sock, options, argv)
+    finally:
+        sock.close()
+
+
+def parse_run_args(args: list[str]) -> tuple[dict[str, Any], list[str]] | None:
+    """Parse ``guard run`` options as click would; None for anything unusual."""
+    options: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word == "--":
+            index += 1
+            break
+        if not word.startswith("-"):
+            break
+        name, has_value, value = word.partition("=")
+        if name in _FLAG_OPTIONS and not has_value:
+            options[_FLAG_OPTIONS[name]] = True
+        elif name in _VALUE_OPTIONS:
+            if not has_value:
+                index += 1
+                if index >= len(args):
+                    return None
+                value = args[index]
+            options[_VALUE_OPTIONS[name]] = value
+        else:
+            return None
+        index += 1
+    argv = args[index:]
+    if not argv or not _normalise(options):
+        return None
+    return options, argv
+
+
+def _convert(options: dict[str, Any]) -> bool:
+    """Convert values to their types in place; False when one does not fit."""
+    try:
+        if "level" in options:
+            options["level"] = _LEVELS[options["level"].lower()]
+        for name, kind in (("timeout", float), ("grace", float)):
+            if name in options:
+                options[name] = kind(options[name])
+        for name in ("max_memory", "max_processes"):
+            if name in options:
+                options[name] = int(options[name])
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def _normalise(options: dict[str, Any]) -> bool:
+    """Check and convert values in place; False sends the command to click."""
+    if not _convert(options):
+        return False
+    if options.get("timeout", 1.0) <= 0 or options.get("grace", 0.0) < 0:
+        return False
+    if min(options.get("max_memory", 1), options.get("max_processes", 1)) < 1:
+        return False
+    for name in ("policy", "log_dir"):
+        if name in options:
+            options[name] = os.path.abspath(options[name])
+    return True
+
+
+def _connect(path: str) -> Any:  # noqa: ANN401 - a _socket.socket or None
+    """Connect if the socket is ours and private; None otherwise."""
+    import _socket  # noqa: PLC0415 - the C module: no enum/selectors import
+
+    try:
+        folder = os.stat(os.path.dirname(path))
+        if folder.st_uid != os.geteuid() or folder.st_mode & 0o077:
+            return None  # not a directory only we control: never trust it
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _exchange(sock: Any, options: dict[str, Any], argv: list[str]) -> int | None:  # noqa: ANN401
+    request = {
+        "op": "run",
+        "argv": argv,
+        "options": options,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "pid": os.getpid(),
+    }
+    try:
+        send_message(sock, request)
+        reply = recv_message(sock)
+    except (ProtocolError, OSError):
+        return None  # nothing ran: the in-process path judges afresh
+    op = reply.get("op")
+    if op == "blocked":
+        _say(reply["message"])
+        return int(reply["exit"])
+    if op == "error":
+        _say(f"error: {reply['message']}")
+        if reply.get("hint"):
+            _say(f"hint: {reply['hint']}")
+        return int(reply["exit"])
+    if op != "start":
+        return None
+    return _run_started(sock, reply)
+
+
+def _run_started(sock: Any, reply: dict[str, Any]) -> int:  # noqa: ANN401
+    from statetrace_guard.daemon.wire import backend_from_wire, plan_from_wire  # noqa: PLC0415
+    from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415
+
+    spec = reply["spec"]
+    outcome = run(
+        RunSpec(
+            argv=spec["argv"],
+            cwd=spec["cwd"],
+            env=spec["env"],
+            timeout=spec["timeout"],
+            grace=spec["grace"],
+            max_memory=spec["max_memory"],
+            max_processes=spec["max_processes"],
+            plan=plan_from_wire(reply["plan"]),
+            backend=backend_from_wire(reply["plan"]),
+            allow_background=spec["allow_background"],
+        )
+    )
+    record = outcome.as_record()
+    record["exit_code"] = outcome.exit_status
+    try:
+        send_message(sock, {"op": "finished", "outcome": record})
+        recv_message(sock)
+    except (ProtocolError, OSError):
+        _finish_here(reply, record)
+    return int(outcome.exit_status)
+
+
+def _finish_here(reply: dict[str, Any], record: dict[str, Any]) -> None:
+    """The daemon died mid-command: write ``command.finished`` from here."""
+    import shutil  # noqa: PLC0415 - rare path
+
+    from statetrace_guard.audit.trail import CommandFacts, Trail  # noqa: PLC0415
+    from statetrace_guard.errors import AuditError  # noqa: PLC0415
+
+    trail = reply["trail"]
+    facts: dict[str, Any] = {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in trail["facts"].items()
+    }
+    from pathlib import Path  # noqa: PLC0415 - rare path
+
+    try:
+        Trail(Path(trail["log_dir"]), trail["session_id"]).finished(
+            CommandFacts(**facts), record | {"recorded_by": "client"}
+        )
+    except AuditError as error:
+        _say(f"guard: warning: command.finished not recorded: {error.message}")
+    shutil.rmtree(reply["spec"]["private_tmp"], ignore_errors=True)
+
+
+def _start_daemon(path: str) -> None:
+    """Start a detached daemon for the next command (double fork + setsid).
+
+    It must not be our child: the runner ends a program's leftovers, and
+    a daemon started by this guard would count as one.
+    """
+    os.makedirs(runtime_dir(), mode=0o700, exist_ok=True)
+    idle = os.environ.get(IDLE_VARIABLE, "900")
+    argv = [sys.executable, "-m", "statetrace_guard.daemon.server", path, idle]
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module
+    finally:
+        os._exit(0)
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,96 @@
+"""The wire between ``guard run`` and its resident helper.
+
+Messages are dicts of plain values (str, int, float, bool, None, list, dict),
+framed as a 4-byte big-endian length and a :mod:`marshal` payload: marshal is
+built in, so the client pays no import for it. Both ends are the same
+interpreter and package (the socket name is derived from both), and the
+daemon accepts only its own user, so marshal's format never crosses a trust
+boundary. Everything here is import-light on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import sys
+from typing import Any
+
+from statetrace_guard._version import __version__
+from statetrace_guard.home import guard_home_text
+
+__all__ = [
+    "DAEMON_VARIABLE",
+    "MAX_MESSAGE",
+    "ProtocolError",
+    "code_fingerprint",
+    "recv_message",
+    "runtime_dir",
+    "send_message",
+    "socket_path",
+]
+
+MAX_MESSAGE = 16 * 1024 * 1024
+# "off" runs every command in-process (no resident helper).
+DAEMON_VARIABLE = "STATETRACE_GUARD_DAEMON"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0]
+
+
+class ProtocolError(Exception):
+    """The peer closed the connection or sent something malformed."""
+
+
+def runtime_dir() -> str:
+    """The private directory holding the socket (mode 0700, under guard home)."""
+    return os.path.join(guard_home_text(), "run")
+
+
+def socket_path() -> str:
+    """The socket for this interpreter, package location and version."""
+    key = f"{sys.executable}|{_PACKAGE_DIR}|{__version__}".encode()
+    digest = hashlib.sha256(key).hexdigest()[:16]
+    return os.path.join(runtime_dir(), f"guardd-{digest}.sock")
+
+
+def code_fingerprint() -> int:
+    """The newest modification time in the package: a change means restart."""
+    newest = 0
+    for folder, _dirs, files in os.walk(_PACKAGE_DIR):
+        for name in files:
+            if name.endswith((".py", ".toml")):
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
+    return newest
+
+
+def send_message(sock: Any, message: dict[str, Any]) -> None:  # noqa: ANN401 - socket or _socket
+    """Send one framed message."""
+    payload = marshal.dumps(message)
+    if len(payload) > MAX_MESSAGE:
+        raise ProtocolError("message too large")
+    sock.sendall(len(payload).to_bytes(4, "big") + payload)
+
+
+def recv_message(sock: Any) -> dict[str, Any]:  # noqa: ANN401 - socket or _socket
+    """Receive one framed message; raise ProtocolError on EOF or garbage."""
+    size = int.from_bytes(_recv_exact(sock, 4), "big")
+    if size > MAX_MESSAGE:
+        raise ProtocolError("message too large")
+    try:
+        message = marshal.loads(_recv_exact(sock, size))  # noqa: S302 - same user, same package; see module docstring
+    except (ValueError, EOFError, TypeError) as exc:
+        raise ProtocolError(f"malformed message: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("message is not a mapping")
+    return message
+
+
+def _recv_exact(sock: Any, size: int) -> bytes:  # noqa: ANN401 - socket or _socket
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = sock.recv(min(remaining, 1 << 16))
+        if not chunk:
+            raise ProtocolError("connection closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

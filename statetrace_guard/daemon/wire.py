@@ -1,0 +1,68 @@
+"""Plans and run parameters as plain values, for the socket and back.
+
+Both ends build the same frozen values: :func:`plan_to_wire` on the daemon,
+:func:`plan_from_wire` on the client. Only sandbox modules are imported here
+(and only when called), never the judging or recording layers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
+
+__all__ = ["backend_from_wire", "plan_from_wire", "plan_to_wire"]
+
+
+def plan_to_wire(plan: SandboxPlan, backend: SandboxBackend) -> dict[str, Any]:
+    """Flatten a plan and the backend's probe result for the client."""
+    return {
+        "level": int(plan.level),
+        "network_open": plan.network_open,
+        "enforcement": dict(plan.enforcement),
+        "missing": list(plan.missing),
+        "grants": [[grant.path, grant.kind] for grant in plan.grants],
+        "readonly": list(plan.readonly),
+        "backend": plan.backend,
+        "details": {str(k): v for k, v in plan.details.items()},
+        "capabilities": _fields(backend.probe()),
+    }
+
+
+def _fields(value: object) -> dict[str, Any]:
+    """A dataclass's own fields as a dict (shallow: the values are plain)."""
+    from dataclasses import fields  # noqa: PLC0415 - daemon side only
+
+    return {item.name: getattr(value, item.name) for item in fields(value)}  # type: ignore[arg-type]
+
+
+def plan_from_wire(data: dict[str, Any]) -> SandboxPlan:
+    """Rebuild the plan the daemon made."""
+    from statetrace_guard.levels import Level  # noqa: PLC0415 - client path
+    from statetrace_guard.sandbox.base import Grant, SandboxPlan  # noqa: PLC0415
+
+    return SandboxPlan(
+        level=Level(data["level"]),
+        network_open=bool(data["network_open"]),
+        enforcement=dict(data["enforcement"]),
+        missing=tuple(data["missing"]),
+        grants=tuple(Grant(path, kind) for path, kind in data["grants"]),
+        readonly=tuple(data["readonly"]),
+        backend=data["backend"],
+        details=dict(data["details"]),
+    )
+
+
+def backend_from_wire(data: dict[str, Any]) -> SandboxBackend:
+    """The same backend the daemon planned with, trusting its probe result."""
+    from statetrace_guard.sandbox.base import Capabilities  # noqa: PLC0415
+
+    capabilities = Capabilities(**data["capabilities"])
+    if data["backend"] == "linux":
+        from statetrace_guard.sandbox.linux import LinuxBackend  # noqa: PLC0415
+
+        return LinuxBackend(capabilities)
+    from statetrace_guard.sandbox.unsafe_none import UnsafeNoSandbox  # noqa: PLC0415
+
+    return UnsafeNoSandbox()

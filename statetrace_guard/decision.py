@@ -1,0 +1,391 @@
+"""Decide: the strictest requirement of every simple command wins.
+
+For each simple command the required level comes from the strictest policy
+rule that matches it, else from the policy's level for each of its effects.
+Three invariants hold whatever the rules say:
+
+* network and install effects found by the classifier need L3 and the
+  operator's opt-in variable set to exactly ``1``;
+* a write to the guard's own files (its log subdirectories, its home, the
+  policy file) or outside the workspace and temporary directories is never
+  allowed;
+* setting ``STATETRACE_GUARD_*`` is never allowed, and setting an opt-in
+  variable is allowed only at L3 when the operator already set it to ``1``
+  (it then grants nothing new; the plan lists that form at L3).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from statetrace_guard.classify.model import Classification, SimpleCommand
+from statetrace_guard.levels import (
+    OPT_IN_INSTALL,
+    OPT_IN_NET,
+    Effect,
+    Level,
+    format_level,
+)
+from statetrace_guard.policy import CompiledPolicy, CompiledRule
+
+__all__ = [
+    "CommandVerdict",
+    "Decision",
+    "DecisionContext",
+    "Verdict",
+    "decide",
+    "describe_command",
+    "matching_rules",
+    "max_required",
+]
+
+_OPT_IN_FOR_EFFECT = {Effect.NETWORK: OPT_IN_NET, Effect.INSTALL: OPT_IN_INSTALL}
+_OPT_IN_VARIABLES = frozenset(_OPT_IN_FOR_EFFECT.values())
+_GUARD_VARIABLE_PREFIX = "STATETRACE_GUARD_"
+_SINK_PATHS = ("/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/fd/")
+
+
+class Decision(IntEnum):
+    """Ordered so that the strictest wins with ``max``."""
+
+    ALLOW = 0
+    DENY = 2
+
+    @property
+    def label(self) -> str:
+        """The word records and JSON use: ``allow`` or ``block``."""
+        return "allow" if self is Decision.ALLOW else "block"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """The facts about the machine that a decision needs, resolved once."""
+
+    workspace: str
+    cwd: str
+    protected: tuple[str, ...]
+    temp_dirs: tuple[str, ...] = ("/tmp", "/var/tmp")  # noqa: S108 - writable rooms, not files we create
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandVerdict:
+    """What one simple command needs, and the rule that said so."""
+
+    command: SimpleCommand
+    effects: frozenset[Effect]
+    required: Level | None
+    rule: str
+    reasons: tuple[str, ...]
+    opt_ins: frozenset[str]
+    matched: CompiledRule | None
+
+    def allowed_at(self, level: Level, env: Mapping[str, str]) -> bool:
+        """Return whether this command may run at ``level`` with ``env``."""
+        if self.required is None or level < self.required:
+            return False
+        return all(env.get(name) == "1" for name in self.opt_ins)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision on a whole command line."""
+
+    decision: Decision
+    level: Level
+    required_level: Level | None
+    effects: frozenset[Effect]
+    commands: tuple[CommandVerdict, ...]
+    reasons: tuple[str, ...]
+    blocking: CommandVerdict | None
+    opt_ins: frozenset[str]
+
+    @property
+    def allowed(self) -> bool:
+        """True when the command may run."""
+        return self.decision is Decision.ALLOW
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The distinct rules that decided, in order of first use."""
+        return tuple(dict.fromkeys(verdict.rule for verdict in self.commands))
+
+
+def max_required(levels: Sequence[Level | None]) -> Level | None:
+    """Combine requirements: ``None`` (never) dominates every level."""
+    if any(level is None for level in levels):
+        return None
+    return max((level for level in levels if level is not None), default=Level.L0)
+
+
+def decide(
+    classification: Classification,
+    policy: CompiledPolicy,
+    level: Level,
+    ctx: DecisionContext,
+) -> Verdict:
+    """Judge every simple command and combine: the strictest wins."""
+    verdicts = tuple(
+        _judge(command, policy, ctx) for command in classification.commands
+    )
+    required = max_required([verdict.required for verdict in verdicts])
+    blocking = next((v for v in verdicts if not v.allowed_at(level, ctx.env)), None)
+    effects = frozenset().union(*(verdict.effects for verdict in verdicts))
+    opt_ins = frozenset().union(*(verdict.opt_ins for verdict in verdicts))
+    reasons = [reason for verdict in verdicts for reason in verdict.reasons]
+    reasons.extend(f"parse: {error}" for error in classification.parse_errors)
+    return Verdict(
+        decision=Decision.ALLOW if blocking is None else Decision.DENY,
+        level=level,
+        required_level=required,
+        effects=effects,
+        commands=verdicts,
+        reasons=tuple(dict.fromkeys(reasons)),
+        blocking=blocking,
+        opt_ins=opt_ins,
+    )
+
+
+def describe_command(command: SimpleCommand, limit: int = 60) -> str:
+    """Render a command for one-line messages, shortened to ``limit``."""
+    text = " ".join(command.argv) or command.name
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _judge(
+    command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
+) -> CommandVerdict:
+    rule = _strictest_rule(command, policy)
+    if rule is not None:
+        effects = rule.effects or command.effects
+        parts = [_Part(rule.level, rule.id, f"rule {rule.id}")]
+    else:
+        effects = command.effects
+        parts = [_effect_part(effect, policy) for effect in sorted(effects)]
+    parts.extend(_floor_parts(command.effects | effects))
+    parts.extend(_write_parts(command, policy, ctx))
+    parts.extend(_env_parts(command))
+    return _combine(command, frozenset(effects), parts, rule)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One requirement found on a command, with the rule that states it."""
+
+    required: Level | None
+    rule: str
+    why: str
+    opt_in: str | None = None
+
+
+def _combine(
+    command: SimpleCommand,
+    effects: frozenset[Effect],
+    parts: list[_Part],
+    rule: CompiledRule | None,
+) -> CommandVerdict:
+    required = max_required([part.required for part in parts])
+    deciding = _deciding_part(parts)
+    opt_ins = frozenset(part.opt_in for part in parts if part.opt_in)
+    effect_text = ", ".join(sorted(effect.value for effect in effects)) or "nothing"
+    need = format_level(required)
+    if opt_ins and required is not None:
+        need += " with " + " and ".join(f"{name}=1" for name in sorted(opt_ins))
+    reasons = [
+        f"{command.name}: {effect_text} ({command.spec}) needs {need}: {deciding.why}"
+    ]
+    reasons.extend(f"{command.name}: {reason}" for reason in command.reasons)
+    return CommandVerdict(
+        command=command,
+        effects=effects | _written_effect(command),
+        required=required,
+        rule=deciding.rule,
+        reasons=tuple(reasons),
+        opt_ins=opt_ins,
+        matched=rule,
+    )
+
+
+def _deciding_part(parts: list[_Part]) -> _Part:
+    """The strictest part; on a tie the first, so a policy rule names itself."""
+
+    def strictness(part: _Part) -> int:
+        return 4 if part.required is None else int(part.required)
+
+    default = _Part(Level.L0, "effect:read", "reads only")
+    return max(parts, key=strictness, default=default)
+
+
+def _written_effect(command: SimpleCommand) -> frozenset[Effect]:
+    return (
+        frozenset({Effect.WRITE})
+        if command.redirects or command.writes
+        else frozenset()
+    )
+
+
+def matching_rules(
+    command: SimpleCommand, policy: CompiledPolicy
+) -> list[CompiledRule]:
+    """Every policy rule that matches a simple command, in policy order."""
+    candidates = list(policy.by_program.get(command.name.lower(), ()))
+    if command.script:
+        script = command.script.lower()
+        candidates.extend(
+            rule
+            for rule in policy.script_rules
+            if rule.script_pattern and rule.script_pattern.fullmatch(script)
+        )
+    return [rule for rule in candidates if _args_match(rule, command.argv[1:])]
+
+
+def _strictest_rule(
+    command: SimpleCommand, policy: CompiledPolicy
+) -> CompiledRule | None:
+    matching = matching_rules(command, policy)
+    if not matching:
+        return None
+    return max(matching, key=lambda rule: 4 if rule.level is None else int(rule.level))
+
+
+def _args_match(rule: CompiledRule, args: tuple[str, ...]) -> bool:
+    if rule.args_prefix:
+        given = tuple(arg.lower() for arg in args[: len(rule.args_prefix)])
+        if given != rule.args_prefix:
+            return False
+    return (
+        rule.args_pattern is None
+        or rule.args_pattern.search(" ".join(args)) is not None
+    )
+
+
+def _effect_part(effect: Effect, policy: CompiledPolicy) -> _Part:
+    required = policy.effect_levels[effect]
+    return _Part(
+        required, f"effect:{effect.value}", f"the policy's level for {effect.value}"
+    )
+
+
+def _floor_parts(effects: frozenset[Effect]) -> list[_Part]:
+    """Network and install need L3 and the opt-in, whatever a rule says."""
+    return [
+        _Part(
+            Level.L3,
+            f"effect:{effect.value}",
+            f"{effect.value} needs the operator's opt-in",
+            opt_in=name,
+        )
+        for effect, name in _OPT_IN_FOR_EFFECT.items()
+        if effect in effects
+    ]
+
+
+def _write_parts(
+    command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
+) -> list[_Part]:
+    parts = []
+    for target in (*command.writes, *command.redirects):
+        where = _classify_target(target, ctx)
+        if where == "protected":
+            parts.append(
+                _Part(
+                    None, "self-protect", f"writes {target}, which belongs to the guard"
+                )
+            )
+        elif where == "outside":
+            parts.append(
+                _Part(
+                    None,
+                    "write-outside-workspace",
+                    f"writes {target}, outside the workspace",
+                )
+            )
+        elif where == "repo-config":
+            why = (
+                f"writes {target}: git hooks and config run later, outside any sandbox"
+            )
+            parts.append(_Part(Level.L2, "git-hooks-config", why))
+        elif where == "inside":
+            required = policy.effect_levels[Effect.WRITE]
+            parts.append(_Part(required, "effect:write", f"writes {target}"))
+    return parts
+
+
+def _env_parts(command: SimpleCommand) -> list[_Part]:
+    parts = []
+    for name in command.env_sets:
+        upper = name.upper()
+        if upper.startswith(_GUARD_VARIABLE_PREFIX):
+            parts.append(
+                _Part(
+                    None,
+                    "protect-guard-variables",
+                    f"sets {upper}, which configures the guard",
+                )
+            )
+        elif upper in _OPT_IN_VARIABLES:
+            why = f"sets {upper}, which only the operator grants (allowed when it is 1)"
+            parts.append(_Part(Level.L3, "protect-opt-in", why, opt_in=upper))
+    return parts
+
+
+def _classify_target(target: str, ctx: DecisionContext) -> str:
+    """Say where a written path lands: sink, inside, repo-config, outside, protected."""
+    if target in {"$null", "&1", "&2", "-"} or target.startswith(_SINK_PATHS):
+        return "sink"
+    resolved = _resolve(target, ctx.cwd)
+    if resolved is None:
+        return "outside"
+    if _is_protected(resolved, ctx):
+        return "protected"
+    git = f"{ctx.workspace}/.git"
+    if _within(resolved, f"{git}/hooks") or resolved == f"{git}/config":
+        return "repo-config"
+    if _within(resolved, ctx.workspace) or any(
+        _within(resolved, tmp) for tmp in ctx.temp_dirs
+    ):
+        return "inside"
+    return "outside"
+
+
+def _is_protected(resolved: str, ctx: DecisionContext) -> bool:
+    """Inside a guard-owned path, or an ancestor of one below the workspace.
+
+    Compared case-insensitively: on Windows and macOS ``LOGS/SESSIONS`` is
+    the same directory, and on Linux refusing a look-alike costs nothing.
+    """
+    path = resolved.lower()
+    workspace = ctx.workspace.lower()
+    for owned in (item.lower() for item in ctx.protected):
+        if _within(path, owned):
+            return True
+        if _within(owned, path) and not _within(workspace, path):
+            return True
+    return False
+
+
+def _resolve(target: str, cwd: str) -> str | None:
+    """Resolve a written path as the program would; None when it cannot be known.
+
+    Backslashes are separators (PowerShell on Windows); a drive or provider
+    prefix (``C:``, ``HKCU:``) and a home reference name places the guard
+    cannot vouch for on this machine.
+    """
+    text = target.replace("\\", "/")
+    if text.startswith("~") or _has_drive(text):
+        return None
+    joined = text if text.startswith("/") else f"{cwd}/{text}"
+    return os.path.realpath(joined)
+
+
+def _has_drive(text: str) -> bool:
+    """True for ``C:...``, ``HKCU:...``, ``Env:...``: not a path on this disk."""
+    head, sep, _ = text.partition(":")
+    return bool(sep) and bool(head) and "/" not in head
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")

@@ -1,0 +1,36 @@
+"""The ``guard`` console script.
+
+``guard run`` first tries the resident helper (:mod:`statetrace_guard.daemon`),
+which keeps the path to the program at a few milliseconds; everything else,
+and ``run`` whenever the helper cannot serve it, goes through the click
+layer. Failures of ``guard run`` itself never look like the program's own
+status: click's usage errors under ``run`` become 125 (see errors.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+_CLICK_USAGE_ERROR = 2
+_RUN_GUARD_FAILED = 125
+
+
+def main() -> None:
+    """Dispatch ``guard run`` to the fast path, everything else to click."""
+    args = sys.argv[1:]
+    if args[:1] == ["run"]:
+        from statetrace_guard.daemon.client import fast_run  # noqa: PLC0415 - lean path
+
+        status = fast_run(args[1:])
+        if status is not None:
+            sys.exit(status)
+    from statetrace_guard.cli import main as cli_main  # noqa: PLC0415 - heavy path
+
+    try:
+        cli_main.main(prog_name="guard", standalone_mode=True)
+    except SystemExit as exit_:
+        if args[:1] == ["run"] and exit_.code == _CLICK_USAGE_ERROR:
+            sys.exit(_RUN_GUARD_FAILED)
+        raise

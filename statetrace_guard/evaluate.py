@@ -1,0 +1,83 @@
+"""Classify then decide: the one judgement every subcommand shares.
+
+``run``, ``check``, ``explain`` and ``replay`` all call :func:`evaluate`, so
+they can never disagree about a command.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from statetrace_guard.classify.model import Classification, ClassifyContext
+from statetrace_guard.decision import DecisionContext, Verdict, decide
+from statetrace_guard.levels import Level
+from statetrace_guard.paths import guard_owned_paths
+from statetrace_guard.policy import CompiledPolicy
+
+__all__ = ["POLICY_FILE_NAME", "Judgement", "Place", "evaluate", "make_place"]
+
+POLICY_FILE_NAME = "guard.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a command is judged: resolved once per guard invocation."""
+
+    classify: ClassifyContext
+    decide: DecisionContext
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A classification and the verdict on it."""
+
+    classification: Classification
+    verdict: Verdict
+
+
+def make_place(
+    cwd: Path,
+    workspace: Path,
+    log_dir: Path,
+    policy_file: Path | None,
+    env: Mapping[str, str],
+) -> Place:
+    """Resolve the paths a judgement needs: workspace, protected, temp."""
+    cwd_text = os.path.realpath(cwd)
+    workspace_text = os.path.realpath(workspace)
+    # guard.toml at the workspace root is protected even while absent: an
+    # agent that could create it would choose the next command's policy.
+    owned = (*guard_owned_paths(log_dir, policy_file), workspace / POLICY_FILE_NAME)
+    protected = tuple(dict.fromkeys(os.path.realpath(path) for path in owned))
+    temp_dirs = tuple(
+        dict.fromkeys(
+            os.path.realpath(path)
+            for path in ("/tmp", "/var/tmp", tempfile.gettempdir())  # noqa: S108 - writable rooms
+        )
+    )
+    return Place(
+        classify=ClassifyContext(cwd=cwd_text, workspace=workspace_text),
+        decide=DecisionContext(
+            workspace=workspace_text,
+            cwd=cwd_text,
+            protected=protected,
+            temp_dirs=temp_dirs,
+            env=dict(env),
+        ),
+    )
+
+
+def evaluate(
+    argv: Sequence[str], level: Level, policy: CompiledPolicy, place: Place
+) -> Judgement:
+    """Classify ``argv`` and decide on it at ``level``."""
+    from statetrace_guard.classify import classify_argv  # noqa: PLC0415 - parsers load on first use
+
+    classification = classify_argv(argv, place.classify)
+    return Judgement(
+        classification, decide(classification, policy, level, place.decide)
+    )

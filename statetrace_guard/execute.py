@@ -1,0 +1,496 @@
+"""``guard run``: judge, record, enforce, run, record again.
+
+The order is the product's promise: nothing runs unless it is allowed and
+its ``command.started`` record is on disk; a blocked command gets one
+``command.blocked`` record and exit 126; the program's own status passes
+through. Heavy modules (the audit trail, the sandbox, the runner) are
+imported only on the path that needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from statetrace_guard.decision import Verdict, describe_command
+from statetrace_guard.errors import ExitCode, SandboxUnavailable, SessionError
+from statetrace_guard.evaluate import Judgement, evaluate
+from statetrace_guard.invocation import Invocation
+from statetrace_guard.levels import (
+    OPT_IN_INSTALL,
+    OPT_IN_NET,
+    Effect,
+    Level,
+    format_level,
+)
+from statetrace_guard.paths import GUARD_LOG_SUBDIRS
+from statetrace_guard.policy import CompiledPolicy
+from statetrace_guard.session_ids import allocate_session_id, check_session_id
+from statetrace_guard.sessions.gate import (
+    SessionContext,
+    admit,
+    join_session,
+    note_outcome,
+)
+
+if TYPE_CHECKING:
+    from statetrace_guard.audit.trail import CommandFacts, Trail
+    from statetrace_guard.sandbox.base import SandboxPlan
+
+__all__ = [
+    "ACTIVE_VARIABLE",
+    "SESSION_VARIABLE",
+    "Blocked",
+    "Prepared",
+    "RunOptions",
+    "block_message",
+    "finish",
+    "guarded_run",
+    "prepare",
+]
+
+SESSION_VARIABLE = "STATETRACE_GUARD_SESSION"
+# Set in every guarded program's environment: operator commands refuse to run
+# under it (an agent must not approve its own escalation).
+ACTIVE_VARIABLE = "STATETRACE_GUARD_ACTIVE"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The ``guard run`` options beyond those in :class:`Invocation`."""
+
+    argv: tuple[str, ...]
+    session: str | None = None
+    task: str | None = None
+    timeout: float | None = None
+    grace: float | None = None
+    durable: bool = False
+    require_sandbox: bool = False
+    max_memory: int | None = None
+    max_processes: int | None = None
+    # The pid of the guard process the agent started; the resident helper
+    # judges on its behalf, and the record must name the agent's guard.
+    pid: int | None = None
+    via: str = "in-process"
+
+
+def block_message(verdict: Verdict) -> str:
+    """The one line a blocked command prints on stderr."""
+    item = verdict.blocking
+    if item is None:  # pragma: no cover - only called for blocked verdicts
+        return "guard: blocked"
+    effects = ", ".join(sorted(effect.value for effect in item.effects))
+    need = format_level(item.required)
+    missing = sorted(
+        name for name in item.opt_ins if verdict_env_missing(verdict, name)
+    )
+    if item.required is not None and missing and verdict.level >= item.required:
+        need += " with " + " and ".join(f"{name}=1" for name in missing)
+    return (
+        f"guard: blocked: {describe_command(item.command)} ({effects}) needs {need}, "
+        f"session is {verdict.level.name} (rule {item.rule})"
+    )
+
+
+def verdict_env_missing(verdict: Verdict, name: str) -> bool:
+    """True when the blocking command needs opt-in ``name`` and it is not 1."""
+    return verdict.blocking is not None and name in verdict.blocking.opt_ins
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """A command that will not run: guard's exit status and its one line."""
+
+    exit_status: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An allowed command whose ``command.started`` record is on disk.
+
+    Everything the runner needs, computed once; ``finish`` records the end.
+    """
+
+    facts: CommandFacts
+    trail: Trail
+    session: SessionContext
+    verdict: Verdict
+    log_dir: str
+    policy: CompiledPolicy
+    plan: SandboxPlan
+    backend: Any
+    private_tmp: str
+    argv: tuple[str, ...]
+    cwd: str
+    env: dict[str, str]
+    timeout: float | None
+    grace: float
+    max_memory: int | None
+    max_processes: int | None
+    allow_background: bool
+
+
+def guarded_run(invocation: Invocation, options: RunOptions) -> int:
+    """Judge, record and run one command; return guard's exit status."""
+    from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415 - run path only
+
+    prepared = prepare(invocation, options)
+    if isinstance(prepared, Blocked):
+        _say(prepared.message)
+        return prepared.exit_status
+    try:
+        spec = RunSpec(
+            argv=prepared.argv,
+            cwd=prepared.cwd,
+            env=prepared.env,
+            timeout=prepared.timeout,
+            grace=prepared.grace,
+            max_memory=prepared.max_memory,
+            max_processes=prepared.max_processes,
+            plan=prepared.plan,
+            backend=prepared.backend,
+            allow_background=prepared.allow_background,
+        )
+        outcome = run(spec)
+        finish(prepared, outcome.as_record())
+        return int(outcome.exit_status)
+    finally:
+        shutil.rmtree(prepared.private_tmp, ignore_errors=True)
+
+
+def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
+    """Judge the command and, if allowed, write ``command.started``.
+
+    The session decides the level (its approvals raise it, budgets and stop
+    conditions block). Returns Blocked (after recording ``command.blocked``)
+    when the policy or the session says no. Raises GuardError (exit 125
+    under ``run``) when the start cannot be recorded or required enforcement
+    is missing: nothing runs then.
+    """
+    session_id = _session_id(invocation, options)
+    escalation = _inline_escalation(invocation, options, session_id)
+    if escalation is not None:
+        return escalation
+    try:
+        session = join_session(
+            invocation.log_dir, session_id, invocation.requested_level, invocation.env
+        )
+    except SessionError as error:
+        return Blocked(ExitCode.RUN_BLOCKED, f"guard: blocked: {error.message}")
+    invocation = replace(invocation, level=session.level)
+    judgement = evaluate(
+        options.argv, invocation.level, invocation.policy, invocation.place
+    )
+    trail = _open_trail(invocation, session_id, options)
+    facts = _facts(invocation, options, judgement, session)
+    verdict = judgement.verdict
+    blocked = _refuse(trail, facts, session, invocation, verdict)
+    if blocked is not None:
+        return blocked
+    private_tmp = _private_tmp()
+    try:
+        plan, backend = _plan(invocation, options, private_tmp)
+        trail.started(facts, plan.enforcement)
+    except BaseException:
+        shutil.rmtree(private_tmp, ignore_errors=True)
+        raise
+    limits = _rule_limits(verdict)
+    return Prepared(
+        facts=facts,
+        trail=trail,
+        session=session,
+        verdict=verdict,
+        log_dir=str(invocation.log_dir),
+        policy=invocation.policy,
+        plan=plan,
+        backend=backend,
+        private_tmp=private_tmp,
+        argv=options.argv,
+        cwd=str(invocation.cwd),
+        env=_child_env(invocation.env, session_id, private_tmp),
+        timeout=_first(options.timeout, limits.get("timeout")),
+        grace=_first(options.grace, invocation.policy.settings.grace_seconds) or 0.0,
+        max_memory=_first(options.max_memory, limits.get("max_memory")),
+        max_processes=_first(options.max_processes, limits.get("max_processes")),
+        allow_background=bool(limits.get("background")),
+    )
+
+
+def _inline_escalation(
+    invocation: Invocation, options: RunOptions, session_id: str
+) -> Blocked | None:
+    """Serve ``guard run -- guard escalate ...`` here, not as a child.
+
+    The request must reach guard's home, which no guarded program may write;
+    the agent asking for more is exactly what escalation is for, so the
+    guard records the request itself. Nothing runs; the exit is 0.
+    """
+    from statetrace_guard.sessions.escalation import (  # noqa: PLC0415 - rare path
+        escalate_session,
+        parse_escalation,
+    )
+
+    parsed = parse_escalation(options.argv)
+    if parsed is None:
+        return None
+    try:
+        request = escalate_session(invocation.log_dir, session_id, *parsed)
+    except SessionError as error:
+        return Blocked(ExitCode.RUN_BLOCKED, f"guard: blocked: {error.message}")
+    return Blocked(
+        ExitCode.OK,
+        f"guard: escalation requested: {request} "
+        f"(the operator runs `guard approve {request}`)",
+    )
+
+
+def _refuse(
+    trail: Trail,
+    facts: CommandFacts,
+    session: SessionContext,
+    invocation: Invocation,
+    verdict: Verdict,
+) -> Blocked | None:
+    """Block what the policy or the session refuses; None lets it run."""
+    if not verdict.allowed:
+        message = block_message(verdict)
+        return _block(trail, facts, session, invocation, verdict, message)
+    refusal = admit(session, invocation.log_dir, invocation.policy, verdict)
+    if refusal is None:
+        return None
+    facts = replace(
+        facts,
+        decision="block",
+        reasons=(*facts.reasons, refusal),
+        rules=(*facts.rules, "session"),
+    )
+    level = invocation.level.name
+    message = f"guard: blocked: {refusal}, session is {level} (rule session)"
+    return _block(trail, facts, session, invocation, verdict, message)
+
+
+def _block(
+    trail: Trail,
+    facts: CommandFacts,
+    session: SessionContext,
+    invocation: Invocation,
+    verdict: Verdict,
+    message: str,
+) -> Blocked:
+    """Record ``command.blocked`` and what the session makes of it."""
+    trail.blocked(facts)
+    _session_events(
+        trail, session, invocation.log_dir, invocation.policy, verdict, None
+    )
+    return Blocked(ExitCode.RUN_BLOCKED, message)
+
+
+def _session_events(
+    trail: Trail,
+    session: SessionContext,
+    log_dir: Path,
+    policy: CompiledPolicy,
+    verdict: Verdict,
+    outcome: Mapping[str, Any] | None,
+) -> None:
+    for event, fields in note_outcome(session, log_dir, policy, verdict, outcome):
+        trail.event(event, fields)
+
+
+def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> None:
+    """Record ``command.finished``; the program already ran, so failure warns."""
+    record = dict(outcome)
+    record.setdefault("exit_code", record.get("exit_status"))
+    _record_finish(prepared.trail, prepared.facts, record)
+    from statetrace_guard.errors import AuditError  # noqa: PLC0415
+
+    try:
+        _session_events(
+            prepared.trail,
+            prepared.session,
+            Path(prepared.log_dir),
+            prepared.policy,
+            prepared.verdict,
+            record,
+        )
+    except AuditError as error:
+        _say(f"guard: warning: session events not recorded: {error.message}")
+
+
+def _record_finish(
+    trail: Trail, facts: CommandFacts, outcome: Mapping[str, Any]
+) -> None:
+    """Record the finish; the program already ran, so a failure only warns."""
+    from statetrace_guard.errors import AuditError  # noqa: PLC0415
+
+    try:
+        trail.finished(facts, outcome)
+    except AuditError as error:
+        _say(f"guard: warning: command.finished not recorded: {error.message}")
+
+
+def _plan(
+    invocation: Invocation, options: RunOptions, private_tmp: str
+) -> tuple[SandboxPlan, Any]:
+    from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
+    from statetrace_guard.sandbox.base import FsLayout  # noqa: PLC0415
+
+    backend = select_backend()
+    git_dir = invocation.workspace / ".git"
+    layout = FsLayout(
+        workspace=os.path.realpath(invocation.workspace),
+        private_tmp=os.path.realpath(private_tmp),
+        system_tmp=os.path.realpath(tempfile.gettempdir()),
+        protected=_kernel_protected(invocation),
+        git_dir=str(git_dir) if git_dir.is_dir() else None,
+    )
+    network_open = (
+        invocation.level >= Level.L3 and invocation.env.get(OPT_IN_NET) == "1"
+    )
+    plan = backend.plan(invocation.level, network_open, layout)
+    required = options.require_sandbox or invocation.policy.settings.require_sandbox
+    if plan.missing and required:
+        raise SandboxUnavailable(
+            "enforcement required but unavailable: " + ", ".join(plan.missing),
+            hint="run `guard doctor` to see what this machine offers",
+        )
+    for gap in plan.missing:
+        _say(f"guard: warning: not enforced here: {gap}")
+    return plan, backend
+
+
+def _private_tmp() -> str:
+    """A per-command temporary directory, mode 0700 (TMPDIR for the program)."""
+    from statetrace_guard.sandbox.base import make_private_tmp  # noqa: PLC0415
+
+    return make_private_tmp(os.path.realpath(tempfile.gettempdir()))
+
+
+def _kernel_protected(invocation: Invocation) -> tuple[str, ...]:
+    """The guard-owned paths the kernel must keep read-only, created first.
+
+    A path that exists can be bind-mounted read-only over itself; a missing
+    one would force the sandbox to refuse new entries in every directory
+    above it. So the log subdirectories are created now, and a policy file
+    that does not exist is left to the classifier (which blocks writing it).
+    """
+    for sub in GUARD_LOG_SUBDIRS:
+        (invocation.log_dir / sub).mkdir(parents=True, exist_ok=True)
+    return tuple(
+        path for path in invocation.place.decide.protected if os.path.lexists(path)
+    )
+
+
+def _child_env(
+    env: Mapping[str, str], session_id: str, private_tmp: str
+) -> dict[str, str]:
+    child = dict(env)
+    child[SESSION_VARIABLE] = session_id
+    child[ACTIVE_VARIABLE] = "1"
+    child["TMPDIR"] = private_tmp
+    return child
+
+
+def _rule_limits(verdict: Verdict) -> dict[str, Any]:
+    """The tightest limits the matched rules set; background only if all allow it."""
+    rules = [item.matched for item in verdict.commands if item.matched is not None]
+    limits: dict[str, Any] = {
+        "background": bool(verdict.commands)
+        and len(rules) == len(verdict.commands)
+        and all(r.background for r in rules)
+    }
+    for name in ("timeout", "max_memory", "max_processes"):
+        values = [
+            getattr(rule, name) for rule in rules if getattr(rule, name) is not None
+        ]
+        if values:
+            limits[name] = min(values)
+    return limits
+
+
+T = TypeVar("T")
+
+
+def _first(*values: T | None) -> T | None:
+    return next((value for value in values if value is not None), None)
+
+
+def _say(line: str) -> None:
+    """Write one line of guard's own on stderr (the program owns stdout)."""
+    sys.stderr.write(line + "\n")
+
+
+def _session_id(invocation: Invocation, options: RunOptions) -> str:
+    given = options.session or invocation.env.get(SESSION_VARIABLE)
+    if given:
+        return check_session_id(given)
+    return allocate_session_id(invocation.log_dir / "Sessions")
+
+
+def _open_trail(invocation: Invocation, session_id: str, options: RunOptions) -> Trail:
+    from statetrace_guard.audit.trail import Trail  # noqa: PLC0415
+
+    settings = invocation.policy.settings
+    return Trail(
+        invocation.log_dir,
+        session_id,
+        durable=options.durable or settings.durable,
+        lock_timeout=settings.lock_timeout_seconds,
+    )
+
+
+def _facts(
+    invocation: Invocation,
+    options: RunOptions,
+    judgement: Judgement,
+    session: SessionContext,
+) -> CommandFacts:
+    from statetrace_guard.audit.trail import CommandFacts  # noqa: PLC0415
+
+    verdict = judgement.verdict
+    task_ids = tuple(
+        dict.fromkeys((*session.task_ids, *((options.task,) if options.task else ())))
+    )
+    return CommandFacts(
+        session_id=session.session_id,
+        task_id=options.task or (task_ids[0] if task_ids else None),
+        level=invocation.level.name,
+        argv=options.argv,
+        cwd=str(invocation.cwd),
+        pid=options.pid or os.getpid(),
+        effects=tuple(sorted(effect.value for effect in verdict.effects)),
+        decision="allow" if verdict.allowed else "block",
+        reasons=verdict.reasons,
+        rules=verdict.rules,
+        policy_sha256=invocation.policy.sha256,
+        network=Effect.NETWORK in verdict.effects,
+        urls=tuple(
+            dict.fromkeys(url for item in verdict.commands for url in item.command.urls)
+        ),
+        env=_seen_env(invocation.env),
+        required_level=format_level(verdict.required_level)
+        if verdict.required_level is not None
+        else None,
+        task_ids=task_ids,
+        plan_refs=(session.plan,) if session.plan else (),
+        extra={"via": options.via, "approval_id": session.approval_id},
+    )
+
+
+def _seen_env(env: Mapping[str, str]) -> dict[str, str | None]:
+    """The opt-in variables as seen (None when unset) and STATETRACE_* overrides."""
+    seen: dict[str, str | None] = {
+        OPT_IN_NET: env.get(OPT_IN_NET),
+        OPT_IN_INSTALL: env.get(OPT_IN_INSTALL),
+    }
+    for name, value in env.items():
+        if name.startswith("STATETRACE_") and not name.startswith("STATETRACE_GUARD_"):
+            seen.setdefault(name, value)
+    return seen

@@ -1,0 +1,115 @@
+"""Resolve what one guard invocation works with: level, policy, paths.
+
+Options win over environment variables, which win over defaults:
+``--level`` > ``STATETRACE_GUARD_LEVEL`` > L1; ``--policy`` > ``guard.toml`` at
+the workspace root > the built-in policy; ``--log-dir`` > ``Logs/`` under the
+workspace root (the git top level, else the current directory).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from statetrace_guard.errors import UsageError
+from statetrace_guard.evaluate import POLICY_FILE_NAME, Place, make_place
+from statetrace_guard.levels import Level
+from statetrace_guard.paths import default_log_dir, guard_home, workspace_root
+from statetrace_guard.policy import CompiledPolicy, load_policy
+
+__all__ = [
+    "LEVEL_VARIABLE",
+    "POLICY_FILE_NAME",
+    "Invocation",
+    "resolve_invocation",
+    "resolve_level",
+]
+
+LEVEL_VARIABLE = "STATETRACE_GUARD_LEVEL"
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Everything resolved for one command: computed once, passed explicitly."""
+
+    level: Level
+    # The level the user asked for (option or variable); None when defaulted,
+    # so a session's approved level is not lowered by the default.
+    requested_level: Level | None
+    policy: CompiledPolicy
+    policy_file: Path | None
+    workspace: Path
+    log_dir: Path
+    cwd: Path
+    env: Mapping[str, str]
+    place: Place
+
+
+def resolve_level(option: str | None, env: Mapping[str, str]) -> Level:
+    """The session level from the option, the variable, or the default L1."""
+    text = option or env.get(LEVEL_VARIABLE) or "L1"
+    try:
+        return Level.parse(text)
+    except ValueError as exc:
+        source = "--level" if option else LEVEL_VARIABLE
+        raise UsageError(f"{source}: {exc}") from exc
+
+
+def resolve_invocation(
+    *,
+    level: str | None,
+    policy: Path | None,
+    log_dir: Path | None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Invocation:
+    """Resolve options against the environment and the file system."""
+    environ = dict(os.environ if env is None else env)
+    here = Path.cwd() if cwd is None else cwd
+    workspace = workspace_root(here)
+    policy_file = policy if policy is not None else _workspace_policy(workspace)
+    compiled = load_policy(policy_file)
+    if policy_file is not None:
+        _check_examples_once(compiled)
+    logs = (log_dir or default_log_dir(workspace)).absolute()
+    explicit = level or environ.get(LEVEL_VARIABLE)
+    resolved = resolve_level(level, environ)
+    return Invocation(
+        level=resolved,
+        requested_level=resolved if explicit else None,
+        policy=compiled,
+        policy_file=policy_file,
+        workspace=workspace,
+        log_dir=logs,
+        cwd=here,
+        env=environ,
+        place=make_place(here, workspace, logs, policy_file, environ),
+    )
+
+
+def _check_examples_once(policy: CompiledPolicy) -> None:
+    """Check a policy file's rule examples once per content.
+
+    Examples need the classifier; a marker named by the policy's sha256 in
+    guard's home records that this exact content passed, so later loads of
+    the same file skip the work. (The built-in policy's examples are checked
+    by the test suite.)
+    """
+    marker = guard_home() / "cache" / f"policy-{policy.sha256}.examples-ok"
+    if marker.exists():
+        return
+    from statetrace_guard.policy_examples import check_examples  # noqa: PLC0415
+
+    check_examples(policy)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        return  # a read-only home only costs the check again next time
+
+
+def _workspace_policy(workspace: Path) -> Path | None:
+    candidate = workspace / POLICY_FILE_NAME
+    return candidate if candidate.is_file() else None

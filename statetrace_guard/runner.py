@@ -1,0 +1,548 @@
+"""Run one program under its sandbox plan and supervise its whole tree.
+
+The fast path imports nothing heavy: the child is forked with ``os.fork``,
+restricted (process group, terminal, rlimits, the backend's child setup) and
+exec'd; exec and setup failures come back through a close-on-exec pipe. The
+parent waits on a pidfd, so a program that exits at once is reaped at once.
+Only a program still running after the first sampling interval, or one that
+leaves descendants behind, brings in psutil (:mod:`statetrace_guard.supervise`).
+
+Exit status (issue 2): the child's own status; 128+N when killed by signal N;
+124 on timeout; 127 when the program cannot be executed (not found, not
+executable); 125 when the sandbox or a limit cannot be set up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from statetrace_guard.errors import ExitCode, GuardError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from types import FrameType
+
+    from statetrace_guard.sandbox.base import ChildSetup, SandboxBackend, SandboxPlan
+    from statetrace_guard.supervise import TreeTracker
+
+__all__ = ["Executable", "Reaped", "RunOutcome", "RunSpec", "run"]
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SAMPLE_INTERVAL_S = 0.05
+_PR_SET_CHILD_SUBREAPER = 36
+_NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES)
+_KIND_SETUP = "setup"
+_KIND_EXEC = "exec"
+
+
+@dataclass(frozen=True)
+class Executable:
+    """One program started somewhere in the tree."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run and how.
+
+    Attributes:
+        argv: the program and its arguments, run as given (no shell).
+        cwd: the working directory.
+        env: the complete environment (``PATH`` is used for the lookup).
+        timeout: seconds before the whole tree is ended (exit 124).
+        grace: seconds between SIGTERM and SIGKILL when ending the tree.
+        max_memory: bytes of address space per process (RLIMIT_AS); the tree
+            is also ended when its sampled RSS exceeds this.
+        max_processes: live processes in the tree (sampled; RLIMIT_NPROC is
+            per user, and root ignores it, so it is not used).
+        plan: the sandbox plan to enforce; ``None`` runs unrestricted.
+        backend: the backend that made ``plan``.
+        allow_background: leave descendants running after the program exits.
+    """
+
+    argv: Sequence[str]
+    cwd: str
+    env: Mapping[str, str]
+    timeout: float | None = None
+    grace: float = 5.0
+    max_memory: int | None = None
+    max_processes: int | None = None
+    plan: SandboxPlan | None = None
+    backend: SandboxBackend | None = None
+    allow_background: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened; ``exit_status`` is what ``guard run`` exits with."""
+
+    exit_status: int
+    returncode: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    not_found: bool = False
+    duration_ms: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    peak_rss_bytes: int = 0
+    processes: int = 0
+    executables: tuple[Executable, ...] = ()
+    leftover: tuple[dict[str, object], ...] = ()
+    limit_hit: str | None = None
+    error: str | None = None
+
+    def as_record(self) -> dict[str, object]:
+        """Return the JSON-ready fields of ``command.finished``."""
+        return {
+            "exit_status": int(self.exit_status),
+            "returncode": self.returncode,
+            "signal": self.signal,
+            "timed_out": self.timed_out,
+            "not_found": self.not_found,
+            "duration_ms": round(self.duration_ms, 3),
+            "cpu_user_s": round(self.cpu_user_s, 6),
+            "cpu_system_s": round(self.cpu_system_s, 6),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "processes": self.processes,
+            "executables": [{"name": e.name, "path": e.path} for e in self.executables],
+            "leftover": [dict(x) for x in self.leftover],
+            "limit_hit": self.limit_hit,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Reaped:
+    """Resource use of descendants the guard itself reaped (wait4)."""
+
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    maxrss_bytes: int = 0
+    pids: set[int] = field(default_factory=set)
+
+    def add(self, pid: int, usage: Any) -> None:  # noqa: ANN401 - struct_rusage
+        """Fold one ``os.wait4`` rusage into the totals."""
+        self.pids.add(pid)
+        self.cpu_user_s += usage.ru_utime
+        self.cpu_system_s += usage.ru_stime
+        self.maxrss_bytes = max(self.maxrss_bytes, usage.ru_maxrss * 1024)
+
+
+@dataclass
+class _Run:
+    """Mutable state of one run, shared with the signal handlers."""
+
+    spec: RunSpec
+    pid: int = 0
+    started: float = 0.0
+    wall_started: float = 0.0
+    deadline: float | None = None
+    kill_at: float | None = None
+    timed_out: bool = False
+    limit_hit: str | None = None
+    start_ticks: int | None = None
+    tracker: TreeTracker | None = None
+    status: int = 0
+    usage: Any = None
+    leftover: list[dict[str, object]] = field(default_factory=list)
+
+
+def _set_subreaper() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415 - only Linux, only when running
+
+        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _which(program: str, env: Mapping[str, str]) -> str:
+    """Resolve ``program`` like execvp (for the record only)."""
+    if "/" in program:
+        return os.path.abspath(program)  # noqa: PTH100 - no pathlib on the hot path
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", program)  # noqa: PTH118
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):  # noqa: PTH112
+            return candidate
+    return program
+
+
+def _foreground_tty() -> int | None:
+    """Return fd 0 when it is a terminal and the guard owns its foreground."""
+    try:
+        if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+            return 0
+    except OSError:
+        return None
+    return None
+
+
+def _give_tty(fd: int | None, pgid: int) -> None:
+    if fd is None:
+        return
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(fd, pgid)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, old)
+
+
+def _set_limits(spec: RunSpec) -> None:
+    if spec.max_memory is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (spec.max_memory, spec.max_memory))
+
+
+def _child(
+    spec: RunSpec, setup: ChildSetup | None, report: int, tty: int | None
+) -> None:
+    """Between fork and exec; never returns."""
+    kind = _KIND_SETUP
+    try:
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        _give_tty(tty, os.getpid())
+        os.chdir(spec.cwd)
+        _set_limits(spec)
+        if setup is not None:
+            setup()
+        kind = _KIND_EXEC
+        os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        code = getattr(exc, "errno", None) or 0
+        os.write(report, f"{kind}:{code}:{exc}".encode(errors="replace"))
+    finally:
+        os._exit(ExitCode.RUN_GUARD_FAILED)
+
+
+def _read_report(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _failure(state: _Run, report: bytes) -> RunOutcome:
+    """Turn a child's pipe report into the 127 / 125 outcome."""
+    os.waitpid(state.pid, 0)
+    kind, _, rest = report.decode(errors="replace").partition(":")
+    code_text, _, message = rest.partition(":")
+    code = int(code_text) if code_text.isdigit() else 0
+    duration = (time.monotonic() - state.started) * 1000
+    if kind == _KIND_EXEC:
+        return RunOutcome(
+            exit_status=ExitCode.RUN_NOT_FOUND,
+            not_found=code in _NOT_FOUND_ERRNOS,
+            duration_ms=duration,
+            error=f"cannot execute {state.spec.argv[0]!r}: {message}",
+        )
+    return RunOutcome(
+        exit_status=ExitCode.RUN_GUARD_FAILED,
+        duration_ms=duration,
+        error=f"sandbox or limit setup failed: {message}",
+    )
+
+
+def _forwarder(state: _Run) -> Callable[[int, FrameType | None], None]:
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if state.pid <= 0:
+            return
+        try:
+            os.killpg(state.pid, signum)
+        except OSError:
+            return
+        if signum != signal.SIGINT and state.kill_at is None:
+            state.kill_at = time.monotonic() + state.spec.grace
+
+    return forward
+
+
+def _install_forwarding(state: _Run) -> dict[int, Any]:
+    handler = _forwarder(state)
+    return {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS}
+
+
+def _restore(saved: dict[int, Any]) -> None:
+    for sig, old in saved.items():
+        signal.signal(sig, old)
+
+
+def _forwarding(state: _Run) -> dict[int, Any]:
+    try:
+        return _install_forwarding(state)
+    except ValueError:  # not the main thread: signals stay with the caller
+        return {}
+
+
+class _Waiter:
+    """Waits for the program's exit: a pidfd where the kernel has them."""
+
+    def __init__(self, pid: int) -> None:
+        self._poll: select.poll | None = None
+        self._fd = -1
+        try:
+            self._fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; return True if it may have exited."""
+        if self._poll is None:
+            time.sleep(min(timeout, 0.005))
+            return True
+        return bool(self._poll.poll(max(int(timeout * 1000), 0)))
+
+    def close(self) -> None:
+        """Close the pidfd."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _try_reap(state: _Run, flags: int = os.WNOHANG) -> bool:
+    pid, status, usage = os.wait4(state.pid, flags)
+    if pid == 0:
+        return False
+    state.status, state.usage = status, usage
+    return True
+
+
+def _tracker(state: _Run) -> TreeTracker:
+    if state.tracker is None:
+        from statetrace_guard.supervise import TreeTracker  # noqa: PLC0415 - lazy
+
+        state.tracker = TreeTracker(state.pid, state.wall_started, state.start_ticks)
+    return state.tracker
+
+
+def _end_tree(state: _Run, grace: float) -> None:
+    _tracker(state).end(grace)
+    _try_reap(state, 0)
+
+
+def _sample(state: _Run) -> None:
+    count = _tracker(state).sample()
+    spec, tracker = state.spec, _tracker(state)
+    if spec.max_processes is not None and count > spec.max_processes:
+        state.limit_hit = "processes"
+    elif spec.max_memory is not None and tracker.peak_rss > spec.max_memory:
+        state.limit_hit = "memory"
+
+
+def _next_wake(state: _Run, next_sample: float) -> float:
+    times = [t for t in (state.deadline, state.kill_at) if t is not None]
+    return min([next_sample, *times])
+
+
+def _wait_child(state: _Run) -> None:
+    """Wait for the program; sample the tree and enforce deadlines meanwhile."""
+    waiter = _Waiter(state.pid)
+    next_sample = state.started + SAMPLE_INTERVAL_S
+    try:
+        while True:
+            timeout = _next_wake(state, next_sample) - time.monotonic()
+            if waiter.wait(max(timeout, 0.0)) and _try_reap(state):
+                return
+            now = time.monotonic()
+            if state.deadline is not None and now >= state.deadline:
+                state.timed_out = True
+                _end_tree(state, state.spec.grace)
+                return
+            if state.kill_at is not None and now >= state.kill_at:
+                _end_tree(state, 0)
+                return
+            if now >= next_sample:
+                _sample(state)
+                next_sample = now + SAMPLE_INTERVAL_S
+                if state.limit_hit is not None:
+                    _end_tree(state, 0)
+                    return
+    finally:
+        waiter.close()
+
+
+def _has_children() -> bool:
+    """Return whether the guard has any child left (no psutil needed).
+
+    ``waitid(WNOWAIT)`` reaps nothing; ECHILD means no child at all. Where
+    there is no waitid (macOS), assume there are and let psutil look.
+    """
+    if not hasattr(os, "waitid"):
+        return True
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def _finish(state: _Run) -> None:
+    """After the program exited: end (or leave) what it left running."""
+    if state.tracker is None and not _has_children():
+        return
+    tracker = _tracker(state)
+    tracker.sample()
+    if tracker.leftovers() and not state.spec.allow_background:
+        state.leftover = tracker.end(state.spec.grace)
+    else:
+        tracker.reap_orphans()
+
+
+def _exit_status(state: _Run) -> tuple[int, int | None, int | None]:
+    """Return (exit_status, returncode, signal) from the wait status."""
+    if os.WIFSIGNALED(state.status):
+        sig = os.WTERMSIG(state.status)
+        code = ExitCode.RUN_TIMEOUT if state.timed_out else ExitCode.SIGNAL_BASE + sig
+        return int(code), None, sig
+    returncode = os.WEXITSTATUS(state.status)
+    if state.timed_out:
+        return int(ExitCode.RUN_TIMEOUT), returncode, None
+    return returncode, returncode, None
+
+
+def _executables(state: _Run) -> tuple[Executable, ...]:
+    main = os.path.realpath(_which(state.spec.argv[0], state.spec.env))
+    found = {main: os.path.basename(main)}  # noqa: PTH119 - hot path
+    if state.tracker is not None:
+        for path, name in state.tracker.executables.items():
+            found.setdefault(path, name)
+    return tuple(Executable(name, path) for path, name in list(found.items())[:50])
+
+
+def _peak_rss(state: _Run, self_peak: int) -> int:
+    """Tree peak: sampled sum, or the kernel's high-water mark when larger.
+
+    The kernel's ``ru_maxrss`` of the child counts the guard's own pages it
+    shared between fork and exec, so it is used only above the guard's peak.
+    """
+    sampled = state.tracker.peak_rss if state.tracker is not None else 0
+    kernel = max(state.usage.ru_maxrss * 1024, _reaped(state).maxrss_bytes)
+    return max(sampled, kernel if kernel > self_peak else 0)
+
+
+def _reaped(state: _Run) -> Reaped:
+    return state.tracker.reaped if state.tracker is not None else Reaped()
+
+
+def _memory_refused(state: _Run, exit_status: int) -> bool:
+    """A failed program whose address space reached the limit hit it."""
+    limit = state.spec.max_memory
+    if limit is None or exit_status == 0 or state.tracker is None:
+        return False
+    return state.tracker.peak_vms >= limit * 0.9
+
+
+def _outcome(state: _Run, self_peak: int) -> RunOutcome:
+    exit_status, returncode, sig = _exit_status(state)
+    reaped = _reaped(state)
+    seen = state.tracker.seen if state.tracker is not None else {state.pid}
+    limit_hit = state.limit_hit
+    if limit_hit is None and _memory_refused(state, exit_status):
+        limit_hit = "memory"
+    return RunOutcome(
+        exit_status=exit_status,
+        returncode=returncode,
+        signal=sig,
+        timed_out=state.timed_out,
+        duration_ms=(time.monotonic() - state.started) * 1000,
+        cpu_user_s=state.usage.ru_utime + reaped.cpu_user_s,
+        cpu_system_s=state.usage.ru_stime + reaped.cpu_system_s,
+        peak_rss_bytes=_peak_rss(state, self_peak),
+        processes=len(seen | reaped.pids),
+        executables=_executables(state),
+        leftover=tuple(state.leftover),
+        limit_hit=limit_hit,
+    )
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Return the child's start time in clock ticks since boot (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:  # noqa: PTH123 - hot path
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return int(fields[19])
+
+
+def _start(state: _Run, setup: ChildSetup | None, tty: int | None) -> int:
+    """Fork the child; return the read end of its report pipe."""
+    read_fd, write_fd = os.pipe()  # non-inheritable: closed by a successful exec
+    state.started = time.monotonic()
+    state.wall_started = time.time()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _child(state.spec, setup, write_fd, tty)
+    state.pid = pid
+    state.start_ticks = _start_ticks(pid)
+    os.close(write_fd)
+    with contextlib.suppress(OSError):  # the child may have exec'd already
+        os.setpgid(pid, pid)
+    _give_tty(tty, pid)
+    return read_fd
+
+
+def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
+    _set_subreaper()
+    self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    state = _Run(spec)
+    tty = _foreground_tty()
+    saved = _forwarding(state)
+    try:
+        read_fd = _start(state, setup, tty)
+        if setup is not None:
+            setup.close()
+        report = _read_report(read_fd)
+        if report:
+            return _failure(state, report)
+        if spec.timeout is not None:
+            state.deadline = state.started + spec.timeout
+        _wait_child(state)
+        _finish(state)
+        return _outcome(state, self_peak)
+    finally:
+        _give_tty(tty, os.getpgrp())
+        _restore(saved)
+
+
+def run(spec: RunSpec) -> RunOutcome:
+    """Run ``spec.argv`` under ``spec.plan``; supervise and measure its tree.
+
+    Args:
+        spec: what to run, where, with which limits and sandbox plan.
+
+    Returns:
+        The outcome; ``exit_status`` is what ``guard run`` should exit with.
+        Failures to set up the sandbox are reported as exit status 125 with
+        ``error`` set, never raised.
+    """
+    if not spec.argv:
+        return RunOutcome(
+            exit_status=ExitCode.RUN_NOT_FOUND, not_found=True, error="empty command"
+        )
+    setup: ChildSetup | None = None
+    if spec.plan is not None and spec.backend is not None:
+        try:
+            setup = spec.backend.child_setup(spec.plan)
+        except GuardError as exc:
+            return RunOutcome(exit_status=ExitCode.RUN_GUARD_FAILED, error=exc.message)
+    try:
+        return _spawn_and_wait(spec, setup)
+    finally:
+        if setup is not None:
+            setup.close()

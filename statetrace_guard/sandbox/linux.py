@@ -1,0 +1,324 @@
+"""The Linux backend: Landlock for files (and TCP as a fallback), namespaces.
+
+What each level gets (issue 5, section 1):
+
+* every level reads everything; L0 writes only ``/dev/null``, ``/dev/tty``,
+  ``/dev/ptmx``, ``/dev/pts`` (a terminal for interactive programs) and the
+  per-command private temporary directory;
+* L1 and up also write the workspace, the system temporary directory and
+  ``/dev/shm`` (POSIX semaphores used by multiprocessing);
+* the guard's own paths (log subdirectories, home, policy file) are never
+  writable, and ``.git/hooks`` and ``.git/config`` stay read-only below L2;
+* the network is closed unless ``network_open``: a private network namespace
+  where one can be created, else Landlock ABI >= 4 denying TCP bind and
+  connect, else nothing (listed in ``missing``).
+
+NOTE(sandbox): Landlock cannot deny inside an allowed tree, so a writable root
+that contains a protected path is *split*: each of its entries is granted on
+its own, recursing into the entries that contain a protected path. What the
+split directory itself gets depends on what the machine offers:
+
+* ``mount-ro`` (root, or unprivileged user namespaces): the protected paths
+  are bind-mounted read-only in a private mount namespace, and each split
+  directory gets every right except removing/renaming directories beneath it
+  (``keep-dirs``), so the protected path cannot be moved away or replaced.
+  New files and directories at the workspace root work; only removing or
+  renaming a *directory* that sits directly in a split directory (e.g.
+  ``rmdir build`` at the workspace root) is refused.
+* ``landlock-split`` (no namespaces, or a protected path that does not exist
+  yet): the split directory gets nothing: existing entries are writable, but
+  new entries directly in it cannot be created, and its files cannot be
+  deleted or renamed (e.g. no new file at the workspace root, no
+  ``.git/index.lock`` below L2). Granting "create" there would let the
+  program plant symlinks inside the guard's directories.
+
+Symlinks among the split entries get no grant: a write through one is judged
+at its target.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from statetrace_guard.errors import SandboxUnavailable
+from statetrace_guard.levels import Level
+from statetrace_guard.sandbox import landlock
+from statetrace_guard.sandbox.base import (
+    Capabilities,
+    FsLayout,
+    Grant,
+    SandboxPlan,
+)
+from statetrace_guard.sandbox.netns import (
+    enter_namespaces,
+    unprivileged_userns_enabled,
+)
+
+if TYPE_CHECKING:
+    from statetrace_guard.sandbox.landlock import Ruleset
+
+__all__ = [
+    "LinuxBackend",
+    "LinuxChildSetup",
+    "plan_grants",
+    "probe_linux",
+    "protected_paths",
+]
+
+_L0_DEVICES = ("/dev/null", "/dev/tty", "/dev/ptmx", "/dev/pts")
+_MIN_LANDLOCK_NET = 4
+
+
+def probe_linux() -> Capabilities:
+    """Probe Landlock, namespaces and cgroup v2 without starting a process."""
+    root = os.geteuid() == 0
+    userns = unprivileged_userns_enabled()
+    return Capabilities(
+        platform="linux",
+        landlock_abi=landlock.abi_version(),
+        netns=Path("/proc/self/ns/net").exists() and (root or userns),
+        userns=userns,
+        root=root,
+        mountns=Path("/proc/self/ns/mnt").exists() and (root or userns),
+        cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
+    )
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _mountable(path: str) -> bool:
+    return Path(path).exists() and not Path(path).is_symlink()
+
+
+def protected_paths(level: Level, layout: FsLayout) -> tuple[str, ...]:
+    """Return the paths kept read-only for ``level`` (guard's + git's)."""
+    paths = list(layout.protected)
+    if layout.git_dir is not None and level < Level.L2:
+        # Only those that exist: a missing one cannot be mounted read-only and
+        # would force the strict split on the workspace root (no new files
+        # there). A repository without hooks/ has nothing to protect yet.
+        paths += [
+            path
+            for path in (f"{layout.git_dir}/hooks", f"{layout.git_dir}/config")
+            if os.path.lexists(path)
+        ]
+    return tuple(os.path.normpath(p) for p in paths)
+
+
+class _Splitter:
+    """Grants a writable root, splitting around the protected paths in it."""
+
+    def __init__(self, protected: tuple[str, ...], can_mount: bool) -> None:
+        self.protected = protected
+        self.can_mount = can_mount
+        self.grants: list[Grant] = []
+        self.readonly: list[str] = []
+        self.split = False
+
+    def grant(self, root: str) -> None:
+        inside = tuple(p for p in self.protected if _within(p, root))
+        if not inside:
+            self.grants.append(Grant(root, "write"))
+            return
+        if root in inside:
+            self._protect(root)
+            return
+        self.split = True
+        if self.can_mount and all(_mountable(p) for p in inside):
+            self.grants.append(Grant(root, "keep-dirs"))
+        for entry in _entries(root):
+            if entry.path in inside:
+                self._protect(entry.path)
+            elif entry.is_symlink():
+                continue
+            elif entry.is_dir(follow_symlinks=False) and any(
+                _within(p, entry.path) for p in inside
+            ):
+                self.grant(entry.path)
+            else:
+                self.grants.append(Grant(entry.path, "write"))
+
+    def _protect(self, path: str) -> None:
+        if self.can_mount and _mountable(path) and path not in self.readonly:
+            self.readonly.append(path)
+
+
+def _entries(root: str) -> list[os.DirEntry[str]]:
+    try:
+        return sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def plan_grants(
+    level: Level, layout: FsLayout, *, can_mount: bool = False
+) -> tuple[tuple[Grant, ...], tuple[str, ...], str]:
+    """Return the write grants, read-only mounts and protection method.
+
+    Args:
+        level: the autonomy level.
+        layout: resolved paths of the workspace, temp dirs and protected paths.
+        can_mount: protected paths may be bind-mounted read-only.
+
+    Returns:
+        ``(grants, readonly, protect)``: everything not granted is
+        read-only; ``protect`` is ``mount-ro``, ``landlock-split`` or
+        ``outside`` (no protected path lies inside a writable tree).
+    """
+    roots = [layout.private_tmp]
+    if level >= Level.L1:
+        roots += [layout.workspace, layout.system_tmp, "/dev/shm"]  # noqa: S108
+    splitter = _Splitter(protected_paths(level, layout), can_mount)
+    splitter.grants += [Grant(d, "device") for d in _L0_DEVICES]
+    seen: set[str] = set()
+    for root in roots:
+        norm = os.path.normpath(root)
+        if norm not in seen and Path(norm).exists():
+            seen.add(norm)
+            splitter.grant(norm)
+    protect = "mount-ro" if splitter.readonly else "landlock-split"
+    if not splitter.split:
+        protect = "outside"
+    return tuple(splitter.grants), tuple(splitter.readonly), protect
+
+
+class LinuxChildSetup:
+    """Built in the parent: an open ruleset; applied in the child."""
+
+    def __init__(self, ruleset: Ruleset | None, plan: SandboxPlan) -> None:
+        """Keep the prepared ruleset and what the namespaces must do."""
+        self._ruleset = ruleset
+        self._as_root = plan.details.get("namespaces") == "root"
+        self._network = plan.enforcement.get("network") == "netns"
+        self._readonly = plan.readonly
+
+    def __call__(self) -> None:
+        """Enter the namespaces, then restrict the filesystem with Landlock."""
+        if self._network or self._readonly:
+            enter_namespaces(
+                as_root=self._as_root, network=self._network, readonly=self._readonly
+            )
+        if self._ruleset is not None:
+            self._ruleset.restrict_self()
+
+    def close(self) -> None:
+        """Close the ruleset descriptor in the parent."""
+        if self._ruleset is not None:
+            self._ruleset.close()
+
+
+class LinuxBackend:
+    """Landlock + namespaces; the probe is cached per instance."""
+
+    name = "linux"
+
+    def __init__(self, capabilities: Capabilities | None = None) -> None:
+        """Use ``capabilities`` as the probe result (tests), else probe once."""
+        self._caps = capabilities
+
+    def probe(self) -> Capabilities:
+        """Return what the machine offers (probed on first use)."""
+        if self._caps is None:
+            self._caps = probe_linux()
+        return self._caps
+
+    def plan(self, level: Level, network_open: bool, layout: FsLayout) -> SandboxPlan:
+        """Decide enforcement for ``level``; see the module docstring."""
+        caps = self.probe()
+        missing: list[str] = []
+        network = _network_mode(caps, network_open, missing)
+        grants: tuple[Grant, ...] = ()
+        readonly: tuple[str, ...] = ()
+        filesystem, protect = "none", "none"
+        if caps.landlock_abi >= 1:
+            filesystem = f"landlock-abi-{caps.landlock_abi}"
+            grants, readonly, protect = plan_grants(
+                level, layout, can_mount=caps.mountns
+            )
+        else:
+            missing.append("filesystem")
+        return SandboxPlan(
+            level=level,
+            network_open=network_open,
+            enforcement={"network": network, "filesystem": filesystem},
+            missing=tuple(missing),
+            grants=grants,
+            readonly=readonly,
+            backend=self.name,
+            details={
+                "namespaces": "root" if caps.root else "user",
+                "protect": protect,
+            },
+        )
+
+    def child_setup(self, plan: SandboxPlan) -> LinuxChildSetup:
+        """Build the Landlock ruleset now; the child only enters it.
+
+        Raises:
+            SandboxUnavailable: the ruleset cannot be built.
+        """
+        ruleset = None
+        if plan.enforcement.get("filesystem", "none") != "none":
+            ruleset = _build_ruleset(plan, self.probe().landlock_abi)
+        return LinuxChildSetup(ruleset, plan)
+
+
+def _network_mode(caps: Capabilities, network_open: bool, missing: list[str]) -> str:
+    if network_open:
+        return "open"
+    if caps.netns:
+        return "netns"
+    if caps.landlock_abi >= _MIN_LANDLOCK_NET:
+        return "landlock"
+    missing.append("network")
+    return "none"
+
+
+def _grant_stdio(ruleset: Ruleset) -> None:
+    """Let the program reopen its own stdout/stderr files (``> /dev/stderr``).
+
+    When the guard's output is redirected to a regular file, the program
+    already holds it open for writing; without this rule, opening it again
+    through ``/dev/stdout`` would be refused outside the granted trees.
+    """
+    for fd in (1, 2):
+        try:
+            mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        except OSError:
+            continue
+        if mode in (os.O_WRONLY, os.O_RDWR):
+            ruleset.allow_open_file(fd, landlock.ACCESS_FILE_WRITE)
+
+
+def _build_ruleset(plan: SandboxPlan, abi: int) -> Ruleset:
+    access = {
+        "write": landlock.ACCESS_WRITE,
+        "keep-dirs": landlock.ACCESS_KEEP_DIRS,
+        "device": landlock.ACCESS_DEVICE,
+    }
+    closed = not plan.network_open
+    try:
+        ruleset = landlock.Ruleset.create(
+            abi,
+            deny_tcp=closed and plan.enforcement.get("network") == "landlock",
+            scope_unix=closed,
+        )
+        try:
+            ruleset.allow_path("/", landlock.ACCESS_READ)
+            for grant in plan.grants:
+                ruleset.allow_path(grant.path, access[grant.kind])
+            _grant_stdio(ruleset)
+        except BaseException:
+            ruleset.close()
+            raise
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"cannot build the Landlock ruleset: {exc}",
+            hint="run `guard doctor` to see what this machine supports",
+        ) from exc
+    return ruleset

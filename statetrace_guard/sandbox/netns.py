@@ -1,0 +1,142 @@
+"""Namespaces for the child: a private network, read-only guard paths.
+
+As root the child calls ``unshare`` directly. Otherwise, where unprivileged
+user namespaces are enabled, it enters a new user namespace at the same time
+(mapping its own uid and gid, so files keep their owner).
+
+* Network: a new network namespace has only loopback, brought up here with
+  one ``SIOCSIFFLAGS`` ioctl on a datagram socket (no ``ip`` binary).
+* Files: a new mount namespace, made a slave of the host's (nothing
+  propagates back), in which every protected path is bind-mounted read-only
+  over itself. This is the one true "deny inside an allowed tree": writes,
+  creates, deletes, renames and links into it fail with EROFS/EXDEV/EBUSY.
+  Landlock (applied after) forbids the program to unmount it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+__all__ = ["enter_namespaces", "unprivileged_userns_enabled"]
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+_MS_RDONLY = 0x1
+_MS_REMOUNT = 0x20
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_SLAVE = 1 << 19
+# statvfs f_flag bits that equal their MS_* mount flags and must be kept on
+# remount (the kernel refuses to drop "locked" flags inside a user namespace).
+_KEPT_FLAGS = 0x2 | 0x4 | 0x8 | 0x400 | 0x800  # nosuid nodev noexec noatime nodiratime
+_ST_RELATIME = 0x1000
+_MS_RELATIME = 1 << 21
+_AF_INET = 2
+_SOCK_DGRAM_CLOEXEC = 2 | 0o2000000
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFF_RUNNING = 0x40
+_IFREQ_SIZE = 40
+_FLAGS_OFFSET = 16
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _raise(what: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unprivileged_userns_enabled() -> bool:
+    """Return whether a non-root user may create user namespaces (sysctls)."""
+    checks = (
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/user/max_user_namespaces", "0"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+    )
+    for path, blocked in checks:
+        try:
+            if Path(path).read_text(encoding="ascii").strip() == blocked:
+                return False
+        except OSError:
+            continue
+    return Path("/proc/self/ns/user").exists()
+
+
+def _map_ids(uid: int, gid: int) -> None:
+    Path("/proc/self/setgroups").write_text("deny", encoding="ascii")
+    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1", encoding="ascii")
+    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1", encoding="ascii")
+
+
+def _loopback_up(libc: ctypes.CDLL) -> None:
+    fd = libc.socket(_AF_INET, _SOCK_DGRAM_CLOEXEC, 0)
+    if fd < 0:
+        _raise("socket")
+    try:
+        ifreq = ctypes.create_string_buffer(b"lo", _IFREQ_SIZE)
+        if libc.ioctl(fd, _SIOCGIFFLAGS, ifreq) < 0:
+            _raise("ioctl(SIOCGIFFLAGS, lo)")
+        flags = int.from_bytes(ifreq.raw[_FLAGS_OFFSET : _FLAGS_OFFSET + 2], "little")
+        flags |= _IFF_UP | _IFF_RUNNING
+        ifreq = ctypes.create_string_buffer(
+            b"lo".ljust(_FLAGS_OFFSET, b"\0") + flags.to_bytes(2, "little"),
+            _IFREQ_SIZE,
+        )
+        if libc.ioctl(fd, _SIOCSIFFLAGS, ifreq) < 0:
+            _raise("ioctl(SIOCSIFFLAGS, lo)")
+    finally:
+        os.close(fd)
+
+
+def _mount(libc: ctypes.CDLL, src: str | None, dst: str, flags: int) -> None:
+    source = None if src is None else os.fsencode(src)
+    if libc.mount(source, os.fsencode(dst), None, ctypes.c_ulong(flags), None) != 0:
+        _raise(f"mount({dst})")
+
+
+def _bind_readonly(libc: ctypes.CDLL, path: str) -> None:
+    """Bind ``path`` over itself, then remount the bind read-only."""
+    _mount(libc, path, path, _MS_BIND | _MS_REC)
+    vfs = os.statvfs(path)
+    kept = vfs.f_flag & _KEPT_FLAGS
+    if vfs.f_flag & _ST_RELATIME:
+        kept |= _MS_RELATIME
+    _mount(libc, None, path, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | kept)
+
+
+def enter_namespaces(
+    *, as_root: bool, network: bool, readonly: tuple[str, ...]
+) -> None:
+    """Move the calling (child) process into new namespaces.
+
+    Args:
+        as_root: unshare directly; otherwise create a user namespace too and
+            map the caller's uid and gid into it.
+        network: enter a new network namespace with loopback up.
+        readonly: paths to make read-only in a new mount namespace.
+
+    Raises:
+        OSError: a namespace, mount or loopback step failed.
+    """
+    libc = _libc()
+    uid, gid = os.getuid(), os.getgid()
+    flags = (CLONE_NEWNET if network else 0) | (CLONE_NEWNS if readonly else 0)
+    if not flags:
+        return
+    if libc.unshare(flags if as_root else flags | CLONE_NEWUSER) != 0:
+        _raise("unshare")
+    if not as_root:
+        _map_ids(uid, gid)
+    if readonly:
+        _mount(libc, None, "/", _MS_REC | _MS_SLAVE)
+        for path in readonly:
+            _bind_readonly(libc, path)
+    if network:
+        _loopback_up(libc)

@@ -1,0 +1,69 @@
+"""``UnsafeNoSandbox``: the backend for machines with no kernel enforcement.
+
+Used on macOS, Windows and Linux kernels without Landlock. Classification and
+the audit trail still work; nothing is enforced at the kernel and every plan
+says so (``enforcement`` is ``none``, ``missing`` lists what the level wanted)
+and warns.
+"""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from typing import TYPE_CHECKING
+
+from statetrace_guard.sandbox.base import Capabilities, FsLayout, SandboxPlan
+
+if TYPE_CHECKING:
+    from statetrace_guard.levels import Level
+
+__all__ = ["NoopChildSetup", "SandboxWarning", "UnsafeNoSandbox"]
+
+
+class SandboxWarning(UserWarning):
+    """A command runs without the kernel enforcement its level asks for."""
+
+
+class NoopChildSetup:
+    """Does nothing in the child."""
+
+    def __call__(self) -> None:
+        """Apply nothing."""
+
+    def close(self) -> None:
+        """Release nothing."""
+
+
+class UnsafeNoSandbox:
+    """No enforcement at all; warns on every plan."""
+
+    name = "unsafe-none"
+
+    def probe(self) -> Capabilities:
+        """Report a machine with nothing to offer."""
+        return Capabilities(platform=platform.system().lower())
+
+    def plan(self, level: Level, network_open: bool, layout: FsLayout) -> SandboxPlan:
+        """Plan nothing, list what is missing, and warn."""
+        del layout  # nothing can be enforced on it
+        missing = ("filesystem",) if network_open else ("network", "filesystem")
+        warnings.warn(
+            f"no kernel sandbox on this machine: {level.name} is not enforced",
+            SandboxWarning,
+            stacklevel=2,
+        )
+        return SandboxPlan(
+            level=level,
+            network_open=network_open,
+            enforcement={
+                "network": "open" if network_open else "none",
+                "filesystem": "none",
+            },
+            missing=missing,
+            backend=self.name,
+        )
+
+    def child_setup(self, plan: SandboxPlan) -> NoopChildSetup:
+        """Return a setup that applies nothing."""
+        del plan
+        return NoopChildSetup()

@@ -1,0 +1,105 @@
+"""Is this an operator action? Approvals must not come from the agent.
+
+Two independent signs say a process runs inside a guarded command tree:
+
+* ``STATETRACE_GUARD_ACTIVE`` in its environment (``guard run`` sets it in
+  every program it starts and the decision layer never lets a command set or
+  clear a ``STATETRACE_GUARD_*`` variable by itself);
+* an ancestor process whose command line is a ``guard run`` (``guard run``,
+  ``python -m statetrace_guard run``, any executable named ``guard``),
+  found by walking the parent chain with psutil. This catches a child that
+  scrubbed its environment (``env -i``).
+
+Neither is the last line of defence: the approval store lives in guard's
+home, which the kernel sandbox never lets a guarded program write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+from statetrace_guard.errors import SessionError
+
+__all__ = [
+    "ACTIVE_VARIABLE",
+    "ancestor_cmdlines",
+    "guard_run_cmdline",
+    "operator_refusal",
+    "require_operator",
+]
+
+ACTIVE_VARIABLE = "STATETRACE_GUARD_ACTIVE"
+_GUARD_NAMES = frozenset({"guard", "guard.exe", "guard-script.py"})
+_MODULE_NAMES = frozenset({"statetrace_guard", "statetrace_guard.__main__"})
+_MAX_DEPTH = 64
+
+
+def _is_guard_word(word: str) -> bool:
+    base = word.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if base in _GUARD_NAMES or word in _MODULE_NAMES:
+        return True
+    return word.replace("\\", "/").endswith("statetrace_guard/__main__.py")
+
+
+def guard_run_cmdline(cmdline: Sequence[str]) -> bool:
+    """True when a command line is a ``guard run`` (any spelling of guard)."""
+    for index, word in enumerate(cmdline):
+        if _is_guard_word(word) and "run" in cmdline[index + 1 :]:
+            return True
+    return False
+
+
+def ancestor_cmdlines() -> Iterable[list[str]]:
+    """Yield the command line of each ancestor process, nearest first.
+
+    Processes that vanish or cannot be read are skipped; psutil is imported
+    only here (operator commands are rare and not on the hot path).
+    """
+    import psutil  # noqa: PLC0415 - lazy: only operator commands walk the tree
+
+    try:
+        parents = psutil.Process(os.getpid()).parents()
+    except psutil.Error:
+        return
+    for parent in parents[:_MAX_DEPTH]:
+        try:
+            yield parent.cmdline()
+        except psutil.Error:
+            continue
+
+
+def operator_refusal(
+    env: Mapping[str, str], ancestors: Iterable[Sequence[str]] | None = None
+) -> str | None:
+    """Say why this process is not the operator, or None when it may act.
+
+    Args:
+        env: the process environment.
+        ancestors: the ancestors' command lines (default: walk the real tree).
+    """
+    if ACTIVE_VARIABLE in env:
+        return f"{ACTIVE_VARIABLE} is set: this runs inside a guarded command"
+    for cmdline in ancestor_cmdlines() if ancestors is None else ancestors:
+        if guard_run_cmdline(cmdline):
+            shown = " ".join(cmdline)[:80]
+            return f"an ancestor process is a guarded run ({shown})"
+    return None
+
+
+def require_operator(
+    action: str,
+    env: Mapping[str, str],
+    ancestors: Iterable[Sequence[str]] | None = None,
+) -> None:
+    """Raise unless the caller may take an operator action.
+
+    Raises:
+        SessionError: the call comes from inside a guarded command tree.
+    """
+    why = operator_refusal(env, ancestors)
+    if why is not None:
+        raise SessionError(
+            f"{action} is an operator action and is refused here: {why}",
+            hint="the operator runs it in their own terminal, outside `guard run`",
+        )

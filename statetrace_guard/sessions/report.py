@@ -1,0 +1,273 @@
+"""The report ``guard session end`` prints, and the Markdown session log.
+
+The CLI report has the autonomy plan's four sections: ``PATCH SUMMARY``
+(``git diff --stat`` against the commit recorded at session start, plus new
+untracked files), ``TEST RESULTS`` (the finished commands whose deciding
+policy rule has ``test = true``, pass or fail; after ``max_test_failures``
+failures it says the session must stop), ``TASKBOARD UPDATE`` and
+``NEXT STEP``. The Markdown form follows the StateTrace session template:
+Date, Role, Task board card, Plan, Changes, Validation, Outcome.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from statetrace_guard.policy import CompiledPolicy
+from statetrace_guard.sessions.overrides import Change
+from statetrace_guard.sessions.store import CommandRun, SessionState
+
+__all__ = [
+    "Report",
+    "TestResult",
+    "base_commit",
+    "build_report",
+    "git_changes",
+    "must_stop_reason",
+    "render_cli",
+    "render_markdown",
+    "test_results",
+]
+
+_GIT_TIMEOUT = 30
+_TASK_STATUS = {"done": "Done", "blocked": "Blocked"}
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    """One test command and whether it passed."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    ts: str
+
+    @property
+    def passed(self) -> bool:
+        """True when the test command exited 0."""
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything the end-of-session report shows."""
+
+    session_id: str
+    date: str
+    role: str | None
+    task_ids: tuple[str, ...]
+    plan: str | None
+    status: str
+    next_step: str | None
+    patch: str
+    tests: tuple[TestResult, ...]
+    commands: tuple[CommandRun, ...]
+    blocked: int
+    changes: tuple[Change, ...]
+    overrides_used: int
+    must_stop: str | None
+    halts: tuple[str, ...] = ()
+
+
+def _git(workspace: Path, *args: str) -> str | None:
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        done = subprocess.run(
+            [git, "-C", str(workspace), *args],
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def base_commit(workspace: Path) -> str | None:
+    """The commit the workspace is at (recorded when a session starts)."""
+    out = _git(workspace, "rev-parse", "--verify", "--quiet", "HEAD")
+    return out.strip() or None if out else None
+
+
+def git_changes(
+    workspace: Path, base: str | None, exclude: tuple[str, ...] = ()
+) -> str:
+    """``git diff --stat`` since ``base`` and the new untracked files.
+
+    Untracked paths under an ``exclude`` prefix (the guard's logs) are left out.
+    """
+    if base is None:
+        return "(no git commit was recorded when the session started)"
+    stat = _git(workspace, "diff", "--stat", base, "--")
+    if stat is None:
+        return f"(git diff against {base[:12]} failed)"
+    status = _git(workspace, "status", "--porcelain", "--untracked-files=all") or ""
+    new = [
+        line[3:]
+        for line in status.splitlines()
+        if line.startswith("?? ") and not line[3:].startswith(exclude)
+    ]
+    lines = [line.rstrip() for line in stat.splitlines() if line.strip()]
+    lines.extend(f" {path} (new, untracked)" for path in new)
+    return "\n".join(lines) if lines else "(no changes)"
+
+
+def test_results(state: SessionState, policy: CompiledPolicy) -> tuple[TestResult, ...]:
+    """The finished commands a ``test = true`` rule decided."""
+    tests = frozenset(rule.id for rule in policy.rules if rule.test)
+    return tuple(
+        TestResult(run.argv, run.exit_code, run.ts)
+        for run in state.finished
+        if tests.intersection(run.rules)
+    )
+
+
+def must_stop_reason(tests: tuple[TestResult, ...], limit: int) -> str | None:
+    """Say the session must stop once ``limit`` test commands have failed."""
+    failures = [test for test in tests if not test.passed]
+    if len(failures) < limit:
+        return None
+    last = failures[-1]
+    return (
+        f"{len(failures)} failing test commands (max_test_failures is {limit}): "
+        f"stop the session; last failure: {' '.join(last.argv)} "
+        f"(exit {last.exit_code})"
+    )
+
+
+def build_report(
+    state: SessionState,
+    policy: CompiledPolicy,
+    *,
+    workspace: Path,
+    status: str,
+    next_step: str | None,
+    changes: tuple[Change, ...],
+    exclude: tuple[str, ...] = (),
+) -> Report:
+    """Collect the report's facts from the session's state and the disk."""
+    start = state.start
+    tests = test_results(state, policy)
+    return Report(
+        session_id=state.session_id,
+        date=(start.ts if start else state.created or "")[:10],
+        role=start.role if start else None,
+        task_ids=start.task_ids if start else (),
+        plan=start.plan if start else None,
+        status=status,
+        next_step=next_step,
+        patch=git_changes(workspace, start.base_commit if start else None, exclude),
+        tests=tests,
+        commands=state.finished,
+        blocked=state.blocked_total,
+        changes=changes,
+        overrides_used=len(state.overrides),
+        must_stop=must_stop_reason(tests, policy.settings.max_test_failures),
+        halts=tuple(f"{halt.ts} {halt.reason}" for halt in state.halts),
+    )
+
+
+def _test_lines(report: Report) -> list[str]:
+    lines = [
+        f"  {'PASS' if test.passed else 'FAIL'}  {' '.join(test.argv)}"
+        f"  (exit {test.exit_code})"
+        for test in report.tests
+    ]
+    if not lines:
+        lines.append("  (no test commands ran)")
+    if report.must_stop:
+        lines.append(f"  MUST STOP: {report.must_stop}")
+    return lines
+
+
+def _next_step(report: Report) -> str:
+    if report.must_stop:
+        return f"Stop: {report.must_stop}"
+    if report.next_step:
+        return report.next_step
+    return "(none given)"
+
+
+def _change_lines(report: Report) -> list[str]:
+    return [
+        f"  watched file {change.path} {change.kind}: reset it"
+        for change in report.changes
+    ]
+
+
+def render_cli(report: Report) -> str:
+    """The report in the plan's CLI format (four sections)."""
+    task_status = _TASK_STATUS.get(report.status, report.status)
+    tasks = [f"  {task}: {task_status}" for task in report.task_ids] or ["  (none)"]
+    lines = [
+        "PATCH SUMMARY",
+        *(f"  {line.strip()}" for line in report.patch.splitlines()),
+        *_change_lines(report),
+        "",
+        "TEST RESULTS",
+        *_test_lines(report),
+        "",
+        "TASKBOARD UPDATE",
+        *tasks,
+        "",
+        "NEXT STEP",
+        f"  {_next_step(report)}",
+        *(f"  (the session was halted at {halt})" for halt in report.halts),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _validation_lines(report: Report) -> list[str]:
+    commands = [
+        f"- `{' '.join(run.argv)}` (exit {run.exit_code})" for run in report.commands
+    ] or ["- (no commands ran)"]
+    return [
+        *commands,
+        "",
+        "Tests:",
+        "",
+        *(f"- {line.strip()}" for line in _test_lines(report)),
+        (
+            f"- Commands blocked: {report.blocked}; runs using overrides: "
+            f"{report.overrides_used}"
+        ),
+    ]
+
+
+def render_markdown(report: Report) -> str:
+    """The session log in the StateTrace template's form."""
+    outcome = f"Status: {_TASK_STATUS.get(report.status, report.status)}."
+    lines = [
+        f"# Session {report.session_id}",
+        "",
+        f"- **Date:** {report.date}",
+        f"- **Role:** {report.role or '(not given)'}",
+        f"- **Task board card:** {', '.join(report.task_ids) or '(none)'}",
+        f"- **Plan:** {report.plan or '(none)'}",
+        "",
+        "## Changes",
+        "",
+        "```",
+        report.patch,
+        "```",
+        *(f"- {line.strip()}" for line in _change_lines(report)),
+        "",
+        "## Validation",
+        "",
+        *_validation_lines(report),
+        "",
+        "## Outcome",
+        "",
+        outcome,
+        *(f"Halted at {halt}." for halt in report.halts),
+        "",
+        f"Next step: {_next_step(report)}",
+    ]
+    return "\n".join(lines) + "\n"

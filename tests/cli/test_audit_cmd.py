@@ -1,0 +1,240 @@
+"""guard verify and guard log through click."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from statetrace_guard.audit.trail import CommandFacts, Trail, session_path
+from statetrace_guard.cli import main
+
+
+def facts(argv, **changes) -> CommandFacts:
+    values: dict[str, Any] = {
+        "session_id": "s1",
+        "task_id": "ST-1",
+        "level": "L1",
+        "argv": tuple(argv),
+        "cwd": "/w",
+        "pid": 1,
+        "effects": ("read",),
+        "decision": "allow",
+        "reasons": (),
+        "rules": (),
+        "policy_sha256": "0" * 64,
+        "network": False,
+        "urls": (),
+        "env": {},
+    }
+    values.update(changes)
+    return CommandFacts(**values)
+
+
+@pytest.fixture
+def logs(tmp_path):
+    log_dir = tmp_path / "Logs"
+    trail = Trail(log_dir, "s1", front="direct")
+    ok = facts(["pytest", "-q"])
+    trail.started(ok, {})
+    trail.finished(ok, {"exit_code": 0, "duration_ms": 1200})
+    trail.blocked(
+        facts(
+            ["curl", "https://example.com"],
+            decision="block",
+            effects=("network",),
+            network=True,
+            urls=("https://example.com",),
+            reasons=("needs L3",),
+        )
+    )
+    return log_dir
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+class TestVerify:
+    def test_intact_exit_0(self, logs):
+        """Every file intact: one ok line per file, exit 0."""
+        result = invoke("verify", "--log-dir", str(logs))
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert len(lines) == 2
+        assert all(": ok (" in line for line in lines)
+
+    def test_default_log_dir_from_workspace(self, logs, monkeypatch):
+        """Without PATH or --log-dir, Logs/ at the workspace root is checked."""
+        (logs.parent / ".git").mkdir()
+        monkeypatch.chdir(logs.parent)
+        assert invoke("verify").exit_code == 0
+
+    def test_tampered_exit_1(self, logs):
+        """An edited record: exit 1 and the bad line named."""
+        path = session_path(logs, "s1")
+        path.write_bytes(path.read_bytes().replace(b"pytest", b"pwtest"))
+        result = invoke("verify", str(path))
+        assert result.exit_code == 1
+        assert f"{path}:2:" in result.stdout
+
+    def test_unreadable_exit_4(self, tmp_path):
+        """A file that cannot be read: exit 4."""
+        result = invoke("verify", str(tmp_path / "missing.jsonl"))
+        assert result.exit_code == 4
+        assert "error:" in result.stderr
+
+    def test_anchor_and_expect(self, logs):
+        """--anchor prints heads; --expect catches a truncated tail."""
+        path = session_path(logs, "s1")
+        head = invoke("verify", "--anchor", str(path)).stdout.split()[0]
+        assert len(head) == 64
+        assert invoke("verify", "--expect", head, str(path)).exit_code == 0
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:-1]))
+        assert invoke("verify", str(path)).exit_code == 0
+        result = invoke("verify", "--expect", head, str(path))
+        assert result.exit_code == 1
+        assert "anchor" in result.stdout
+
+    def test_expect_file(self, logs, tmp_path):
+        """Anchors saved with --anchor are checked with --expect-file."""
+        anchors = tmp_path / "anchors.txt"
+        anchors.write_text(invoke("verify", "--anchor", "--log-dir", str(logs)).stdout)
+        assert invoke("verify", "--expect-file", str(anchors), str(logs)).exit_code == 0
+        missing = invoke("verify", "--expect-file", str(tmp_path / "nope"), str(logs))
+        assert missing.exit_code == 2
+
+    def test_expect_needs_one_file(self, logs):
+        """--expect with a directory is a usage error."""
+        assert invoke("verify", "--expect", "0" * 64, str(logs)).exit_code == 2
+
+    def test_json(self, logs):
+        """--json prints one object per file."""
+        result = invoke("verify", "--json", str(logs))
+        assert [json.loads(line)["ok"] for line in result.stdout.splitlines()] == [
+            True,
+            True,
+        ]
+
+    def test_no_files(self, tmp_path):
+        """An empty log directory: nothing to check, exit 0 with a note."""
+        result = invoke("verify", "--log-dir", str(tmp_path))
+        assert result.exit_code == 0
+        assert "no log files" in result.stderr
+
+
+class TestLog:
+    def test_listing(self, logs):
+        """One line per command; blocked marked."""
+        result = invoke("log", "--log-dir", str(logs))
+        lines = result.stdout.splitlines()
+        assert result.exit_code == 0
+        assert len(lines) == 2
+        assert "pytest -q" in lines[0]
+        assert "BLOCK" in lines[1]
+        assert all(len(line) <= 80 for line in lines)
+
+    def test_filters_and_json(self, logs):
+        """--decision and --json give the raw matching records."""
+        result = invoke("log", "--log-dir", str(logs), "--decision", "block", "--json")
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [r["event"] for r in records] == ["command.blocked"]
+        assert (
+            invoke(
+                "log", "--log-dir", str(logs), "--since", "1h", "--session", "s1"
+            ).stdout.count("\n")
+            == 2
+        )
+
+    def test_bad_time(self, logs):
+        """An unparseable --since is a usage error."""
+        assert invoke("log", "--log-dir", str(logs), "--since", "soon").exit_code == 2
+
+    def test_malformed_line_reported(self, logs):
+        """A malformed line is reported on stderr and the listing continues."""
+        path = session_path(logs, "s1")
+        with path.open("ab") as handle:
+            handle.write(b"oops\n")
+        result = invoke("log", "--log-dir", str(logs))
+        assert result.exit_code == 0
+        assert f"{path}:5:" in result.stderr
+        assert len(result.stdout.splitlines()) == 2
+
+    def test_summary(self, logs):
+        """The summary names blocked reasons and hosts."""
+        result = invoke("log", "--log-dir", str(logs), "summary")
+        assert result.exit_code == 0
+        assert "needs L3" in result.stdout
+        assert "example.com" in result.stdout
+
+    def test_tail(self, logs):
+        """tail shows the newest session's last records."""
+        result = invoke("log", "--log-dir", str(logs), "tail", "-n", "2")
+        assert result.exit_code == 0
+        assert len(result.stdout.splitlines()) == 2
+        assert "BLOCK" in result.stdout
+
+    def test_empty_log_dir(self, tmp_path):
+        """No sessions: empty listing, tail says so."""
+        assert invoke("log", "--log-dir", str(tmp_path)).stdout == ""
+        assert "no sessions" in invoke("log", "--log-dir", str(tmp_path), "tail").stderr
+
+
+def test_subcommands_take_log_dir_too(logs):
+    """--log-dir may follow the subcommand."""
+    assert "needs L3" in invoke("log", "summary", "--log-dir", str(logs)).stdout
+    assert "BLOCK" in invoke("log", "tail", "--log-dir", str(logs)).stdout
+
+
+def test_unreadable_prints_hint(tmp_path):
+    """The error comes with a hint."""
+    result = invoke("verify", str(tmp_path / "missing.jsonl"))
+    assert "hint:" in result.stderr
+
+
+def test_tail_reports_malformed_line(logs):
+    """tail names a malformed line instead of stopping."""
+    path = session_path(logs, "s1")
+    with path.open("ab") as handle:
+        handle.write(b"oops\n")
+    result = invoke("log", "--log-dir", str(logs), "tail", "-n", "1")
+    assert f"{path}:5:" in result.stderr
+
+
+def test_tail_follow_prints_new_records(logs):
+    """tail -f prints records appended after it started."""
+    import queue  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    code = "from statetrace_guard.cli import main; main()"
+    argv = [sys.executable, "-c", code, "log", "--log-dir", str(logs), "tail", "-f"]
+    lines: queue.Queue[str] = queue.Queue()
+    with subprocess.Popen(
+        [*argv, "-n", "0"], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        stream = proc.stdout
+
+        def pump() -> None:
+            for line in stream:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            trail = Trail(logs, "s1", front="direct")
+            for _ in range(40):  # keep appending until the follower shows one
+                trail.event("session.note", {"text": "hello"})
+                try:
+                    assert "session.note" in lines.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            else:
+                raise AssertionError("tail -f printed nothing")
+        finally:
+            proc.kill()

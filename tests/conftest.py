@@ -1,0 +1,76 @@
+"""Shared fixtures: a clean environment and a scratch workspace for every test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GUARDED_PREFIXES = ("STATETRACE_", "GUARD_")
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No STATETRACE_*/GUARD_* variable leaks in; guard's home is a tmp dir."""
+    for name in list(os.environ):
+        if name.startswith(GUARDED_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(
+        "STATETRACE_GUARD_HOME", str(tmp_path_factory.mktemp("guard-home"))
+    )
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch git-less workspace that is also the current directory."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / ".git").mkdir()
+    monkeypatch.chdir(root)
+    return root
+
+
+def guard_argv(*args: str) -> list[str]:
+    """The argv that runs the installed guard with this interpreter."""
+    return [sys.executable, "-m", "statetrace_guard", *args]
+
+
+class GuardRunner:
+    """Runs guard as a real process in a directory and captures its output."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def __call__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input_: bytes | None = None,
+        timeout: float = 60,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        return subprocess.run(
+            guard_argv(*args),
+            cwd=cwd or self.cwd,
+            env=full_env,
+            input=input_,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture
+def guard(workspace: Path) -> GuardRunner:
+    """Run ``python -m statetrace_guard ARGS`` in the scratch workspace."""
+    return GuardRunner(workspace)

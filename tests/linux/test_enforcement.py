@@ -1,0 +1,324 @@
+"""Kernel enforcement on real processes: Landlock and network namespaces."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from statetrace_guard.levels import Level
+from statetrace_guard.runner import RunSpec, run
+from statetrace_guard.sandbox.base import FsLayout, make_private_tmp, remove_private_tmp
+from statetrace_guard.sandbox.linux import LinuxBackend
+
+BACKEND = LinuxBackend()
+CAPS = BACKEND.probe() if sys.platform.startswith("linux") else None
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.skipif(
+        CAPS is None or CAPS.landlock_abi < 1, reason="needs Linux with Landlock"
+    ),
+]
+needs_netns = pytest.mark.skipif(
+    CAPS is None or not CAPS.netns, reason="needs network namespaces"
+)
+needs_landlock_net = pytest.mark.skipif(
+    CAPS is None or CAPS.landlock_abi < 4, reason="needs Landlock ABI >= 4"
+)
+PY = sys.executable
+GUARD_SUBDIRS = ("Sessions", "NetOps", "Approvals")
+
+
+SPLIT_ONLY = (
+    LinuxBackend(dataclasses.replace(CAPS, mountns=False)) if CAPS is not None else None
+)
+USERNS = (
+    LinuxBackend(dataclasses.replace(CAPS, root=False)) if CAPS is not None else None
+)
+MODES = {"mount-ro": BACKEND, "landlock-split": SPLIT_ONLY, "userns": USERNS}
+
+
+@dataclasses.dataclass
+class Room:
+    ws: Path
+    outside: Path
+    layout: FsLayout
+    backend: LinuxBackend = BACKEND
+
+    def run(self, level, argv, *, network_open=False, backend=None):
+        backend = backend or self.backend
+        plan = backend.plan(level, network_open, self.layout)
+        env = {**os.environ, "TMPDIR": self.layout.private_tmp}
+        return run(
+            RunSpec(argv, str(self.ws), env, plan=plan, backend=backend, grace=1)
+        )
+
+    def sh(self, level, script, **kwargs):
+        return self.run(level, ["sh", "-c", script], **kwargs).exit_status
+
+
+@pytest.fixture(params=list(MODES))
+def room(request, tmp_path):
+    ws = tmp_path / "ws"
+    for sub in (*GUARD_SUBDIRS, "Reports"):
+        (ws / "Logs" / sub).mkdir(parents=True)
+        (ws / "Logs" / sub / "a.jsonl").write_text("record\n")
+    (ws / ".git" / "hooks").mkdir(parents=True)
+    (ws / ".git" / "config").write_text("[core]\n")
+    (ws / "src").mkdir()
+    (ws / "guard.toml").write_text("# policy\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    systmp = tmp_path / "systmp"
+    systmp.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    private = make_private_tmp(str(systmp))
+    protected = (
+        *(str(ws / "Logs" / s) for s in GUARD_SUBDIRS),
+        str(home),
+        str(ws / "guard.toml"),
+    )
+    layout = FsLayout(str(ws), private, str(systmp), protected, str(ws / ".git"))
+    backend = MODES[request.param]
+    if request.param == "mount-ro" and not CAPS.mountns:
+        pytest.skip("needs mount namespaces")
+    if request.param == "userns" and not CAPS.userns:
+        pytest.skip("needs unprivileged user namespaces")
+    yield Room(ws, outside, layout, backend)
+    remove_private_tmp(private)
+
+
+@pytest.fixture
+def server():
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.sendall(b"hello")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def connect_argv(port):
+    code = f"""
+        import socket, sys
+        try:
+            s = socket.create_connection(("127.0.0.1", {port}), timeout=3)
+            sys.exit(0 if s.recv(5) == b"hello" else 2)
+        except PermissionError:
+            sys.exit(13)
+        except OSError:
+            sys.exit(1)
+        """
+    return [PY, "-c", textwrap.dedent(code)]
+
+
+class TestNetwork:
+    @needs_netns
+    def test_rejects_l1_connect_to_loopback_server(self, room, server):
+        """An L1 program cannot reach a server on the host's loopback."""
+        outcome = room.run(Level.L1, connect_argv(server))
+        assert outcome.exit_status == 1
+
+    @needs_netns
+    def test_accepts_l3_opt_in_connect(self, room, server):
+        """At L3 with the opt-in the same connection succeeds."""
+        outcome = room.run(Level.L3, connect_argv(server), network_open=True)
+        assert outcome.exit_status == 0
+
+    @needs_netns
+    def test_l3_without_opt_in_is_closed(self, room, server):
+        """L3 without the opt-in has no network either."""
+        assert room.run(Level.L3, connect_argv(server)).exit_status == 1
+
+    @needs_netns
+    def test_loopback_is_up_inside(self, room):
+        """Inside the namespace the program can use its own loopback."""
+        code = """
+            import socket
+            srv = socket.create_server(("127.0.0.1", 0))
+            c = socket.create_connection(srv.getsockname())
+            c.sendall(b"x")
+            assert srv.accept()[0].recv(1) == b"x"
+            """
+        assert room.run(Level.L1, [PY, "-c", textwrap.dedent(code)]).exit_status == 0
+
+    @needs_landlock_net
+    def test_rejects_connect_with_landlock_fallback(self, room, server):
+        """Without namespaces, Landlock ABI >= 4 denies TCP connect."""
+        backend = LinuxBackend(dataclasses.replace(CAPS, netns=False))
+        plan = backend.plan(Level.L1, network_open=False, layout=room.layout)
+        assert plan.enforcement["network"] == "landlock"
+        outcome = room.run(Level.L1, connect_argv(server), backend=backend)
+        assert outcome.exit_status == 13
+
+
+class TestFilesystem:
+    def test_rejects_l1_write_outside_workspace(self, room):
+        """L1 cannot write outside the workspace: permission denied."""
+        target = room.outside / "f"
+        code = f"""
+            try:
+                open({str(target)!r}, "w")
+            except PermissionError:
+                raise SystemExit(13)
+            """
+        assert room.run(Level.L1, [PY, "-c", textwrap.dedent(code)]).exit_status == 13
+        assert not target.exists()
+
+    def test_accepts_l1_workspace_and_tmp_writes(self, room):
+        """L1 writes, renames and deletes in the workspace and temp dirs."""
+        systmp = room.layout.system_tmp
+        script = (
+            "echo a > src/f && mv src/f src/g && rm src/g && mkdir src/d && "
+            f"echo b > Logs/Reports/r && echo c > {systmp}/t && echo d > $TMPDIR/p"
+        )
+        assert room.sh(Level.L1, script) == 0
+
+    def test_l0_writes_only_private_tmp(self, room):
+        """L0 may write its private temp dir and /dev/null, nothing else."""
+        assert room.sh(Level.L0, "echo x > $TMPDIR/ok && echo y > /dev/null") == 0
+        for target in ("src/f", f"{room.layout.system_tmp}/f", f"{room.outside}/f"):
+            assert room.sh(Level.L0, f"echo x > {target}") != 0, target
+        assert room.sh(Level.L0, "rm -rf src") != 0
+        assert (room.ws / "src").is_dir()
+
+    def test_l0_can_reopen_its_stdout_file(self, room, tmp_path):
+        """A program may reopen the file its stdout already writes (/dev/stdout)."""
+        out = tmp_path / "outside" / "stdout.txt"
+        saved = os.dup(1)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            os.dup2(fd, 1)
+            status = room.sh(
+                Level.L0, f"echo a > /dev/stdout && ! echo b > {room.outside}/other"
+            )
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(fd)
+        assert status == 0
+        assert out.read_text() == "a\n"
+
+    def test_l0_reads_everything(self, room):
+        """L0 still reads the workspace and the system."""
+        assert room.sh(Level.L0, "cat .git/config /etc/hostname > /dev/null") == 0
+
+    @pytest.mark.parametrize("level", list(Level))
+    @pytest.mark.parametrize("sub", GUARD_SUBDIRS)
+    def test_rejects_protected_writes_at_every_level(self, room, level, sub):
+        """The guard's log subdirectories cannot be written, directly or sideways."""
+        log = f"Logs/{sub}/a.jsonl"
+        attacks = [
+            f"echo x >> {log}",
+            f"echo x > Logs/{sub}/new",
+            f"rm -f {log}",
+            f"ln -s $PWD/{log} src/link && echo x >> src/link",
+            f"ln {log} src/hard && echo x >> src/hard",
+            f"mv {log} src/moved",
+            f"echo x > src/m && mv src/m {log}",
+            f"mv Logs/{sub} src/gone",
+            "mv Logs src/gone",
+            f"rm -rf Logs/{sub}",
+            f"ln -s /etc/hostname Logs/{sub}/new",
+            f"mkdir Logs/{sub}/new",
+        ]
+        for attack in attacks:
+            room.sh(level, attack)
+            assert (room.ws / log).read_text() == "record\n", attack
+            assert not (room.ws / "Logs" / sub / "new").exists(), attack
+
+    def test_missing_protected_dir_cannot_be_planted(self, room):
+        """A guard subdirectory that does not exist yet cannot be created by the program."""
+        (room.ws / "Logs" / "Approvals" / "a.jsonl").unlink()
+        (room.ws / "Logs" / "Approvals").rmdir()
+        room.sh(Level.L3, "ln -s /etc Logs/Approvals; mkdir Logs/Approvals")
+        assert not os.path.lexists(room.ws / "Logs" / "Approvals")
+        assert room.sh(Level.L1, "echo x > Logs/Reports/r") == 0
+
+    def test_mounts_do_not_leak_to_the_host(self, room):
+        """The read-only binds live only in the program's mount namespace."""
+        room.sh(Level.L1, "true")
+        assert str(room.ws) not in Path("/proc/self/mountinfo").read_text()
+
+    @pytest.mark.parametrize("level", list(Level))
+    def test_rejects_policy_file_write(self, room, level):
+        """The policy file inside the workspace stays as it is."""
+        room.sh(level, "echo evil > guard.toml; mv guard.toml x; rm -f guard.toml")
+        assert (room.ws / "guard.toml").read_text() == "# policy\n"
+
+    @pytest.mark.parametrize("level", [Level.L0, Level.L1])
+    def test_rejects_git_hooks_below_l2(self, room, level):
+        """Below L2 .git/hooks and .git/config are read-only."""
+        assert room.sh(level, "echo x > .git/hooks/pre-commit") != 0
+        assert room.sh(level, "echo x >> .git/config") != 0
+        assert (room.ws / ".git" / "config").read_text() == "[core]\n"
+
+    @pytest.mark.parametrize("level", [Level.L2, Level.L3])
+    def test_accepts_git_hooks_from_l2(self, room, level):
+        """From L2 .git/hooks and .git/config are writable."""
+        assert (
+            room.sh(level, "echo x > .git/hooks/pre-commit && echo y >> .git/config")
+            == 0
+        )
+
+    def test_split_directory_new_entries(self, room):
+        """New workspace-root entries work with mount-ro, not with landlock-split."""
+        script = "echo x > newfile && mv newfile n2 && rm n2 && mkdir d && echo y > d/f"
+        if room.backend is not SPLIT_ONLY:
+            assert room.sh(Level.L1, script) == 0
+            assert room.sh(Level.L1, "rm -rf d") != 0  # the dir itself stays
+            assert not (room.ws / "d" / "f").exists()
+        else:
+            assert room.sh(Level.L1, script) != 0
+            assert not (room.ws / "newfile").exists()
+
+    def test_existing_root_files_editable(self, room):
+        """Existing files at the split workspace root are editable in place."""
+        (room.ws / "README.md").write_text("old\n")
+        assert room.sh(Level.L1, "echo new > README.md") == 0
+        assert (room.ws / "README.md").read_text() == "new\n"
+
+    def test_rejects_mknod_device(self, room):
+        """A device node cannot be made in the workspace, even by root."""
+        assert room.sh(Level.L1, "mknod src/disk b 8 0") != 0
+        assert not (room.ws / "src" / "disk").exists()
+
+    def test_workspace_symlink_out_is_not_a_grant(self, room):
+        """A symlink at the workspace root does not extend the grant to its target."""
+        (room.ws / "escape").symlink_to(room.outside)
+        assert room.sh(Level.L1, "echo x > escape/f") != 0
+        assert not (room.outside / "f").exists()
+
+    def test_restrictions_are_inherited(self, room):
+        """Grandchildren are restricted as the program is."""
+        assert room.sh(Level.L1, f"sh -c 'sh -c \"echo x > {room.outside}/f\"'") != 0
+
+
+class TestRecord:
+    def test_enforcement_names(self, room):
+        """The plan names what is enforced on this machine."""
+        plan = room.backend.plan(Level.L1, network_open=False, layout=room.layout)
+        assert plan.enforcement["filesystem"] == f"landlock-abi-{CAPS.landlock_abi}"
+        assert plan.enforcement["network"] in {"netns", "landlock"}
+        assert plan.missing == ()
+        assert plan.as_record()["enforcement"] == plan.enforcement

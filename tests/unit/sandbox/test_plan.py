@@ -1,0 +1,233 @@
+"""Planning without the kernel: grants, splits, network modes, the fallback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from statetrace_guard.cli.doctor_cmd import doctor
+from statetrace_guard.levels import Level
+from statetrace_guard.sandbox import select_backend
+from statetrace_guard.sandbox.base import (
+    Capabilities,
+    FsLayout,
+    Grant,
+    SandboxPlan,
+    make_private_tmp,
+    remove_private_tmp,
+)
+from statetrace_guard.sandbox.linux import LinuxBackend, plan_grants, protected_paths
+from statetrace_guard.sandbox.unsafe_none import SandboxWarning, UnsafeNoSandbox
+
+FULL = Capabilities("linux", landlock_abi=6, netns=True, userns=True, mountns=True)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> FsLayout:
+    ws = tmp_path / "ws"
+    for sub in ("Sessions", "NetOps", "Approvals", "Reports"):
+        (ws / "Logs" / sub).mkdir(parents=True)
+    (ws / ".git" / "hooks").mkdir(parents=True)
+    (ws / ".git" / "config").write_text("")
+    (ws / ".git" / "HEAD").write_text("")
+    (ws / "src").mkdir()
+    (ws / "README.md").write_text("")
+    (ws / "link").symlink_to("/etc")
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "priv").mkdir()
+    protected = tuple(str(ws / "Logs" / s) for s in ("Sessions", "NetOps", "Approvals"))
+    return FsLayout(
+        str(ws),
+        str(tmp_path / "priv"),
+        str(tmp_path / "tmp"),
+        protected,
+        str(ws / ".git"),
+    )
+
+
+def kinds(grants: tuple[Grant, ...]) -> dict[str, str]:
+    return {g.path: g.kind for g in grants}
+
+
+class TestGrants:
+    def test_l0_writes_only_private_tmp_and_devices(self, layout):
+        """L0 grants the private temp dir and terminal devices, nothing else."""
+        grants, readonly, protect = plan_grants(Level.L0, layout)
+        assert kinds(grants) == {
+            "/dev/null": "device",
+            "/dev/tty": "device",
+            "/dev/ptmx": "device",
+            "/dev/pts": "device",
+            layout.private_tmp: "write",
+        }
+        assert readonly == ()
+        assert protect == "outside"
+
+    def test_l1_splits_workspace_around_protected(self, layout):
+        """L1 grants workspace entries one by one, never the guard's dirs."""
+        grants, _, protect = plan_grants(Level.L1, layout)
+        got = kinds(grants)
+        ws = layout.workspace
+        assert got[f"{ws}/src"] == "write"
+        assert got[f"{ws}/README.md"] == "write"
+        assert got[f"{ws}/Logs/Reports"] == "write"
+        assert got[f"{ws}/.git/HEAD"] == "write"
+        assert layout.system_tmp in got
+        for path in (*layout.protected, f"{ws}/.git/hooks", f"{ws}/.git/config"):
+            assert not any(p == path or p.startswith(path + "/") for p in got)
+        assert ws not in got  # split directory gets nothing without mounts
+        assert f"{ws}/link" not in got  # a symlink is never a grant
+        assert protect == "landlock-split"
+
+    def test_l1_with_mounts_keeps_dirs_and_mounts_readonly(self, layout):
+        """With mount namespaces, split dirs keep-dirs and protected paths are bound read-only."""
+        grants, readonly, protect = plan_grants(Level.L1, layout, can_mount=True)
+        got = kinds(grants)
+        assert got[layout.workspace] == "keep-dirs"
+        assert got[f"{layout.workspace}/Logs"] == "keep-dirs"
+        assert set(readonly) == {
+            *layout.protected,
+            f"{layout.workspace}/.git/hooks",
+            f"{layout.workspace}/.git/config",
+        }
+        assert protect == "mount-ro"
+
+    def test_missing_protected_path_falls_back_to_strict_split(self, layout):
+        """A missing protected path cannot be mounted: every ancestor split is strict.
+
+        Any ancestor's create right would reach the missing path, so none gets one.
+        """
+        Path(layout.protected[2]).rmdir()
+        grants, readonly, protect = plan_grants(Level.L1, layout, can_mount=True)
+        got = kinds(grants)
+        assert f"{layout.workspace}/Logs" not in got
+        assert layout.workspace not in got
+        assert layout.protected[2] not in readonly
+        assert protect == "mount-ro"
+
+    def test_git_protected_only_below_l2(self, layout):
+        """.git/hooks and .git/config are protected below L2 only."""
+        hooks = f"{layout.git_dir}/hooks"
+        assert hooks in protected_paths(Level.L1, layout)
+        assert hooks not in protected_paths(Level.L2, layout)
+        grants, _, _ = plan_grants(Level.L2, layout)
+        assert kinds(grants)[layout.git_dir] == "write"
+
+    def test_protected_root_is_not_granted(self, layout):
+        """A writable root that is itself protected gets no grant."""
+        lay = FsLayout(
+            layout.workspace,
+            layout.private_tmp,
+            layout.system_tmp,
+            (layout.system_tmp,),
+        )
+        grants, _, _ = plan_grants(Level.L1, lay)
+        assert layout.system_tmp not in kinds(grants)
+
+
+class TestBackend:
+    @pytest.mark.parametrize(
+        ("caps", "network_open", "expected", "missing"),
+        [
+            (FULL, False, "netns", ()),
+            (FULL, True, "open", ()),
+            (Capabilities("linux", landlock_abi=4), False, "landlock", ()),
+            (Capabilities("linux", landlock_abi=3), False, "none", ("network",)),
+            (Capabilities("linux"), False, "none", ("network", "filesystem")),
+        ],
+    )
+    def test_network_and_filesystem_modes(
+        self, layout, caps, network_open, expected, missing
+    ):
+        """The plan names the strongest mechanism the machine offers."""
+        plan = LinuxBackend(caps).plan(Level.L1, network_open, layout)
+        assert plan.enforcement["network"] == expected
+        assert plan.missing == missing
+        fs = "none" if caps.landlock_abi == 0 else f"landlock-abi-{caps.landlock_abi}"
+        assert plan.enforcement["filesystem"] == fs
+
+    def test_record_view(self, layout):
+        """as_record carries enforcement, missing and the writable paths."""
+        record = (
+            LinuxBackend(FULL)
+            .plan(Level.L1, network_open=False, layout=layout)
+            .as_record()
+        )
+        assert set(record) == {
+            "enforcement",
+            "missing",
+            "backend",
+            "writable",
+            "readonly",
+        }
+        json.dumps(record)
+
+    def test_plan_without_landlock_needs_no_ruleset(self, layout):
+        """A plan with filesystem none builds no ruleset."""
+        backend = LinuxBackend(Capabilities("linux"))
+        setup = backend.child_setup(
+            backend.plan(Level.L1, network_open=True, layout=layout)
+        )
+        setup.close()
+
+    def test_probe_cached(self):
+        """select_backend probes once per process."""
+        assert select_backend() is select_backend()
+
+
+class TestUnsafeNoSandbox:
+    def test_warns_and_enforces_nothing(self, layout):
+        """UnsafeNoSandbox says none and warns on every plan."""
+        backend = UnsafeNoSandbox()
+        with pytest.warns(SandboxWarning):
+            plan = backend.plan(Level.L1, network_open=False, layout=layout)
+        assert plan.enforcement == {"network": "none", "filesystem": "none"}
+        assert plan.missing == ("network", "filesystem")
+        setup = backend.child_setup(plan)
+        setup()
+        setup.close()
+
+    def test_network_open_is_not_missing(self, layout):
+        """At L3 with the opt-in only the filesystem is missing."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SandboxWarning)
+            plan = UnsafeNoSandbox().plan(Level.L3, network_open=True, layout=layout)
+        assert plan.missing == ("filesystem",)
+        assert isinstance(plan, SandboxPlan)
+
+
+class TestPrivateTmp:
+    def test_create_and_remove(self, tmp_path):
+        """The private temp dir is 0700 and removed with its contents."""
+        path = make_private_tmp(str(tmp_path))
+        assert (Path(path).stat().st_mode & 0o777) == 0o700
+        (Path(path) / "left").write_text("x")
+        remove_private_tmp(path)
+        assert not Path(path).exists()
+        remove_private_tmp(path)
+
+
+@pytest.mark.usefixtures("workspace")
+class TestDoctor:
+    def test_json_report(self):
+        """guard doctor --json lists capabilities and every level."""
+        result = CliRunner().invoke(doctor, ["--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["schema_version"] >= 1
+        assert set(report["levels"]) == {"L0", "L1", "L2", "L3", "L3+opt-in"}
+        assert report["levels"]["L3+opt-in"]["enforcement"]["network"] == "open"
+        if sys.platform.startswith("linux"):
+            assert "landlock_abi" in report["capabilities"]
+
+    def test_text_report(self):
+        """guard doctor prints a table a human can read."""
+        result = CliRunner().invoke(doctor, [])
+        assert result.exit_code == 0, result.output
+        assert "landlock" in result.output
+        assert "L3+opt-in" in result.output
