@@ -68,28 +68,37 @@ def subjects() -> dict[str, list[str]]:
     }
 
 
-def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS in bytes (the process or its largest descendant)."""
     start = time.perf_counter()
-    subprocess.run(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    return time.perf_counter() - start
+    _, _, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = 0  # reaped by wait4 above
+    return elapsed, usage.ru_maxrss * 1024
 
 
-def time_subjects(runs: int, workspace: Path, env: dict[str, str]) -> dict[str, float]:
+def time_subjects(
+    runs: int, workspace: Path, env: dict[str, str]
+) -> dict[str, tuple[float, int]]:
+    """Median wall time and peak RSS per subject, runs interleaved."""
     table = subjects()
     samples: dict[str, list[float]] = {name: [] for name in table}
-    for argv in table.values():  # warm caches (pyc, page cache, daemon) once
+    peaks: dict[str, int] = dict.fromkeys(table, 0)
+    for argv in table.values():  # warm caches (pyc, page cache, the helper) once
         time_once(argv, workspace, env)
+    time.sleep(1.0)  # let a helper started by the warm-up finish starting
     for _ in range(runs):
         for name, argv in table.items():
-            samples[name].append(time_once(argv, workspace, env))
-    return {name: statistics.median(values) for name, values in samples.items()}
+            elapsed, peak = time_once(argv, workspace, env)
+            samples[name].append(elapsed)
+            peaks[name] = max(peaks[name], peak)
+    return {
+        name: (statistics.median(values), peaks[name])
+        for name, values in samples.items()
+    }
 
 
 def batch_input(count: int) -> str:
@@ -137,11 +146,16 @@ def main() -> None:
         "--no-daemon", action="store_true", help="measure the in-process path"
     )
     args = parser.parse_args()
-    workspace = Path(tempfile.mkdtemp(prefix="guard-bench-"))
+    # Outside the system temp directory, as an agent's workspace would be: a
+    # workspace (or guard home) inside /tmp makes the sandbox split /tmp
+    # entry by entry, which measures this machine's /tmp, not the guard.
+    scratch = Path.home() / ".cache" / "statetrace-guard-bench"
+    scratch.mkdir(parents=True, exist_ok=True)
+    workspace = Path(tempfile.mkdtemp(prefix="ws-", dir=scratch))
     (workspace / ".git").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATETRACE_")}
     env["STATETRACE_GUARD_HOME"] = str(
-        Path(tempfile.mkdtemp(prefix="guard-bench-home-"))
+        Path(tempfile.mkdtemp(prefix="home-", dir=scratch))
     )
     env["STATETRACE_GUARD_DAEMON"] = "off" if args.no_daemon else "on"
     env["STATETRACE_GUARD_DAEMON_IDLE"] = "60"
@@ -150,17 +164,22 @@ def main() -> None:
         rate = batch_throughput(args.batch, workspace, env)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-    base = medians["python -c pass"]
-    report = {
-        name: {"median_ms": round(value * 1000, 2), "ratio": round(value / base, 2)}
-        for name, value in medians.items()
+    base = medians["python -c pass"][0]
+    report: dict[str, dict[str, float]] = {
+        name: {
+            "median_ms": round(value * 1000, 2),
+            "ratio": round(value / base, 2),
+            "peak_rss_mb": round(peak / 2**20, 1),
+        }
+        for name, (value, peak) in medians.items()
     }
     report["check --batch"] = {"commands_per_second": round(rate)}
     if args.json:
         print(json.dumps(report, indent=2))
         return
+    mode = "in-process" if args.no_daemon else "resident helper"
     print(
-        f"medians of {args.runs} runs; ratio against python -c pass ({sys.executable})"
+        f"medians of {args.runs} runs ({mode}); ratio against python -c pass ({sys.executable})"
     )
     for name, row in report.items():
         if "ratio" in row:

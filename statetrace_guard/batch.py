@@ -31,6 +31,10 @@ _SHELL_PREFIX: Mapping[str, tuple[str, ...]] = {
 }
 
 
+_BATCH_MEMO: dict[tuple[object, ...], dict[str, Any]] = {}
+_BATCH_MEMO_LIMIT = 16384
+
+
 @dataclass(frozen=True, slots=True)
 class BatchLine:
     """One well-formed input line."""
@@ -101,18 +105,41 @@ def judge_lines(
 def _judge(
     line: BatchLine, policy: CompiledPolicy, place: Place, stats: BatchStats
 ) -> dict[str, Any]:
-    here = place
-    if line.env is not None:
-        here = replace(place, decide=replace(place.decide, env=line.env))
-    judgement = evaluate(line.argv, line.level, policy, here)
+    result = _verdict_of(line, policy, place)
     stats.judged += 1
-    if judgement.verdict.allowed:
+    if result["decision"] == "allow":
         stats.allowed += 1
     else:
         stats.blocked += 1
-    result = verdict_json(judgement.verdict)
-    result["argv"] = list(line.argv)
     return result
+
+
+def _verdict_of(
+    line: BatchLine, policy: CompiledPolicy, place: Place
+) -> dict[str, Any]:
+    """The result object; repeated lines are judged once (see NOTE)."""
+    # NOTE(speed): recorded sessions repeat the same commands many times. The
+    # answer is a function of the line and the policy, except for commands
+    # that write (their paths resolve through the file system), which are
+    # never memoised.
+    env = tuple(sorted((line.env or {}).items())) if line.env is not None else None
+    key = (line.argv, line.level, env, policy.sha256)
+    cached = _BATCH_MEMO.get(key)
+    if cached is not None:
+        return dict(cached)
+    here = place
+    if line.env is not None:
+        here = replace(place, decide=replace(place.decide, env=line.env))
+    verdict = evaluate(line.argv, line.level, policy, here).verdict
+    result = verdict_json(verdict)
+    result["argv"] = list(line.argv)
+    if not any(
+        item.command.writes or item.command.redirects for item in verdict.commands
+    ):
+        if len(_BATCH_MEMO) >= _BATCH_MEMO_LIMIT:
+            _BATCH_MEMO.clear()
+        _BATCH_MEMO[key] = result
+    return dict(result)
 
 
 def _argv_of(data: Mapping[str, Any]) -> tuple[str, ...]:

@@ -155,7 +155,29 @@ def describe_command(command: SimpleCommand, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# NOTE(speed): agents repeat commands, and batch replays repeat them more.
+# A verdict depends only on the command, the policy's content and where it
+# runs, except through the file system when it writes (paths resolve through
+# symlinks that may change), so only commands that write nothing are kept.
+_MEMO: dict[tuple[object, ...], CommandVerdict] = {}
+_MEMO_LIMIT = 8192
+
+
 def _judge(
+    command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
+) -> CommandVerdict:
+    if command.writes or command.redirects:
+        return _judge_fresh(command, policy, ctx)
+    key = (command, policy.sha256, policy.source)
+    found = _MEMO.get(key)
+    if found is None:
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.clear()
+        found = _MEMO[key] = _judge_fresh(command, policy, ctx)
+    return found
+
+
+def _judge_fresh(
     command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
 ) -> CommandVerdict:
     rule = _strictest_rule(command, policy)

@@ -6,6 +6,7 @@ they can never disagree about a command.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -75,9 +76,20 @@ def evaluate(
     argv: Sequence[str], level: Level, policy: CompiledPolicy, place: Place
 ) -> Judgement:
     """Classify ``argv`` and decide on it at ``level``."""
-    from statetrace_guard.classify import classify_argv  # noqa: PLC0415 - parsers load on first use
+    from statetrace_guard.classify.argv import (  # noqa: PLC0415 - parsers load on first use
+        classify_argv,
+    )
 
-    classification = classify_argv(argv, place.classify)
+    # NOTE(gc): the classifiers bound their work by CPU time and fail closed
+    # past it; a collector pause (a long-lived helper has a large heap) must
+    # not be charged to one command and turn it dynamic. Collect afterwards.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        classification = classify_argv(argv, place.classify)
+    finally:
+        if collecting:
+            gc.enable()
     return Judgement(
         classification, decide(classification, policy, level, place.decide)
     )

@@ -480,8 +480,19 @@ def _facts(
         else None,
         task_ids=task_ids,
         plan_refs=(session.plan,) if session.plan else (),
-        extra={"via": options.via, "approval_id": session.approval_id},
+        extra=_extra(options, session, verdict),
     )
+
+
+def _extra(
+    options: RunOptions, session: SessionContext, verdict: Verdict
+) -> dict[str, Any]:
+    """How the command was served, the approval in force, the network program."""
+    extra: dict[str, Any] = {"via": options.via, "approval_id": session.approval_id}
+    network = [c.command for c in verdict.commands if Effect.NETWORK in c.effects]
+    if network:
+        extra["program"] = network[0].name
+    return extra
 
 
 def _seen_env(env: Mapping[str, str]) -> dict[str, str | None]:

@@ -12,6 +12,7 @@ is loaded, by ``check_examples`` in ``decision.py``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import re
 import tomllib
@@ -189,8 +190,14 @@ def load_policy(path: Path | None) -> CompiledPolicy:
     return load_policy_bytes(raw, str(path))
 
 
+@functools.lru_cache(maxsize=16)
 def load_policy_bytes(raw: bytes, source: str) -> CompiledPolicy:
-    """Validate and compile policy TOML given as bytes; ``source`` names it."""
+    """Validate and compile policy TOML given as bytes; ``source`` names it.
+
+    Cached by content: the same bytes are parsed and validated once per
+    process (the resident helper serves many commands). A changed file has
+    new bytes, so nothing stale is ever served.
+    """
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -7,8 +7,9 @@ values, verifying its hash chain in the same pass; :class:`Replayer` judges
 each command again with :func:`statetrace_guard.evaluate.evaluate` (the batch
 path: the policy is compiled once, a :class:`~statetrace_guard.evaluate.Place`
 is built once per distinct working directory and environment, and identical
-commands are judged once) and compares decision, required level, effects and
-rules with the record.
+commands are judged once; long replays judge distinct commands in forked
+worker processes while the logs are still being read) and compares
+decision, required level, effects and rules with the record.
 
 Everything here is pure apart from reading the log files; the CLI renders.
 
@@ -244,13 +245,20 @@ class ReplaySettings:
     env: Mapping[str, str] | None = None
 
 
-def read_session(path: Path, *, verify: bool = True) -> list[RecordedCommand]:
+def read_session(
+    path: Path,
+    *,
+    verify: bool = True,
+    sink: Callable[[RecordedCommand], None] | None = None,
+) -> list[RecordedCommand]:
     """Read the commands of one session log, verifying its chain as it goes.
 
     Args:
         path: a ``<log-dir>/Sessions/<session-id>.jsonl`` file.
         verify: check the hash chain, sequence and time order; a broken file
             is refused.
+        sink: called with each command as it is read (see
+            :meth:`Replayer.prefetching`).
 
     Returns:
         One command per started or blocked record, in file order.
@@ -262,7 +270,7 @@ def read_session(path: Path, *, verify: bool = True) -> list[RecordedCommand]:
     try:
         with path.open("rb") as stream, _collector_paused():
             records = _chain_records(stream) if verify else _tolerant_records(stream)
-            return records_to_commands(records, str(path))
+            return records_to_commands(records, str(path), sink)
     except _ChainMismatch:
         pass
     except OSError as exc:
@@ -387,7 +395,9 @@ def _body_hash(line: bytes, digest: str) -> str | None:
 
 
 def records_to_commands(
-    records: Iterable[tuple[int, Mapping[str, Any]]], source: str
+    records: Iterable[tuple[int, Mapping[str, Any]]],
+    source: str,
+    sink: Callable[[RecordedCommand], None] | None = None,
 ) -> list[RecordedCommand]:
     """Turn parsed session records into commands, pairing finished records.
 
@@ -397,11 +407,12 @@ def records_to_commands(
     Args:
         records: ``(line number, record)`` pairs in file order.
         source: the file name to report.
+        sink: called with each command as soon as it is complete.
 
     Returns:
         The commands in file order; malformed command records are skipped.
     """
-    pairing = _Pairing(source)
+    pairing = _Pairing(source, sink)
     for number, record in records:
         event = record.get("event")
         if event == _FINISHED:
@@ -414,8 +425,11 @@ def records_to_commands(
 class _Pairing:
     """Builds commands in file order; a started one waits for its finish."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(
+        self, source: str, sink: Callable[[RecordedCommand], None] | None
+    ) -> None:
         self._source = source
+        self._sink = sink
         self._built: list[RecordedCommand | None] = []
         self._waiting: dict[int, dict[str, Any]] = {}
         self._open: dict[tuple[object, tuple[str, ...]], list[int]] = {}
@@ -425,7 +439,7 @@ class _Pairing:
         if fields is None:
             return
         if finished:
-            self._built.append(RecordedCommand(**fields))
+            self._built.append(self._made(RecordedCommand(**fields)))
             return
         index = len(self._built)
         self._built.append(None)
@@ -440,15 +454,20 @@ class _Pairing:
         if indices:
             index = indices.pop(0)
             fields = self._waiting.pop(index)
-            self._built[index] = RecordedCommand(
-                **fields, exit_status=_exit_status(record)
+            self._built[index] = self._made(
+                RecordedCommand(**fields, exit_status=_exit_status(record))
             )
 
     def commands(self) -> list[RecordedCommand]:
         for index, fields in self._waiting.items():
-            self._built[index] = RecordedCommand(**fields)
+            self._built[index] = self._made(RecordedCommand(**fields))
         self._waiting.clear()
         return [command for command in self._built if command is not None]
+
+    def _made(self, command: RecordedCommand) -> RecordedCommand:
+        if self._sink is not None:
+            self._sink(command)
+        return command
 
 
 _LEVELS = {level.name: level for level in Level}
@@ -524,18 +543,37 @@ class Replayer:
         self._judged: dict[tuple[Any, ...], JudgedNow] = {}
         self._default_env = tuple(sorted((settings.env or {}).items()))
 
+    @property
+    def settings(self) -> ReplaySettings:
+        """What this replayer judges with."""
+        return self._settings
+
     def judge(self, command: RecordedCommand) -> JudgedNow:
         """Return the current judgement of one recorded command."""
-        key = self._key(command)
+        return self.judge_key(self.key_of(command))
+
+    def key_of(self, command: RecordedCommand) -> tuple[Any, ...]:
+        """What a judgement depends on: argv, level, cwd and environment."""
+        level = command.level if self._settings.level is None else self._settings.level
+        return (command.argv, level, command.cwd, command.env or self._default_env)
+
+    def judge_key(self, key: tuple[Any, ...]) -> JudgedNow:
+        """Return the judgement for a key from :meth:`key_of`, cached."""
         cached = self._judged.get(key)
         if cached is None:
             cached = self._evaluate(key)
             self._judged[key] = cached
         return cached
 
-    def _key(self, command: RecordedCommand) -> tuple[Any, ...]:
-        level = command.level if self._settings.level is None else self._settings.level
-        return (command.argv, level, command.cwd, command.env or self._default_env)
+    def known(self, key: tuple[Any, ...]) -> bool:
+        """True when the judgement for ``key`` is already cached."""
+        return key in self._judged
+
+    def remember(
+        self, keys: Sequence[tuple[Any, ...]], judged: Sequence[JudgedNow]
+    ) -> None:
+        """Cache judgements made elsewhere (by worker processes)."""
+        self._judged.update(zip(keys, judged, strict=True))
 
     def _evaluate(self, key: tuple[Any, ...]) -> JudgedNow:
         argv, level, cwd, env_key = key
@@ -552,35 +590,21 @@ class Replayer:
             why=verdict.blocking.reasons[0] if verdict.blocking else None,
         )
 
-    def judge_all(self, commands: Sequence[RecordedCommand], workers: int) -> None:
-        """Judge the distinct commands not yet judged, in ``workers`` processes.
+    @contextlib.contextmanager
+    def prefetching(self, workers: int) -> Iterator[Callable[[RecordedCommand], None]]:
+        """Judge distinct commands in worker processes while they are being read.
 
-        NOTE(replay): classification is CPU-bound Python, so threads do not
-        help; forked workers inherit the compiled policy and warm parsers and
-        judge chunks of distinct commands. Below :data:`PARALLEL_FROM`
-        distinct commands, or where fork is not available, this does nothing
-        and :meth:`judge` works serially. The judgements are the same either way.
+        Yields a callable to offer each command to as soon as it is read (the
+        ``sink`` of :func:`read_session`). On leaving the block every judgement
+        the workers made is in this replayer's cache; the rest is judged
+        serially by :meth:`judge`. See :class:`_Prefetch`.
         """
-        pending: dict[tuple[Any, ...], RecordedCommand] = {}
-        for command in commands:
-            key = self._key(command)
-            if key not in self._judged:
-                pending.setdefault(key, command)
-        if workers < 2 or len(pending) < PARALLEL_FROM:  # noqa: PLR2004 - documented
-            return
-        import multiprocessing  # noqa: PLC0415 - long replays only
-
+        prefetch = _Prefetch(self, workers)
         try:
-            context = multiprocessing.get_context("fork")
-        except ValueError:  # no fork on this platform: judge serially
-            return
-        items = list(pending.values())
-        chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-        with context.Pool(workers, _start_worker, (self._settings,)) as pool:
-            for chunk, judged in zip(
-                chunks, pool.imap(_judge_chunk, chunks), strict=True
-            ):
-                self._judged.update(zip(map(self._key, chunk), judged, strict=True))
+            yield prefetch.offer
+            prefetch.collect()
+        finally:
+            prefetch.stop()
 
     def row(self, command: RecordedCommand) -> Row:
         """Judge one command and compare it with the policy's part of its record."""
@@ -607,14 +631,17 @@ class Replayer:
             commands: the recorded commands.
             progress: called with the count every 10,000 commands.
             workers: processes for the distinct commands (see
-                :meth:`judge_all`); 1 judges everything in this process.
+                :meth:`prefetching`); 1 judges everything in this process.
         """
         rows: list[Row] = []
         # NOTE(replay): a collector pass over a long replay's heap can take
         # longer than the classifier's per-script time budget, which would
         # then fail a small script closed; pausing it keeps replay exact.
         with _collector_paused():
-            self.judge_all(commands, workers)
+            if workers > 1:
+                with self.prefetching(workers) as offer:
+                    for command in commands:
+                        offer(command)
             for count, command in enumerate(commands, start=1):
                 rows.append(self.row(command))
                 if progress is not None and count % _PROGRESS_EVERY == 0:
@@ -634,6 +661,81 @@ class Replayer:
         return place
 
 
+class _Prefetch:
+    """Hands distinct commands to forked workers as they are read.
+
+    NOTE(replay): classification is CPU-bound Python, so threads do not help;
+    forked workers inherit the compiled policy and warm parsers and judge
+    chunks of distinct keys while this process goes on reading. Workers start
+    only once :data:`PARALLEL_FROM` distinct commands were seen (most replays
+    never pay for them) and only where fork exists; the judgements are the
+    same either way.
+    """
+
+    def __init__(self, replayer: Replayer, workers: int) -> None:
+        self._replayer = replayer
+        self._workers = workers
+        self._seen: set[tuple[Any, ...]] = set()
+        self._pending: list[tuple[Any, ...]] = []
+        self._pool: Any = None
+        self._sent: list[tuple[list[tuple[Any, ...]], Any]] = []
+
+    def offer(self, command: RecordedCommand) -> None:
+        """Queue a command's key unless it is judged or queued already."""
+        key = self._replayer.key_of(command)
+        if key in self._seen or self._replayer.known(key):
+            return
+        self._seen.add(key)
+        self._pending.append(key)
+        if len(self._pending) >= _CHUNK and self._started():
+            self._dispatch()
+
+    def collect(self) -> None:
+        """Send what is left and cache every result (a worker's error raises)."""
+        if self._pool is None:
+            return
+        self._dispatch()
+        for keys, result in self._sent:
+            self._replayer.remember(keys, result.get())
+        self._pool.close()
+        self._pool.join()
+        self._pool = None
+
+    def stop(self) -> None:
+        """End the workers if still running (after an error)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def _started(self) -> bool:
+        if self._pool is None:
+            if self._workers < 2 or len(self._seen) < PARALLEL_FROM:  # noqa: PLR2004
+                return False
+            self._pool = _fork_pool(self._workers, self._replayer.settings)
+            if self._pool is None:
+                self._workers = 1
+                return False
+        return True
+
+    def _dispatch(self) -> None:
+        keys, self._pending = self._pending, []
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            self._sent.append((chunk, self._pool.apply_async(_judge_keys, (chunk,))))
+
+
+def _fork_pool(workers: int, settings: ReplaySettings) -> Any:  # noqa: ANN401 - a Pool
+    """A pool of forked workers, or None where fork does not exist."""
+    import multiprocessing  # noqa: PLC0415 - long replays only
+
+    try:
+        context = multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform: judge serially
+        return None
+    return context.Pool(workers, _start_worker, (settings,))
+
+
 _WORKER: list[Replayer] = []  # the replayer of a forked worker process
 
 
@@ -643,10 +745,10 @@ def _start_worker(settings: ReplaySettings) -> None:
     gc.disable()  # NOTE(replay): as in the parent, for the classifier's budget
 
 
-def _judge_chunk(chunk: Sequence[RecordedCommand]) -> list[JudgedNow]:
-    """Worker: judge a chunk of distinct commands."""
+def _judge_keys(keys: Sequence[tuple[Any, ...]]) -> list[JudgedNow]:
+    """Worker: judge a chunk of distinct keys."""
     replayer = _WORKER[0]
-    return [replayer.judge(command) for command in chunk]
+    return [replayer.judge_key(key) for key in keys]
 
 
 def _workspace_for(cwd: str) -> Path:

@@ -24,6 +24,7 @@ from statetrace_guard.classify.model import (
 )
 from statetrace_guard.classify.native import lookup
 from statetrace_guard.classify.paths import resolve_path
+from statetrace_guard.classify.repoconfig import flag_nested_repo_configs
 from statetrace_guard.classify.verdict import (
     DYNAMIC,
     READ,
@@ -349,9 +350,8 @@ def classify_argv(argv: Sequence[str], ctx: ClassifyContext) -> Classification:
     Never raises: an unexpected internal error becomes one ``dynamic`` command.
     """
     try:
-        return Classification(
-            tuple(classify_words([Word(a) for a in argv], ctx, "exec"))
-        )
+        found = classify_words([Word(a) for a in argv], ctx, "exec")
+        return Classification(flag_nested_repo_configs(found, ctx))
     except Exception as exc:  # noqa: BLE001 - classification must never raise
         return Classification(
             (failed(tuple(argv), "exec", f"internal error: {exc!r}"),)
@@ -366,7 +366,7 @@ def classify_script(
         if shell == "pwsh":
             return _pwsh_script(text, ctx)
         commands, errors = walk_bash(text, ctx)
-        return Classification(commands, errors)
+        return Classification(flag_nested_repo_configs(commands, ctx), errors)
     except Exception as exc:  # noqa: BLE001 - classification must never raise
         return Classification((failed((text,), shell, f"internal error: {exc!r}"),))
 
@@ -380,4 +380,5 @@ def _pwsh_script(text: str, ctx: ClassifyContext) -> Classification:
         return Classification(
             (failed((text,), "pwsh", "PowerShell classifier missing"),)
         )
-    return Classification(tuple(classify_pwsh_script(text, ctx)))
+    found = classify_pwsh_script(text, ctx)
+    return Classification(flag_nested_repo_configs(found, ctx))

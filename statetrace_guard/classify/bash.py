@@ -15,6 +15,7 @@ is unknown (``cd "$X"``, ``cd -``), relative writes are ``dynamic``.
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from statetrace_guard.classify.nodes import (
     WORDS,
 )
 from statetrace_guard.classify.paths import resolve_path
-from statetrace_guard.classify.verdict import unresolvable
+from statetrace_guard.classify.verdict import texts, unresolvable
 from statetrace_guard.classify.wrappers import dangerous_env
 from statetrace_guard.levels import Effect
 
@@ -83,6 +84,7 @@ _PARSE_SHARE = 0.6  # of the budget, at most, for parsing
 _SMALL = 256  # bytes: below this, parsing cannot blow up; skip the cancel hook
 _DEADLINE: ContextVar[float | None] = ContextVar("bash_walk_deadline", default=None)
 _DYN = frozenset({Effect.DYNAMIC})
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _READ = frozenset({Effect.READ})
 
 
@@ -184,6 +186,7 @@ class _Walker:
         self.functions: dict[str, tuple[bytes, Node]] = {}
         self.aliases: dict[str, str] = {}
         self.traps: list[str] = []
+        self.values: dict[str, str] = {}  # assigned source text, for arithmetic
         self.nest = 0  # trap and alias sources parsed inside this walk
         self.calling: set[str] = set()
         self.excused = False  # an ERROR node we understood (``<>``)
@@ -252,14 +255,45 @@ class _Walker:
         body = node.child_by_field_name("body")
         end = body.start_byte if body is not None else node.end_byte
         text = self.src[node.start_byte : end].decode("utf-8", "surrogateescape")
-        names = list(arithmetic_names(text))
+        names = self.arithmetic_targets(text)
         if names:
             self.emit_assignments(names, text)
+
+    def arithmetic_targets(self, text: str) -> list[str]:
+        """Names an arithmetic text assigns, following variables' values.
+
+        ``a='X=1'; (( a ))`` assigns X: bash evaluates a's value as an
+        expression. Values assigned earlier in the script are followed.
+        """
+        names: dict[str, None] = dict.fromkeys(arithmetic_names(text))
+        seen: set[str] = set()
+        pending = [text]
+        while pending and len(seen) < 64:  # noqa: PLR2004 - a bound on chains
+            for ref in _IDENT.findall(pending.pop()):
+                if ref in self.values and ref not in seen:
+                    seen.add(ref)
+                    names.update(dict.fromkeys(arithmetic_names(self.values[ref])))
+                    pending.append(self.values[ref])
+        return list(names)
+
+    def expansion_assigns(self, node: Node) -> None:
+        """Record what ``$((X=1))`` or ``${X:=1}`` assigns."""
+        if node.type == "arithmetic_expansion":
+            self.arithmetic(node)
+        elif node.type == "expansion":
+            self.default_assign(node)
 
     def default_assign(self, node: Node) -> None:
         """``${X:=1}`` and ``${X=1}`` assign X when it is unset (or empty)."""
         ops = [c.type for c in node.children if not c.is_named]
-        if ":=" in ops or "=" in ops:
+        if (":=" in ops or "=" in ops) and "!" in ops:
+            why = "${!ref:=v} assigns the variable named by ref's value"
+            self.out.append(
+                SimpleCommand(
+                    (self.text(node),), "bash", "", _DYN, "bash:assign", (why,)
+                )
+            )
+        elif ":=" in ops or "=" in ops:
             name = next((c for c in node.named_children), None)
             if name is not None and name.type == "variable_name":
                 self.emit_assignments([self.text(name)], self.text(node))
@@ -289,10 +323,7 @@ class _Walker:
         if node.type in SUBSTITUTIONS:
             self.statement(node, depth + 1)
             return
-        if node.type == "arithmetic_expansion":
-            self.arithmetic(node)
-        elif node.type == "expansion":
-            self.default_assign(node)
+        self.expansion_assigns(node)
         if not node.has_error and not _may_hold_substitution(node):
             return
         for child in node.named_children:
@@ -331,7 +362,10 @@ class _Walker:
         if value is not None:
             self.scan(value, depth + 1)
         name = node.child_by_field_name("name")
-        return self.text(name).split("[", 1)[0] if name is not None else ""
+        bare = self.text(name).split("[", 1)[0] if name is not None else ""
+        if bare and value is not None:
+            self.values[bare] = self.text(value)
+        return bare
 
     def emit_assignments(self, names: list[str], source: str) -> None:
         """Record a command that only assigns variables."""
@@ -429,6 +463,12 @@ class _Walker:
         for child in node.children:
             if child.type in WORDS:
                 self.scan(child, depth + 1)
+                if dest is not None:
+                    # NOTE(bypass): bash takes exactly one word after a
+                    # redirection operator; tree-sitter-bash swallows the
+                    # next line into it (`cat < f` NL `\rm -rf x` hid the
+                    # rm). Never trust a redirection with two destinations.
+                    self.fail(child, "redirection with more than one target")
                 dest = word_of(self.src, child)
             elif (
                 child.type == "ERROR" and self.text(child).strip() == ">" and op == "<"
@@ -542,13 +582,25 @@ class _Walker:
             self.expand_alias(name, words, depth)
         elif name == "trap" and len(words) > 1:
             self.trap(words)
+        elif name == "let":
+            self.let(words)
         else:
             if name == "alias":
                 self.define_aliases(words)
             if name in ("cd", "pushd", "popd"):
                 self.change_dir(words)
-            ctx = ClassifyContext(self.cwd, self.ctx.workspace, self.ctx.depth)
-            self.out.extend(self.classify(words, ctx, "bash"))
+            self.out.extend(self.classify(words, self.here(), "bash"))
+
+    def let(self, words: list[Word]) -> None:
+        """``let a``: the builtin's own spec, plus what ``a``'s value assigns."""
+        names = self.arithmetic_targets(" ".join(texts(words[1:])))
+        if names:
+            self.emit_assignments(names, " ".join(texts(words)))
+        self.out.extend(self.classify(words, self.here(), "bash"))
+
+    def here(self) -> ClassifyContext:
+        """The context for a command at this point of the script (cwd followed)."""
+        return ClassifyContext(self.cwd, self.ctx.workspace, self.ctx.depth)
 
     def call(self, name: str, words: list[Word], depth: int) -> None:
         """A call of a function defined earlier: classify its body here."""
@@ -635,7 +687,7 @@ class _Walker:
         ``trap ls EXIT; ls() { curl x; }`` runs the function at exit.
         """
         if self.functions or self.aliases:
-            for handler in self.traps:
+            for handler in list(self.traps):  # replays may add traps: no loop
                 self.nested_source(handler, 0)
 
     def nested_source(self, source: str, depth: int) -> None:

@@ -8,9 +8,13 @@ subcommands (they may be aliases). ``--output`` writes its file.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from statetrace_guard.classify.model import ClassifyContext, Word
 from statetrace_guard.classify.net import url_args
+from statetrace_guard.classify.paths import is_within, resolve_path
 from statetrace_guard.classify.verdict import (
+    DYNAMIC,
     NETWORK,
     WRITE,
     Verdict,
@@ -200,6 +204,25 @@ def _global_problem(found: list[tuple[str, Word]]) -> str | None:
     return None
 
 
+def _foreign_repository(where: Word, ctx: ClassifyContext) -> str | None:
+    """Why git would run in a repository outside the workspace, else ``None``.
+
+    NOTE(git): a repository's own config runs programs (``core.fsmonitor``,
+    ``core.pager``, hooks); the guard protects only the workspace's. After
+    ``printf '[core]fsmonitor=cmd' > /tmp/r/.git/config`` (a temp write),
+    ``git -C /tmp/r status`` would run ``cmd``.
+    """
+    if not where.static:
+        return "git -C names a directory known only at run time"
+    if not ctx.cwd:
+        return "git runs in a directory known only at run time (after cd)"
+    resolved = resolve_path(where.text, ctx.cwd)
+    if resolved is None or not is_within(resolved, ctx.workspace):
+        place = resolved or where.text
+        return f"git runs in {place}, outside the workspace: its config may run code"
+    return None
+
+
 def _git_dir(found: list[tuple[str, Word]]) -> Word:
     for name, value in found:
         if name == "-C":
@@ -272,7 +295,7 @@ def _listing_or_write(  # noqa: PLR0911 - one return per rule, read top-down
     return write(key, [where], f"git {sub} changes the repository")
 
 
-def git_spec(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:  # noqa: PLR0911 - one return per rule, read top-down
+def git_spec(_name: str, args: tuple[Word, ...], ctx: ClassifyContext) -> Verdict:  # noqa: PLR0911 - one return per rule, read top-down
     """Classify ``git [global options] SUBCOMMAND [args]``."""
     found, index = _globals(args)
     problem = _global_problem(found)
@@ -296,4 +319,12 @@ def git_spec(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdi
             )
         if may_be_option(word):
             return dynamic("posix:git", "a git argument may expand to an option")
-    return _sub_verdict(sub_word.text, rest, where)
+    verdict = _sub_verdict(sub_word.text, rest, where)
+    foreign = _foreign_repository(where, ctx)
+    if foreign:
+        return replace(
+            verdict,
+            effects=verdict.effects | DYNAMIC,
+            reasons=(*verdict.reasons, foreign),
+        )
+    return verdict

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from statetrace_guard.classify.model import ClassifyContext, Word
 from statetrace_guard.classify.paths import normalize_script_path
@@ -107,7 +108,9 @@ def _python(name: str, args: tuple[Word, ...], ctx: ClassifyContext) -> Verdict:
             return dynamic(f"posix:{name}", f"{name} runs inline or stdin code")
         if text == "-m" or text.startswith("-m"):
             module = text[2:] or (args[i + 1].text if i + 1 < len(args) else "")
-            return _py_module(name, module, args[i + 2 :])
+            rest = args[i + 1 :] if text[2:] else args[i + 2 :]
+            isolated = any(_isolates(w.text) for w in args[:i])
+            return _unshadowed(_py_module(name, module, rest), module, isolated)
         if text in _VERSION and len(args) == 1:  # alone: no -r/-M preload rides along
             return read(f"posix:{name}", "version or help")
         if text in _PY_VALUED:
@@ -116,6 +119,34 @@ def _python(name: str, args: tuple[Word, ...], ctx: ClassifyContext) -> Verdict:
         if not text.startswith("-"):
             return script_verdict(name, word, ctx)
     return dynamic(f"posix:{name}", f"{name} reads its program from stdin")
+
+
+def _isolates(flag: str) -> bool:
+    """``-I`` (isolated) or ``-P`` (3.11+): the cwd is not put on sys.path."""
+    return (
+        flag.startswith("-")
+        and not flag.startswith("--")
+        and bool(set(flag[1:]) & {"I", "P"})
+    )
+
+
+def _unshadowed(verdict: Verdict, module: str, isolated: bool) -> Verdict:
+    """``python -m json.tool`` imports ``json`` from the cwd first.
+
+    NOTE(python): with ``-m`` the current directory leads ``sys.path``, so a
+    ``json.py`` or ``pip/`` the agent wrote (an L1 write) runs as that module:
+    a read-only module is then project code. ``-I``/``-P`` turn that off.
+    """
+    if isolated or verdict.effects & (DYNAMIC | INSTALL):
+        return verdict
+    top = module.split(".", 1)[0]
+    why = f"-m {module} imports {top} from the current directory first"
+    return replace(
+        verdict,
+        effects=verdict.effects | DYNAMIC,
+        reasons=(*verdict.reasons, why),
+        hint=f"python3 -I -m {module} (isolated: the cwd is not searched)",
+    )
 
 
 def _py_module(_name: str, module: str, rest: tuple[Word, ...]) -> Verdict:

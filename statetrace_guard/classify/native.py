@@ -24,6 +24,7 @@ from statetrace_guard.classify.git import git_spec
 from statetrace_guard.classify.interp import INTERP_SPECS, script_verdict
 from statetrace_guard.classify.model import ClassifyContext, Word
 from statetrace_guard.classify.net import NET_SPECS
+from statetrace_guard.classify.readtools import READ_TOOL_SPECS
 from statetrace_guard.classify.verdict import (
     DYNAMIC,
     WRITE,
@@ -441,6 +442,7 @@ def _lookup_table() -> dict[str, Spec]:
     table.update(INTERP_SPECS)
     table.update(WRAPPER_SPECS)
     table.update(ASSIGN_SPECS)
+    table.update(READ_TOOL_SPECS)
     table.update(dict.fromkeys(_BUILD_RUNNERS, _runs_project))
     table.update(dict.fromkeys(_EDITORS, _editor))
     table.update(dict.fromkeys(_SHELL_LEVEL, _shell_level))

@@ -101,7 +101,9 @@ def _client(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict
     valued = _OUT_BY_CLIENT.get(name, frozenset())
     _, opts = operands(args, valued)
     writes = [Word(v) for k, v in opts.items() if k in valued and v]
-    if name.startswith("curl") and ("-O" in opts or "--remote-name" in opts):
+    if name.startswith("curl") and {"-O", "--remote-name", "--remote-name-all"} & set(
+        opts
+    ):
         folder = opts.get("--output-dir") or "."
         writes.extend(_downloaded(urls, folder))  # -O: the URL's basename
     if name == "wget" and not {"-O", "--output-document", "--spider"} & set(opts):
@@ -287,8 +289,43 @@ def _package_manager(  # noqa: PLR0911 - one return per rule, read top-down
             urls=url_args(args),
         )
     if sub.text in _READ_SUBS:
-        return read(spec, f"{name} {sub.text} only reads")
+        return _settings_change(name, args, sub) or read(
+            spec, f"{name} {sub.text} only reads"
+        )
     return dynamic(spec, f"{name} {sub.text}: not a known subcommand")
+
+
+# ``npm config set script-shell x``, ``pip config set``, ``pip cache purge``:
+# these subcommands read only with one of these actions (or none).
+_SETTINGS_SUBS = frozenset({"config", "cache", "env"})
+_SETTINGS_READS = frozenset(
+    {"list", "ls", "get", "show", "dir", "info", "debug", "view", "--list", "-l"}
+)
+
+
+def _settings_change(name: str, args: tuple[Word, ...], sub: Word) -> Verdict | None:
+    """A ``config``/``cache``/``env`` action that changes user settings, or None.
+
+    The settings live outside the workspace (``~/.npmrc``, pip.conf) and
+    steer later runs (npm's ``script-shell``, pip's index).
+    """
+    if sub.text not in _SETTINGS_SUBS:
+        return None
+    rest = args[args.index(sub) + 1 :]
+    action = next((w for w in rest if not (w.static and w.text.startswith("-"))), None)
+    flags = {w.text for w in rest if w.static and w.text.startswith("-")}
+    if action is None and (not rest or flags & _SETTINGS_READS or "--help" in flags):
+        return None
+    if action is not None and action.static and action.text in _SETTINGS_READS:
+        return None
+    what = action.text if action is not None else " ".join(w.text for w in rest)
+    why = f"{name} {sub.text} {what} changes settings outside the workspace"
+    return dynamic(f"posix:{name}", why)
+
+
+def _writes_env(args: tuple[Word, ...]) -> bool:
+    """``go env -w GOFLAGS=-toolexec=x`` persists settings for later builds."""
+    return any(w.text in ("-w", "-u") or not w.static for w in args)
 
 
 def _pkg_tool_with_install(installs: frozenset[str], reads: frozenset[str]) -> Spec:
@@ -297,6 +334,8 @@ def _pkg_tool_with_install(installs: frozenset[str], reads: frozenset[str]) -> S
     def spec(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
         sub = _first_sub(args)
         key = f"posix:{name}"
+        if sub is not None and sub.text == "env" and _writes_env(args):
+            return dynamic(key, f"{name} env -w/-u changes later builds' settings")
         if sub is None or (sub.static and sub.text in reads):
             return read(key, f"{name} only reads")
         if sub.static and sub.text in installs:

@@ -27,6 +27,7 @@ from statetrace_guard.classify.pwsh_text import (
     retry_placeholders,
     unescape_name,
 )
+from statetrace_guard.classify.wrappers import dangerous_env
 from statetrace_guard.levels import Effect
 
 if TYPE_CHECKING:
@@ -43,9 +44,11 @@ __all__ = [
 MAX_DEPTH = 6  # shells inside shells; deeper nesting is dynamic
 _MAX_NODES = 8_000  # bounds the walk on huge inputs: the rest is dynamic
 _MAX_BYTES = 65_536  # larger scripts are not parsed: dynamic
+# The budgets below are CPU seconds of this thread (time.thread_time), not
+# wall time: a loaded machine must not turn a legitimate command dynamic.
 _PARSE_SECONDS = 0.012  # a parse that takes longer is cut short (dynamic)
-_RETRY_SECONDS = 0.024  # the placeholder retry must finish by then
-_WALK_SECONDS = 0.038  # the walk stops (dynamic) this long after the start
+_RETRY_SECONDS = 0.020  # the placeholder retry must finish by then
+_WALK_SECONDS = 0.030  # the walk stops (dynamic) this long after the start
 _CHUNK = 512  # bytes handed to the parser per read: how often the clock is read
 _DIRECT_PARSE = 1_024  # shorter scripts parse in one call (bounded anyway)
 _CHECK_EVERY = 255  # nodes between clock reads (a mask: 2**n - 1)
@@ -286,7 +289,7 @@ def _classify_script(text: str, ctx: ClassifyContext) -> list[SimpleCommand]:
     if len(source) > _MAX_BYTES:
         reason = f"script of {len(source)} bytes is too large to classify"
         return [_dyn((text[:200],), "pwsh", reason)]
-    start = time.perf_counter()
+    start = time.thread_time()
     root = _parse(source, start + _PARSE_SECONDS)
     if root is not None and root.has_error:
         root = _retry(text, root, start)
@@ -295,6 +298,11 @@ def _classify_script(text: str, ctx: ClassifyContext) -> list[SimpleCommand]:
     walker = _Walker(ctx, start + _WALK_SECONDS)
     if not _only_comments(root):
         walker.visit(root)
+    if _STEERING_VARIABLE.search(text.replace("`", "")):
+        # NOTE(pwsh): any use, not only assignment: ``$p = $PSDefaultParameterValues;
+        # $p['Out-File:FilePath'] = '/etc/x'`` changes it through a reference.
+        reason = "uses $PSDefaultParameterValues or a command-lookup hook"
+        walker.out.append(_dyn((text[:200],), "pwsh", reason, "pwsh:steering"))
     if not walker.out:
         walker.out.append(
             SimpleCommand(
@@ -322,7 +330,7 @@ def _parse(source: bytes, deadline: float) -> Node | None:
 
     def read(offset: int, _point: object) -> bytes:
         nonlocal late
-        if time.perf_counter() > deadline:
+        if time.thread_time() > deadline:
             late = True
             return b""
         return source[offset : offset + _CHUNK]
@@ -378,7 +386,7 @@ class _Walker:
     def visit(self, node: Node) -> None:
         """Walk ``node``: commands are judged, everything else recursed."""
         self.budget -= 1
-        if not self.budget & _CHECK_EVERY and time.perf_counter() > self.deadline:
+        if not self.budget & _CHECK_EVERY and time.thread_time() > self.deadline:
             self.budget = min(self.budget, 0)
         if self.budget < 0:
             return
@@ -526,8 +534,8 @@ class _Walker:
             effects.add(Effect.DYNAMIC)  # $PSDefaultParameterValues.Add(...)
         if static and member.lower() == "setenvironmentvariable":
             env_sets = _first_string_arg(node)
-            if env_sets == ("$unknown",):
-                effects.add(Effect.DYNAMIC)  # the variable is named at run time
+            if env_sets == ("$unknown",) or _steers(env_sets[0]):
+                effects.add(Effect.DYNAMIC)  # named at run time, or steers programs
             scope = node_text(node).lower()
             if "user" in scope or "machine" in scope:
                 # NOTE(pwsh): User/Machine scope persists in the registry.
@@ -588,7 +596,10 @@ def _env_target(left: str) -> str | None:
     return name if sep and scope.lower() == "env" and name else None
 
 
-_STEERING_VARIABLE = re.compile(r"psdefaultparametervalues", re.IGNORECASE)
+_STEERING_VARIABLE = re.compile(
+    r"psdefault|commandlookupaction|commandnotfoundaction|sessionstate\.psvariable",
+    re.IGNORECASE,
+)
 
 
 def _steering_target(left: str, whole: str) -> str | None:
@@ -609,11 +620,25 @@ def _steering_target(left: str, whole: str) -> str | None:
     return None
 
 
+def _steers(name: str) -> bool:
+    """Either table says the variable steers later programs."""
+    return bool(_HIJACK_ENV.match(name)) or _steers_programs(name)
+
+
+def _steers_programs(name: str) -> bool:
+    """The POSIX table of variables that steer programs (CURL_HOME, ZIPOPT...).
+
+    Guard's and the opt-in variables are the decision's (``env_sets``).
+    """
+    upper = name.upper()
+    return dangerous_env(upper) and not upper.startswith("STATETRACE_")
+
+
 def _env_command(text: str, name: str) -> SimpleCommand:
     """Setting an environment variable for the rest of the script."""
     effects = {Effect.READ}
     reasons = [f"sets environment variable {name}"]
-    if _HIJACK_ENV.match(name):
+    if _steers(name):
         effects.add(Effect.DYNAMIC)
         reasons.append(f"{name} changes which program later commands run")
     return SimpleCommand(
@@ -650,9 +675,15 @@ def _first_string_arg(node: Node) -> tuple[str, ...]:
     for child in node.named_children:
         if child.type == "argument_list":
             text = node_text(child).strip("() ")
-            first = text.split(",", 1)[0].strip().strip("'\"")
-            return (first,) if first and "$" not in first else ("$unknown",)
+            literal = _LITERAL.fullmatch(text.split(",", 1)[0].strip())
+            if literal is None:
+                return ("$unknown",)  # a variable, a concatenation, a call
+            return (literal.group(2) if literal.group(1) else literal.group(0),)
     return ("$unknown",)
+
+
+# One quoted string without expansions, or one bare word.
+_LITERAL = re.compile(r"(['\"])([^'\"$`]+)\1|[^\s'\"$`+(){},]+")
 
 
 def _pipeline(walker: _Walker, node: Node) -> None:

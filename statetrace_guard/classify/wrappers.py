@@ -91,6 +91,18 @@ DANGEROUS_ENV = frozenset(
         "NPM_CONFIG_SCRIPT_SHELL",
         "LESSKEY",
         "TERMINFO",
+        "ZIPOPT",
+        "RSYNC_CONNECT_PROG",
+        "MANOPT",
+        "PERL5DB",
+        "PYTHONUSERBASE",
+        "GOFLAGS",
+        "BASH_CMDS",
+        "BASH_ALIASES",
+        "EXECIGNORE",
+        "BASH_LOADABLES_PATH",
+        "GOTOOLCHAIN",
+        "GOENV",
     }
 )
 _RISKY_PREFIXES = (
@@ -103,6 +115,7 @@ _RISKY_PREFIXES = (
     "CARGO_BUILD_",
     "PSModulePath",
 )
+_RISKY_SUFFIXES = ("PAGER", "EDITOR", "ASKPASS")
 _SAFE_GIT_ENV = ("GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_TERMINAL_PROMPT")
 
 
@@ -110,6 +123,8 @@ def dangerous_env(name: str) -> bool:
     """Tell whether setting ``name`` can change what later commands run."""
     # BASH_FUNC_x%%: bash imports it as function x (the Shellshock channel).
     if name in DANGEROUS_ENV or name.startswith(_RISKY_PREFIXES):
+        return True
+    if name.upper().endswith(_RISKY_SUFFIXES):  # GH_PAGER, SUDO_EDITOR, ...
         return True
     return name.startswith("GIT_") and not name.startswith(_SAFE_GIT_ENV)
 

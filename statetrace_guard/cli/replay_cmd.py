@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +131,6 @@ def replay(
     """
     invocation = resolve_invocation(level=level, policy=policy, log_dir=None)
     override = Level.parse(level) if level else None
-    commands = _read(logs, source_format, invocation, verify=not no_verify)
     settings = ReplaySettings(
         policy=invocation.policy,
         policy_file=invocation.policy_file,
@@ -139,8 +138,11 @@ def replay(
         log_dir=log_dir,
         env=_opt_ins(invocation) if source_format else None,
     )
+    replayer = Replayer(settings)
     workers = jobs or min(os.cpu_count() or 1, _MAX_JOBS)
-    result = Replayer(settings).replay(commands, _progress(len(commands)), workers)
+    with replayer.prefetching(workers) as offer:
+        commands = _read(logs, source_format, invocation, not no_verify, offer)
+    result = replayer.replay(commands, _progress(len(commands)))
     output = _Output(as_json=as_json, only_changed=only_changed)
     _render(result, output)
     failed = result.summary.gated(fail_on)
@@ -154,10 +156,13 @@ def _read(
     paths: Sequence[Path],
     source_format: str | None,
     invocation: Invocation,
-    *,
     verify: bool,
+    offer: Callable[[RecordedCommand], None],
 ) -> list[RecordedCommand]:
-    """Read every command of every log or transcript, in order."""
+    """Read every command of every log or transcript, in order.
+
+    Each command is offered to the replayer's workers as soon as it is read.
+    """
     commands: list[RecordedCommand] = []
     if source_format is not None:
         from statetrace_guard.transcripts import (  # noqa: PLC0415 - --from only
@@ -169,11 +174,13 @@ def _read(
         for path in _files(paths, "*.jsonl"):
             calls = read_transcript(path, _format(source_format))
             commands.extend(as_recorded(calls, level))
+        for command in commands:
+            offer(command)
         return commands
     files = _files(paths, "Sessions/*.jsonl", "*.jsonl")
     _announce(files, verify=verify)
     for path in files:
-        commands.extend(read_session(path, verify=verify))
+        commands.extend(read_session(path, verify=verify, sink=offer))
     return commands
 
 

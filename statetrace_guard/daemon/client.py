@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 from statetrace_guard.daemon.protocol import (
     DAEMON_VARIABLE,
@@ -23,6 +22,12 @@ from statetrace_guard.daemon.protocol import (
     send_message,
     socket_path,
 )
+
+# NOTE(speed): typing costs more to import than this whole module; the
+# annotations are strings (``from __future__``), so only checkers need it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["IDLE_VARIABLE", "fast_run", "parse_run_args"]
 

@@ -10,14 +10,19 @@ boundary. Everything here is import-light on purpose.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
-from typing import Any
+import zlib
 
 from statetrace_guard._version import __version__
 from statetrace_guard.home import guard_home_text
+
+# NOTE(speed): typing costs more to import than this whole module; the
+# annotations are strings (``from __future__``), so only checkers need it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DAEMON_VARIABLE",
@@ -47,8 +52,10 @@ def runtime_dir() -> str:
 
 def socket_path() -> str:
     """The socket for this interpreter, package location and version."""
-    key = f"{sys.executable}|{_PACKAGE_DIR}|{__version__}".encode()
-    digest = hashlib.sha256(key).hexdigest()[:16]
+    # crc32, not a cryptographic hash: it only keeps installations apart
+    # (the directory's permissions keep others out), and zlib is built in.
+    key = f"{os.path.realpath(sys.executable)}|{_PACKAGE_DIR}|{__version__}".encode()
+    digest = f"{zlib.crc32(key):08x}"
     return os.path.join(runtime_dir(), f"guardd-{digest}.sock")
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "inside_guarded_tree",
     "main",
     "peer_credentials",
+    "warm_up",
 ]
 
 DEFAULT_IDLE_SECONDS = 900.0
@@ -283,12 +284,27 @@ def _bound_socket(path: str) -> Any:  # noqa: ANN401 - a generator context manag
         os.close(lock)
 
 
+def warm_up() -> None:
+    """Load everything a request needs now, so the first client waits for none."""
+    import statetrace_guard.audit.trail  # noqa: PLC0415
+    import statetrace_guard.classify.argv  # noqa: PLC0415
+    import statetrace_guard.classify.powershell  # noqa: PLC0415
+    import statetrace_guard.runner  # noqa: PLC0415
+    import statetrace_guard.sandbox.linux  # noqa: F401, PLC0415
+    from statetrace_guard.classify import bash  # noqa: PLC0415
+    from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
+
+    bash.parser()
+    select_backend()
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m statetrace_guard.daemon.server SOCKET [IDLE_SECONDS]``."""
     args = sys.argv[1:] if argv is None else argv
     path = args[0]
     idle = float(args[1]) if len(args) > 1 else DEFAULT_IDLE_SECONDS
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    warm_up()
     Daemon(path, idle).serve_forever()
 
 

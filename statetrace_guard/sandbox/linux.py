@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statetrace_guard.errors import SandboxUnavailable
@@ -79,11 +78,11 @@ def probe_linux() -> Capabilities:
     return Capabilities(
         platform="linux",
         landlock_abi=landlock.abi_version(),
-        netns=Path("/proc/self/ns/net").exists() and (root or userns),
+        netns=os.path.exists("/proc/self/ns/net") and (root or userns),
         userns=userns,
         root=root,
-        mountns=Path("/proc/self/ns/mnt").exists() and (root or userns),
-        cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
+        mountns=os.path.exists("/proc/self/ns/mnt") and (root or userns),
+        cgroup_v2=os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
     )
 
 
@@ -92,7 +91,7 @@ def _within(path: str, root: str) -> bool:
 
 
 def _mountable(path: str) -> bool:
-    return Path(path).exists() and not Path(path).is_symlink()
+    return os.path.exists(path) and not os.path.islink(path)
 
 
 def protected_paths(level: Level, layout: FsLayout) -> tuple[str, ...]:
@@ -178,7 +177,7 @@ def plan_grants(
     seen: set[str] = set()
     for root in roots:
         norm = os.path.normpath(root)
-        if norm not in seen and Path(norm).exists():
+        if norm not in seen and os.path.exists(norm):
             seen.add(norm)
             splitter.grant(norm)
     protect = "mount-ro" if splitter.readonly else "landlock-split"

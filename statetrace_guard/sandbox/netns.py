@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
 
 __all__ = ["enter_namespaces", "unprivileged_userns_enabled"]
 
@@ -62,17 +61,17 @@ def unprivileged_userns_enabled() -> bool:
     )
     for path, blocked in checks:
         try:
-            if Path(path).read_text(encoding="ascii").strip() == blocked:
+            if _read(path).strip() == blocked:
                 return False
         except OSError:
             continue
-    return Path("/proc/self/ns/user").exists()
+    return os.path.exists("/proc/self/ns/user")
 
 
 def _map_ids(uid: int, gid: int) -> None:
-    Path("/proc/self/setgroups").write_text("deny", encoding="ascii")
-    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1", encoding="ascii")
-    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1", encoding="ascii")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
 
 
 def _loopback_up(libc: ctypes.CDLL) -> None:
@@ -140,3 +139,15 @@ def enter_namespaces(
             _bind_readonly(libc, path)
     if network:
         _loopback_up(libc)
+
+
+def _read(path: str) -> str:
+    """Read a small /proc or /sys file (os, not pathlib: the run path is lean)."""
+    with open(path, encoding="ascii") as handle:
+        return handle.read()
+
+
+def _write(path: str, text: str) -> None:
+    """Write a /proc control file in one call."""
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(text)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+import statetrace_guard.replay as replay_module
 from statetrace_guard.audit.trail import CommandFacts, Trail, session_path
 from statetrace_guard.cli import main, replay_cmd
 from statetrace_guard.evaluate import evaluate, make_place
@@ -149,6 +150,18 @@ class TestOutput:
         """A log directory means every session log under its Sessions/."""
         result = invoke(str(workspace / "Logs"))
         assert result.stdout.splitlines()[-1].startswith("3 commands")
+
+    def test_jobs_give_the_same_output(self, workspace, monkeypatch):
+        """Worker processes change nothing in what replay prints."""
+        for index in range(8):
+            record(workspace, ("cat", f"f{index}.txt"))
+        path = record(workspace, ("curl", "http://example.com"))
+        serial = invoke("--json", "--jobs", "1", str(path))
+        monkeypatch.setattr(replay_module, "PARALLEL_FROM", 2)
+        monkeypatch.setattr(replay_module, "_CHUNK", 2)
+        parallel = invoke("--json", "--jobs", "2", str(path))
+        assert parallel.stdout == serial.stdout
+        assert parallel.exit_code == serial.exit_code == 0
 
     def test_empty_directory_is_usage_error(self, tmp_path):
         """A directory without logs is a usage error."""

@@ -17,6 +17,7 @@ import pytest
 
 from statetrace_guard.sessions.approvals import approvals_path, load_book
 
+ASSETS_POLICIES = Path(__file__).resolve().parent.parent / "assets" / "policies"
 BIN = str(Path(sys.executable).parent)
 POLICY = """\
 schema_version = 1
@@ -172,12 +173,26 @@ class TestSelfApproval:
         assert book.status(rid) == "pending"
         assert status(guard, env)["level"] == "L1"
 
-    def test_scrubbed_marker_caught_by_ancestor_walk(self, guard, env):
-        """With guard's marker removed, the parent chain still gives it away."""
+    def test_scrubbed_marker_is_blocked_before_it_runs(self, guard, env):
+        """`env -u STATETRACE_GUARD_ACTIVE ...` clears a guard variable: blocked."""
         start(guard, env)
         rid = escalate(guard, env)
         scrub = ["env", "-u", "STATETRACE_GUARD_ACTIVE"]
         result = guard("run", "--", *scrub, "guard", "approve", rid, env=env)
+        assert result.returncode == 126
+
+    def test_scrubbed_marker_caught_by_ancestor_walk(self, guard, env):
+        """A guarded program that drops the marker itself is still refused."""
+        start(guard, env)
+        rid = escalate(guard, env)
+        code = (
+            "import os, subprocess, sys\n"
+            "env = {k: v for k, v in os.environ.items() if k != 'STATETRACE_GUARD_ACTIVE'}\n"
+            f"cmd = [sys.executable, '-m', 'statetrace_guard', 'approve', {rid!r}]\n"
+            "sys.exit(subprocess.run(cmd, env=env, check=False).returncode)\n"
+        )
+        policy = str(ASSETS_POLICIES / "allow_python.toml")
+        result = guard("run", "--policy", policy, "--", "python3", "-c", code, env=env)
         assert result.returncode == 1
         assert b"an ancestor process is a guarded run" in result.stderr
 
@@ -337,39 +352,13 @@ SPELLINGS = [
     ("bash", "STATETRACE_GUARD_SESSION=2026-01-01_session-0001 ls"),
     ("bash", f"systemctl --user set-environment {NET}=1"),
     ("bash", f"echo {NET}=1 >> /etc/environment"),
-    pytest.param(
-        "bash",
-        f"X={NET}; export $X=1",
-        marks=_gap("export with a computed name is not dynamic"),
-    ),
-    pytest.param(
-        "bash",
-        f"X={NET}; export ${{X}}=1",
-        marks=_gap("export with a computed name is not dynamic"),
-    ),
-    pytest.param(
-        "bash",
-        f"read {NET} <<< 1; ls",
-        marks=_gap("read assigns the variable (set -a would export it)"),
-    ),
-    pytest.param(
-        "bash", f"printf -v {NET} 1", marks=_gap("printf -v assigns the variable")
-    ),
-    pytest.param(
-        "bash",
-        f"for {NET} in 1; do ls; done",
-        marks=_gap("a for loop assigns the variable"),
-    ),
-    pytest.param(
-        "bash",
-        "unset STATETRACE_GUARD_ACTIVE",
-        marks=_gap("clearing a guard variable is not treated as setting it"),
-    ),
-    pytest.param(
-        "bash",
-        "env -u STATETRACE_GUARD_ACTIVE ls",
-        marks=_gap("env -u clears a guard variable"),
-    ),
+    ("bash", f"X={NET}; export $X=1"),
+    ("bash", f"X={NET}; export ${{X}}=1"),
+    ("bash", f"read {NET} <<< 1; ls"),
+    ("bash", f"printf -v {NET} 1"),
+    ("bash", f"for {NET} in 1; do ls; done"),
+    ("bash", "unset STATETRACE_GUARD_ACTIVE"),
+    ("bash", "env -u STATETRACE_GUARD_ACTIVE ls"),
     ("pwsh", f"$env:{NET} = '1'"),
     ("pwsh", f"$Env:{NET.lower()}='1'"),
     ("pwsh", f"${{env:{NET}}} = 1"),
@@ -393,26 +382,10 @@ SPELLINGS = [
     ("pwsh", "$env:STATETRACE_GUARD_LEVEL = 'L3'"),
     ("pwsh", "Remove-Item env:STATETRACE_GUARD_ACTIVE"),
     ("pwsh", "[Environment]::SetEnvironmentVariable('STATETRACE_GUARD_ACTIVE', $null)"),
-    pytest.param(
-        "pwsh",
-        f"$n='{NET}'; [Environment]::SetEnvironmentVariable($n,'1')",
-        marks=_gap("SetEnvironmentVariable with a variable name"),
-    ),
-    pytest.param(
-        "pwsh",
-        f"Set-Variable -Name env:{NET} -Value 1",
-        marks=_gap("Set-Variable -Name env:X"),
-    ),
-    pytest.param(
-        "pwsh",
-        f"cmd /c set {NET}=1",
-        marks=_gap("cmd's set is not reported as env_sets"),
-    ),
-    pytest.param(
-        "pwsh",
-        f'cmd /c "setx {NET} 1"',
-        marks=_gap("setx inside cmd /c persists the variable: allowed at L1"),
-    ),
+    ("pwsh", f"$n='{NET}'; [Environment]::SetEnvironmentVariable($n,'1')"),
+    ("pwsh", f"Set-Variable -Name env:{NET} -Value 1"),
+    ("pwsh", f"cmd /c set {NET}=1"),
+    ("pwsh", f'cmd /c "setx {NET} 1"'),
 ]
 
 

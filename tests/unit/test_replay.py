@@ -436,6 +436,40 @@ class TestReplay:
         assert parallel.rows == serial.rows
         assert parallel.summary.unchanged == 24
 
+    def test_prefetch_while_reading(self, recorder, monkeypatch):
+        """Commands offered while reading are judged by workers and cached."""
+        for index in range(10):
+            recorder.record(("cat", f"file{index}.txt"))
+        monkeypatch.setattr(replay_module, "PARALLEL_FROM", 2)
+        monkeypatch.setattr(replay_module, "_CHUNK", 3)
+        replayer = Replayer(ReplaySettings(POLICY))
+        with replayer.prefetching(2) as offer:
+            commands = read_session(recorder.path, sink=offer)
+        assert all(replayer.known(replayer.key_of(c)) for c in commands)
+        result = replayer.replay(commands)
+        assert result.summary.unchanged == 10
+
+    def test_prefetch_stops_workers_on_a_broken_log(self, recorder, monkeypatch):
+        """A chain error while reading ends the workers and propagates."""
+        for index in range(10):
+            recorder.record(("cat", f"file{index}.txt"))
+        with recorder.path.open("a") as stream:
+            stream.write("not json\n")
+        monkeypatch.setattr(replay_module, "PARALLEL_FROM", 2)
+        monkeypatch.setattr(replay_module, "_CHUNK", 3)
+        replayer = Replayer(ReplaySettings(POLICY))
+        with pytest.raises(AuditError), replayer.prefetching(2) as offer:
+            read_session(recorder.path, sink=offer)
+
+    def test_prefetch_below_threshold_starts_no_workers(self, recorder):
+        """Few distinct commands are left to the serial path."""
+        recorder.record(("ls",))
+        replayer = Replayer(ReplaySettings(POLICY))
+        with replayer.prefetching(2) as offer:
+            (command,) = read_session(recorder.path, sink=offer)
+        assert not replayer.known(replayer.key_of(command))
+        assert replayer.judge(command).decision == "allow"
+
     def test_progress_is_reported(self):
         """The progress callback sees every 10,000th command."""
         command = RecordedCommand(

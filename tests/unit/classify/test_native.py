@@ -240,14 +240,21 @@ class TestInterpreters:
         "command",
         [
             "python -V",
-            "python -m json.tool f",
+            "python -I -m json.tool f",
             "awk '{print}' f",
-            "python3 -m pip list",
+            "python3 -P -m pip list",
         ],
     )
     def test_accepts_reads(self, command, ctx):
-        """Version queries and read-only modules are read."""
+        """Version queries and read-only modules (isolated from the cwd) are read."""
         assert effects(command, ctx) == {"read"}
+
+    @pytest.mark.parametrize(
+        "command", ["python -m json.tool f", "python3 -m pip list", "python -m venv v"]
+    )
+    def test_rejects_cwd_shadowing(self, command, ctx):
+        """Without -I/-P, -m imports the module from the cwd first: project code."""
+        assert "dynamic" in effects(command, ctx)
 
 
 class TestPaths:
