@@ -33,6 +33,7 @@ __all__ = [
     "SandboxUnavailable",
     "SessionError",
     "UsageError",
+    "run_exit_code",
 ]
 
 
@@ -116,3 +117,14 @@ class CommandDenied(GuardError):
     """The policy blocks the command; nothing was run."""
 
     exit_code: ClassVar[int] = ExitCode.RUN_BLOCKED
+
+
+def run_exit_code(code: int) -> int:
+    """Map a guard error's code to one ``guard run`` may use (124..127).
+
+    Any other failure of the guard itself (bad policy, unwritable log, usage)
+    becomes 125, so it can never be taken for the program's own status.
+    """
+    if ExitCode.RUN_TIMEOUT <= code <= ExitCode.RUN_NOT_FOUND:
+        return code
+    return int(ExitCode.RUN_GUARD_FAILED)

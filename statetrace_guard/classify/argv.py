@@ -23,7 +23,7 @@ from statetrace_guard.classify.model import (
     Word,
 )
 from statetrace_guard.classify.native import lookup
-from statetrace_guard.classify.paths import resolve_path
+from statetrace_guard.classify.paths import SINK_FILES, resolve_path
 from statetrace_guard.classify.repoconfig import flag_nested_repo_configs
 from statetrace_guard.classify.verdict import (
     DYNAMIC,
@@ -83,17 +83,8 @@ _POSIX_SHELLS = frozenset(
 )
 _OTHER_SHELLS = frozenset({"fish", "csh", "tcsh", "nu", "xonsh", "elvish", "rc", "es"})
 _PWSH = frozenset({"pwsh", "powershell", "pwsh-preview", "powershell_ise"})
-_NOT_FILES = frozenset(
-    {
-        "/dev/null",
-        "/dev/stdout",
-        "/dev/stderr",
-        "/dev/fd/1",
-        "/dev/fd/2",
-        "/dev/tty",
-        "-",
-    }
-)
+# "-" is stdout for the tools that take a file name
+_NOT_FILES = SINK_FILES | {"-"}
 _WIN_SUFFIXES = (".exe", ".com")
 
 

@@ -33,7 +33,7 @@ from statetrace_guard.classify.nodes import (
     SUBSTITUTIONS,
     WORDS,
 )
-from statetrace_guard.classify.paths import resolve_path
+from statetrace_guard.classify.paths import SINK_FILES, resolve_path
 from statetrace_guard.classify.verdict import texts, unresolvable
 from statetrace_guard.classify.wrappers import dangerous_env
 from statetrace_guard.levels import Effect
@@ -57,17 +57,7 @@ WordsClassifier = Callable[
 MAX_NODE_DEPTH = (
     120  # statement nesting followed; deeper is dynamic (and no RecursionError)
 )
-_NOT_FILES = frozenset(
-    {
-        "/dev/null",
-        "/dev/stdout",
-        "/dev/stderr",
-        "/dev/fd/1",
-        "/dev/fd/2",
-        "/dev/tty",
-        "/dev/zero",
-    }
-)
+_NOT_FILES = SINK_FILES
 _SOCKETS = ("/dev/tcp/", "/dev/udp/")
 # NOTE(bash): a time budget per top-level script. tree-sitter's error recovery
 # is quadratic on some inputs (64 KiB of "))" takes seconds) and a script of

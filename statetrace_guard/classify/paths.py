@@ -16,6 +16,7 @@ from statetrace_guard.classify.model import ClassifyContext
 __all__ = [
     "GUARD_OWNED_DIRS",
     "GUARD_OWNED_FILES",
+    "SINK_FILES",
     "TEMP_ROOTS",
     "Zone",
     "is_within",
@@ -34,6 +35,19 @@ GUARD_OWNED_FILES = ("guard.toml",)
 TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108
 
 _NOT_STATIC = ("$", "`")
+
+# Written "files" that are not files: writing them changes nothing on disk.
+SINK_FILES = frozenset(
+    {
+        "/dev/null",
+        "/dev/stdout",
+        "/dev/stderr",
+        "/dev/fd/1",
+        "/dev/fd/2",
+        "/dev/tty",
+        "/dev/zero",
+    }
+)
 
 
 def _to_posix(raw: str) -> str:

@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 
-from statetrace_guard.errors import ExitCode, GuardError
+from statetrace_guard.errors import GuardError, run_exit_code
 
 __all__ = [
     "guard_errors",
@@ -57,27 +57,17 @@ def guard_errors(function: Callable[P, R]) -> Callable[P, R]:
 
     ``GUARD_DEBUG=1`` re-raises with the traceback instead.
     """
-
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return function(*args, **kwargs)
-        except GuardError as error:
-            if _debug():
-                raise
-            report_error(error)
-            sys.exit(error.exit_code)
-
-    return wrapper
+    return _error_boundary(function, lambda code: code)
 
 
 def run_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Like guard_errors, but only 124..127 leave ``guard run``.
+    """Like guard_errors, but only 124..127 leave ``guard run`` (else 125)."""
+    return _error_boundary(function, run_exit_code)
 
-    Any other failure of the guard itself (bad policy, unwritable log,
-    usage) becomes 125, so it can never be taken for the program's status.
-    """
 
+def _error_boundary(
+    function: Callable[P, R], exit_code_for: Callable[[int], int]
+) -> Callable[P, R]:
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -86,12 +76,7 @@ def run_errors(function: Callable[P, R]) -> Callable[P, R]:
             if _debug():
                 raise
             report_error(error)
-            code = error.exit_code
-            sys.exit(
-                code
-                if ExitCode.RUN_TIMEOUT <= code <= ExitCode.RUN_NOT_FOUND
-                else ExitCode.RUN_GUARD_FAILED
-            )
+            sys.exit(exit_code_for(error.exit_code))
 
     return wrapper
 

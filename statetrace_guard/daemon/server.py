@@ -33,7 +33,7 @@ from statetrace_guard.daemon.protocol import (
     send_message,
 )
 from statetrace_guard.daemon.wire import plan_to_wire
-from statetrace_guard.errors import ExitCode, GuardError
+from statetrace_guard.errors import ExitCode, GuardError, run_exit_code
 from statetrace_guard.execute import Blocked, Prepared, RunOptions, finish, prepare
 from statetrace_guard.invocation import resolve_invocation
 
@@ -181,7 +181,7 @@ def _prepare(request: dict[str, Any]) -> Prepared | dict[str, Any]:
         )
         prepared = prepare(invocation, _run_options(request, options))
     except GuardError as error:
-        return _error(error.message, _run_exit(error.exit_code), error.hint())
+        return _error(error.message, run_exit_code(error.exit_code), error.hint())
     except (KeyError, TypeError, ValueError) as exc:
         return _error(f"malformed request: {exc}", ExitCode.RUN_GUARD_FAILED)
     if isinstance(prepared, Blocked):
@@ -244,13 +244,6 @@ def _facts_wire(prepared: Prepared) -> dict[str, Any]:
 
 def _error(message: str, code: int, hint: str | None = None) -> dict[str, Any]:
     return {"op": "error", "message": message, "hint": hint, "exit": int(code)}
-
-
-def _run_exit(code: int) -> int:
-    """Map a guard error to the codes ``guard run`` may use (124..127)."""
-    if ExitCode.RUN_TIMEOUT <= code <= ExitCode.RUN_NOT_FOUND:
-        return code
-    return ExitCode.RUN_GUARD_FAILED
 
 
 def _path(value: object) -> Path | None:
