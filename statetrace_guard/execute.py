@@ -87,20 +87,13 @@ def block_message(verdict: Verdict) -> str:
         return "guard: blocked"
     effects = ", ".join(sorted(effect.value for effect in item.effects))
     need = format_level(item.required)
-    missing = sorted(
-        name for name in item.opt_ins if verdict_env_missing(verdict, name)
-    )
-    if item.required is not None and missing and verdict.level >= item.required:
-        need += " with " + " and ".join(f"{name}=1" for name in missing)
+    # At a level that suffices, what blocks is the operator's opt-in: name it.
+    if item.required is not None and item.opt_ins and verdict.level >= item.required:
+        need += " with " + " and ".join(f"{name}=1" for name in sorted(item.opt_ins))
     return (
         f"guard: blocked: {describe_command(item.command)} ({effects}) needs {need}, "
         f"session is {verdict.level.name} (rule {item.rule})"
     )
-
-
-def verdict_env_missing(verdict: Verdict, name: str) -> bool:
-    """True when the blocking command needs opt-in ``name`` and it is not 1."""
-    return verdict.blocking is not None and name in verdict.blocking.opt_ins
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["IDLE_VARIABLE", "fast_run", "parse_run_args"]
 
 IDLE_VARIABLE = "STATETRACE_GUARD_DAEMON_IDLE"
+_MISS_WINDOW_S = 600.0
 _LEVELS = {"l0": "L0", "l1": "L1", "l2": "L2", "l3": "L3"}
 _VALUE_OPTIONS = {
     "--level": "level",
@@ -57,7 +58,8 @@ def fast_run(args: list[str]) -> int | None:
     options, argv = parsed
     sock = _connect(socket_path())
     if sock is None:
-        _start_daemon(socket_path())
+        if _wanted_again():
+            _start_daemon(socket_path())
         return None
     try:
         return _exchange(sock, options, argv)
@@ -222,6 +224,30 @@ def _finish_here(reply: dict[str, Any], record: dict[str, Any]) -> None:
     except AuditError as error:
         _say(f"guard: warning: command.finished not recorded: {error.message}")
     shutil.rmtree(reply["spec"]["private_tmp"], ignore_errors=True)
+
+
+def _wanted_again() -> bool:
+    """True when an earlier run also found no daemon, within the last minutes.
+
+    A one-off ``guard run`` (a script, a test with its own guard home) should
+    not leave a helper behind; an agent's session, which runs command after
+    command, gets one from its second command on. The marker is the time of
+    the last miss, kept in the private runtime directory.
+    """
+    import time  # noqa: PLC0415 - only on a miss
+
+    marker = os.path.join(runtime_dir(), "missed")
+    try:
+        recent = time.time() - os.stat(marker).st_mtime < _MISS_WINDOW_S
+    except OSError:
+        recent = False
+    try:
+        os.makedirs(runtime_dir(), mode=0o700, exist_ok=True)
+        with open(marker, "w"):
+            pass
+    except OSError:
+        return False
+    return recent
 
 
 def _start_daemon(path: str) -> None:

@@ -55,7 +55,15 @@ def daemon_env(monkeypatch):
         os.kill(pid, signal.SIGKILL)
 
 
+def start_daemon(guard) -> int:
+    """Two runs (the second one starts the helper), then wait until it answers."""
+    guard("run", "--level", "L0", "--", "true")
+    guard("run", "--level", "L0", "--", "true")
+    return wait_for_daemon()
+
+
 def wait_for_daemon(timeout: float = 20.0) -> int:
+    """Start the helper the way agents do (a second run), then wait for it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = ping(protocol.socket_path())
@@ -67,30 +75,33 @@ def wait_for_daemon(timeout: float = 20.0) -> int:
 
 @pytest.mark.usefixtures("daemon_env")
 class TestOnDemand:
-    def test_first_run_starts_it_and_later_runs_use_it(self, guard, workspace):
-        """No daemon: the run is served in-process and one is started for next time."""
+    def test_second_run_starts_it_and_later_runs_use_it(self, guard, workspace):
+        """A one-off run leaves no helper; a second one starts it for the rest."""
         first = guard("run", "--level", "L0", "--", "echo", "one")
         assert first.returncode == 0
         assert first.stdout == b"one\n"
-        wait_for_daemon()
+        time.sleep(0.5)
+        assert ping(protocol.socket_path()) is None
         second = guard("run", "--level", "L0", "--", "echo", "two")
-        assert second.returncode == 0
         assert second.stdout == b"two\n"
+        wait_for_daemon()
+        third = guard("run", "--level", "L0", "--", "echo", "three")
+        assert third.returncode == 0
+        assert third.stdout == b"three\n"
         vias = [
             r["extra"]["via"]
             for r in session_records(workspace)
             if r["event"] == "command.started"
         ]
-        assert vias == ["in-process", "daemon"]
+        assert vias == ["in-process", "in-process", "daemon"]
         finished = [
             r for r in session_records(workspace) if r["event"] == "command.finished"
         ]
-        assert [r["exit_code"] for r in finished] == [0, 0]
+        assert [r["exit_code"] for r in finished] == [0, 0, 0]
         assert guard("verify").returncode == 0
 
     def test_blocked_through_daemon_is_recorded_once(self, guard, workspace):
-        guard("run", "--level", "L0", "--", "true")
-        wait_for_daemon()
+        start_daemon(guard)
         result = guard(
             "run",
             "--level",
@@ -109,8 +120,7 @@ class TestOnDemand:
         assert blocked[0]["extra"]["via"] == "daemon"
 
     def test_status_signal_and_stdio_pass_through(self, guard, workspace):
-        guard("run", "--level", "L0", "--", "true")
-        wait_for_daemon()
+        start_daemon(guard)
         assert (
             guard(
                 "run",
@@ -140,14 +150,13 @@ class TestOnDemand:
         started = [
             r for r in session_records(workspace) if r["event"] == "command.started"
         ]
-        assert {r["extra"]["via"] for r in started[1:]} == {"daemon"}
+        assert {r["extra"]["via"] for r in started[2:]} == {"daemon"}
 
 
 @pytest.mark.usefixtures("daemon_env")
 class TestSameUserOnly:
     def test_socket_is_private(self, guard):
-        guard("run", "--level", "L0", "--", "true")
-        wait_for_daemon()
+        start_daemon(guard)
         path = protocol.socket_path()
         assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
         assert os.stat(path).st_mode & 0o777 == 0o600
@@ -155,15 +164,13 @@ class TestSameUserOnly:
 
     @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
     def test_other_user_cannot_connect(self, guard):
-        guard("run", "--level", "L0", "--", "true")
-        wait_for_daemon()
+        start_daemon(guard)
         code = f"import os, socket\nos.setgid(65534); os.setuid(65534)\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({protocol.socket_path()!r})\nexcept PermissionError:\n    raise SystemExit(0)\nraise SystemExit(1)"
         assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
     def test_client_ignores_a_socket_in_a_shared_directory(self, guard, workspace):
         """A run directory others could write is never trusted: in-process instead."""
-        guard("run", "--level", "L0", "--", "true")
-        wait_for_daemon()
+        start_daemon(guard)
         folder = os.path.dirname(protocol.socket_path())
         os.chmod(folder, 0o777)  # noqa: S103 - the point of the test
         try:
@@ -175,12 +182,11 @@ class TestSameUserOnly:
             for r in session_records(workspace)
             if r["event"] == "command.started"
         ]
-        assert vias == ["in-process", "in-process"]
+        assert vias == ["in-process", "in-process", "in-process"]
 
     def test_guarded_programs_are_refused(self, guard):
         """A process inside a guarded tree cannot drive the daemon (exit 125)."""
-        guard("run", "--level", "L0", "--", "true")
-        wait_for_daemon()
+        start_daemon(guard)
         result = guard(
             "run", "--level", "L0", "--", "true", env={"STATETRACE_GUARD_ACTIVE": "1"}
         )
@@ -191,8 +197,7 @@ class TestSameUserOnly:
 @pytest.mark.usefixtures("daemon_env")
 class TestFailure:
     def test_daemon_killed_mid_command_loses_no_record(self, guard, workspace):
-        guard("run", "--level", "L0", "--", "true")
-        pid = wait_for_daemon()
+        pid = start_daemon(guard)
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -217,7 +222,7 @@ class TestFailure:
         finished = [
             r for r in session_records(workspace) if r["event"] == "command.finished"
         ]
-        assert len(finished) == 2
+        assert len(finished) == 3
         assert finished[-1]["recorded_by"] == "client"
         assert finished[-1]["exit_code"] == 0
         assert guard("verify").returncode == 0
