@@ -372,11 +372,19 @@ def _xargs(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict
 
 
 def _xargs_replace(args: tuple[Word, ...]) -> str | None:
+    """The replace string of ``-I R``, ``-IR``, ``-i[R]`` or ``--replace[=R]``."""
     for i, word in enumerate(args):
-        if word.text == "-I" and i + 1 < len(args):
+        text = word.text
+        if text == "--":
+            return None
+        if text == "-I" and i + 1 < len(args):
             return args[i + 1].text
-        if word.text.startswith("-i") or word.text.startswith("--replace"):
-            return word.text.partition("=")[2] or word.text[2:] or "{}"
+        if text.startswith("-I"):  # NOTE(bypass): `-I{}` attached, as usually written
+            return text[2:]
+        if text == "--replace" or text.startswith("--replace="):
+            return text.partition("=")[2] or "{}"
+        if text.startswith("-i"):
+            return text[2:] or "{}"
     return None
 
 
