@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from statetrace_guard.classify.model import Classification, SimpleCommand
+from statetrace_guard.classify.paths import is_within
 from statetrace_guard.levels import (
     OPT_IN_INSTALL,
     OPT_IN_NET,
@@ -364,10 +365,10 @@ def _classify_target(target: str, ctx: DecisionContext) -> str:
     if _is_protected(resolved, ctx):
         return "protected"
     git = f"{ctx.workspace}/.git"
-    if _within(resolved, f"{git}/hooks") or resolved == f"{git}/config":
+    if is_within(resolved, f"{git}/hooks") or resolved == f"{git}/config":
         return "repo-config"
-    if _within(resolved, ctx.workspace) or any(
-        _within(resolved, tmp) for tmp in ctx.temp_dirs
+    if is_within(resolved, ctx.workspace) or any(
+        is_within(resolved, tmp) for tmp in ctx.temp_dirs
     ):
         return "inside"
     return "outside"
@@ -382,9 +383,9 @@ def _is_protected(resolved: str, ctx: DecisionContext) -> bool:
     path = resolved.lower()
     workspace = ctx.workspace.lower()
     for owned in (item.lower() for item in ctx.protected):
-        if _within(path, owned):
+        if is_within(path, owned):
             return True
-        if _within(owned, path) and not _within(workspace, path):
+        if is_within(owned, path) and not is_within(workspace, path):
             return True
     return False
 
@@ -407,7 +408,3 @@ def _has_drive(text: str) -> bool:
     """True for ``C:...``, ``HKCU:...``, ``Env:...``: not a path on this disk."""
     head, sep, _ = text.partition(":")
     return bool(sep) and bool(head) and "/" not in head
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")

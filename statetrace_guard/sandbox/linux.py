@@ -87,6 +87,8 @@ def probe_linux() -> Capabilities:
 
 
 def _within(path: str, root: str) -> bool:
+    # NOTE(speed): the same test as classify.paths.is_within, kept here because
+    # importing the classify package would put it on `guard run`'s client path.
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
