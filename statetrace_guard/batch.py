@@ -133,9 +133,7 @@ def _verdict_of(
     verdict = evaluate(line.argv, line.level, policy, here).verdict
     result = verdict_json(verdict)
     result["argv"] = list(line.argv)
-    if not any(
-        item.command.writes or item.command.redirects for item in verdict.commands
-    ):
+    if not any(item.command.written for item in verdict.commands):
         if len(_BATCH_MEMO) >= _BATCH_MEMO_LIMIT:
             _BATCH_MEMO.clear()
         _BATCH_MEMO[key] = result

@@ -167,7 +167,7 @@ _MEMO_LIMIT = 8192
 def _judge(
     command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
 ) -> CommandVerdict:
-    if command.writes or command.redirects:
+    if command.written:
         return _judge_fresh(command, policy, ctx)
     key = (command, policy.sha256, policy.source)
     found = _MEMO.get(key)
@@ -243,11 +243,7 @@ def _deciding_part(parts: list[_Part]) -> _Part:
 
 
 def _written_effect(command: SimpleCommand) -> frozenset[Effect]:
-    return (
-        frozenset({Effect.WRITE})
-        if command.redirects or command.writes
-        else frozenset()
-    )
+    return frozenset({Effect.WRITE}) if command.written else frozenset()
 
 
 def matching_rules(
@@ -310,7 +306,7 @@ def _write_parts(
     command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
 ) -> list[_Part]:
     parts = []
-    for target in (*command.writes, *command.redirects):
+    for target in command.written:
         where = _classify_target(target, ctx)
         if where == "protected":
             parts.append(

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from statetrace_guard.decision import Verdict, describe_command
-from statetrace_guard.errors import ExitCode, SandboxUnavailable, SessionError
+from statetrace_guard.errors import (
+    AuditError,
+    ExitCode,
+    SandboxUnavailable,
+    SessionError,
+)
 from statetrace_guard.evaluate import Judgement, evaluate
 from statetrace_guard.invocation import Invocation
 from statetrace_guard.levels import (
@@ -298,12 +303,16 @@ def _session_events(
 
 
 def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> None:
-    """Record ``command.finished``; the program already ran, so failure warns."""
+    """Record ``command.finished`` and the session's events after it.
+
+    The program already ran, so a record that cannot be written only warns.
+    """
     record = dict(outcome)
     record.setdefault("exit_code", record.get("exit_status"))
-    _record_finish(prepared.trail, prepared.facts, record)
-    from statetrace_guard.errors import AuditError  # noqa: PLC0415
-
+    try:
+        prepared.trail.finished(prepared.facts, record)
+    except AuditError as error:
+        _say(f"guard: warning: command.finished not recorded: {error.message}")
     try:
         _session_events(
             prepared.trail,
@@ -315,18 +324,6 @@ def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> None:
         )
     except AuditError as error:
         _say(f"guard: warning: session events not recorded: {error.message}")
-
-
-def _record_finish(
-    trail: Trail, facts: CommandFacts, outcome: Mapping[str, Any]
-) -> None:
-    """Record the finish; the program already ran, so a failure only warns."""
-    from statetrace_guard.errors import AuditError  # noqa: PLC0415
-
-    try:
-        trail.finished(facts, outcome)
-    except AuditError as error:
-        _say(f"guard: warning: command.finished not recorded: {error.message}")
 
 
 def _plan(

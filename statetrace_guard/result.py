@@ -29,7 +29,7 @@ def command_json(verdict: CommandVerdict) -> dict[str, Any]:
         "spec": command.spec,
         "required_level": level_name(verdict.required),
         "opt_in": sorted(verdict.opt_ins),
-        "writes": [*command.writes, *command.redirects],
+        "writes": list(command.written),
         "urls": list(command.urls),
     }
 

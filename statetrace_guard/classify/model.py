@@ -89,6 +89,11 @@ class SimpleCommand:
     hint: str | None = None
     env_sets: tuple[str, ...] = ()
 
+    @property
+    def written(self) -> tuple[str, ...]:
+        """Every file the command writes: its own outputs, then redirections."""
+        return (*self.writes, *self.redirects)
+
 
 @dataclass(frozen=True, slots=True)
 class Classification:
