@@ -133,6 +133,7 @@ class Prepared:
     max_memory: int | None
     max_processes: int | None
     allow_background: bool
+    warnings: tuple[str, ...] = ()
 
 
 def guarded_run(invocation: Invocation, options: RunOptions) -> int:
@@ -143,6 +144,8 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
     if isinstance(prepared, Blocked):
         _say(prepared.message)
         return prepared.exit_status
+    for warning in prepared.warnings:
+        _say(warning)
     try:
         spec = RunSpec(
             argv=prepared.argv,
@@ -157,7 +160,8 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
             allow_background=prepared.allow_background,
         )
         outcome = run(spec)
-        finish(prepared, outcome.as_record())
+        for warning in finish(prepared, outcome.as_record()):
+            _say(warning)
         return int(outcome.exit_status)
     finally:
         shutil.rmtree(prepared.private_tmp, ignore_errors=True)
@@ -194,7 +198,7 @@ def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
         return blocked
     private_tmp = _private_tmp()
     try:
-        plan, backend = _plan(invocation, options, private_tmp)
+        plan, backend, warnings = _plan(invocation, options, private_tmp)
         trail.started(facts, plan.enforcement)
     except BaseException:
         shutil.rmtree(private_tmp, ignore_errors=True)
@@ -218,6 +222,7 @@ def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
         max_memory=_first(options.max_memory, limits.get("max_memory")),
         max_processes=_first(options.max_processes, limits.get("max_processes")),
         allow_background=bool(limits.get("background")),
+        warnings=warnings,
     )
 
 
@@ -302,17 +307,21 @@ def _session_events(
         trail.event(event, fields)
 
 
-def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> None:
+def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> list[str]:
     """Record ``command.finished`` and the session's events after it.
 
-    The program already ran, so a record that cannot be written only warns.
+    The program already ran, so a record that cannot be written only warns:
+    the warnings are returned, for whoever holds the agent's stderr.
     """
+    warnings = []
     record = dict(outcome)
     record.setdefault("exit_code", record.get("exit_status"))
     try:
         prepared.trail.finished(prepared.facts, record)
     except AuditError as error:
-        _say(f"guard: warning: command.finished not recorded: {error.message}")
+        warnings.append(
+            f"guard: warning: command.finished not recorded: {error.message}"
+        )
     try:
         _session_events(
             prepared.trail,
@@ -323,12 +332,13 @@ def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> None:
             record,
         )
     except AuditError as error:
-        _say(f"guard: warning: session events not recorded: {error.message}")
+        warnings.append(f"guard: warning: session events not recorded: {error.message}")
+    return warnings
 
 
 def _plan(
     invocation: Invocation, options: RunOptions, private_tmp: str
-) -> tuple[SandboxPlan, Any]:
+) -> tuple[SandboxPlan, Any, tuple[str, ...]]:
     from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
     from statetrace_guard.sandbox.base import FsLayout  # noqa: PLC0415
 
@@ -351,9 +361,10 @@ def _plan(
             "enforcement required but unavailable: " + ", ".join(plan.missing),
             hint="run `guard doctor` to see what this machine offers",
         )
-    for gap in plan.missing:
-        _say(f"guard: warning: not enforced here: {gap}")
-    return plan, backend
+    warnings = tuple(
+        f"guard: warning: not enforced here: {gap}" for gap in plan.missing
+    )
+    return plan, backend, warnings
 
 
 def _private_tmp() -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import resource
 import select
@@ -30,13 +31,35 @@ from statetrace_guard.errors import ExitCode, GuardError
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from types import FrameType
+    from typing import Protocol
 
     from statetrace_guard.sandbox.base import ChildSetup, SandboxBackend, SandboxPlan
     from statetrace_guard.supervise import TreeTracker
 
+    class RunControl(Protocol):
+        """A channel from whoever asked for the run (the resident helper's client)."""
+
+        def fileno(self) -> int:
+            """The descriptor to wait on beside the program."""
+            ...
+
+        def read(self) -> int | None:
+            """A signal to forward to the program, or None.
+
+            Raises:
+                EOFError: the other end is gone.
+            """
+            ...
+
+
 __all__ = ["Executable", "Reaped", "RunOutcome", "RunSpec", "run"]
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Python ignores these for itself; an ignored disposition survives exec, so
+# without the reset `seq 1 1000000 | head -1` would see EPIPE, not SIGPIPE.
+_RESTORED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
+)
 SAMPLE_INTERVAL_S = 0.05
 _PR_SET_CHILD_SUBREAPER = 36
 _NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES)
@@ -69,6 +92,12 @@ class RunSpec:
         plan: the sandbox plan to enforce; ``None`` runs unrestricted.
         backend: the backend that made ``plan``.
         allow_background: leave descendants running after the program exits.
+        control: signals from a client that is not the guard's own parent
+            (the resident helper runs programs for ``guard run``); when it
+            hangs up, the program gets SIGHUP and, after ``grace``, SIGKILL.
+        fds: the descriptors the program gets, by number, in place of the
+            guard's own inheritable ones (the client's, sent to the helper);
+            None passes the guard's own.
     """
 
     argv: Sequence[str]
@@ -81,6 +110,8 @@ class RunSpec:
     plan: SandboxPlan | None = None
     backend: SandboxBackend | None = None
     allow_background: bool = False
+    control: RunControl | None = None
+    fds: Mapping[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +240,7 @@ def _child(
     """Between fork and exec; never returns."""
     kind = _KIND_SETUP
     try:
-        for sig in FORWARDED_SIGNALS:
+        for sig in (*FORWARDED_SIGNALS, *_RESTORED_SIGNALS):
             signal.signal(sig, signal.SIG_DFL)
         os.setpgid(0, 0)
         _give_tty(tty, os.getpid())
@@ -217,6 +248,8 @@ def _child(
         _set_limits(spec)
         if setup is not None:
             setup()
+        if spec.fds is not None:
+            report = _place_fds(spec.fds, report)
         kind = _KIND_EXEC
         os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
@@ -224,6 +257,29 @@ def _child(
         os.write(report, f"{kind}:{code}:{exc}".encode(errors="replace"))
     finally:
         os._exit(ExitCode.RUN_GUARD_FAILED)
+
+
+def _place_fds(fds: Mapping[int, int], report: int) -> int:
+    """Give the program exactly ``fds`` (number -> descriptor here).
+
+    Everything is first moved above the highest number wanted, so that no
+    placement overwrites a descriptor still to be placed or the report pipe
+    (returned at its new number). Stdio not in ``fds`` is closed: the client
+    had it closed.
+    """
+    floor = max([*fds, 2]) + 1
+    moved = {
+        number: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+        for number, fd in fds.items()
+    }
+    report = fcntl.fcntl(report, fcntl.F_DUPFD_CLOEXEC, floor)
+    for number, fd in moved.items():
+        os.dup2(fd, number)  # inheritable, unlike ``fd``
+    for number in (0, 1, 2):
+        if number not in fds:
+            with contextlib.suppress(OSError):
+                os.close(number)
+    return report
 
 
 def _read_report(fd: int) -> bytes:
@@ -287,24 +343,43 @@ def _forwarding(state: _Run) -> dict[int, Any]:
 
 
 class _Waiter:
-    """Waits for the program's exit: a pidfd where the kernel has them."""
+    """Waits for the program's exit and for the run's control channel.
 
-    def __init__(self, pid: int) -> None:
-        self._poll: select.poll | None = None
+    The exit is seen on a pidfd where the kernel has them.
+    """
+
+    def __init__(self, pid: int, control: int | None) -> None:
+        self._poll = select.poll()
         self._fd = -1
+        self.control = control
+        if control is not None:
+            self._poll.register(control, select.POLLIN)
         try:
             self._fd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             return
-        self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
 
-    def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds; return True if it may have exited."""
-        if self._poll is None:
+    def wait(self, timeout: float) -> tuple[bool, bool]:
+        """Block up to ``timeout`` seconds.
+
+        Returns:
+            (the program may have exited, the control channel is readable).
+        """
+        if self._fd < 0 and self.control is None:
             time.sleep(min(timeout, 0.005))
-            return True
-        return bool(self._poll.poll(max(int(timeout * 1000), 0)))
+            return True, False
+        if self._fd < 0:
+            timeout = min(timeout, 0.005)  # no pidfd: poll the child too
+        ready = {fd for fd, _ in self._poll.poll(max(int(timeout * 1000), 0))}
+        exited = self._fd < 0 or self._fd in ready
+        return exited, self.control in ready
+
+    def forget_control(self) -> None:
+        """Stop waiting on a control channel that has hung up."""
+        if self.control is not None:
+            self._poll.unregister(self.control)
+            self.control = None
 
     def close(self) -> None:
         """Close the pidfd."""
@@ -348,14 +423,32 @@ def _next_wake(state: _Run, next_sample: float) -> float:
     return min([next_sample, *times])
 
 
+def _on_control(state: _Run, waiter: _Waiter) -> None:
+    """Forward what the client asks for; its hang-up is the program's SIGHUP."""
+    control = state.spec.control
+    if control is None:
+        return
+    try:
+        signum = control.read()
+    except EOFError:
+        waiter.forget_control()
+        signum = signal.SIGHUP
+    if signum is not None:
+        _forwarder(state)(signum, None)
+
+
 def _wait_child(state: _Run) -> None:
     """Wait for the program; sample the tree and enforce deadlines meanwhile."""
-    waiter = _Waiter(state.pid)
+    control = state.spec.control
+    waiter = _Waiter(state.pid, None if control is None else control.fileno())
     next_sample = state.started + SAMPLE_INTERVAL_S
     try:
         while True:
             timeout = _next_wake(state, next_sample) - time.monotonic()
-            if waiter.wait(max(timeout, 0.0)) and _try_reap(state):
+            exited, asked = waiter.wait(max(timeout, 0.0))
+            if asked:
+                _on_control(state, waiter)
+            if exited and _try_reap(state):
                 return
             now = time.monotonic()
             if state.deadline is not None and now >= state.deadline:
@@ -520,6 +613,13 @@ def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
         _restore(saved)
 
 
+def _output_fds(spec: RunSpec) -> tuple[int, ...]:
+    """The descriptors here that become the program's stdout and stderr."""
+    if spec.fds is None:
+        return (1, 2)
+    return tuple(spec.fds[number] for number in (1, 2) if number in spec.fds)
+
+
 def run(spec: RunSpec) -> RunOutcome:
     """Run ``spec.argv`` under ``spec.plan``; supervise and measure its tree.
 
@@ -538,7 +638,7 @@ def run(spec: RunSpec) -> RunOutcome:
     setup: ChildSetup | None = None
     if spec.plan is not None and spec.backend is not None:
         try:
-            setup = spec.backend.child_setup(spec.plan)
+            setup = spec.backend.child_setup(spec.plan, _output_fds(spec))
         except GuardError as exc:
             return RunOutcome(exit_status=ExitCode.RUN_GUARD_FAILED, error=exc.message)
     try:

@@ -18,6 +18,11 @@ __all__ = ["SESSION_ID_PATTERN", "allocate_session_id", "check_session_id"]
 
 SESSION_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}_session-\d{4,}$")
 _MAX_TRIES = 100
+# The last number this process claimed per (directory, day). Listing the
+# directory costs ~1 ms once it holds a few hundred logs; a process that
+# allocates again (the resident helper) starts from here, and O_EXCL still
+# decides: a number another guard took is skipped.
+_LAST_CLAIMED: dict[tuple[str, str], int] = {}
 
 
 def check_session_id(text: str) -> str:
@@ -41,12 +46,18 @@ def allocate_session_id(sessions_dir: Path, today: dt.date | None = None) -> str
         sessions_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AuditError(f"cannot create {sessions_dir}: {exc.strerror}") from exc
-    number = _highest_number(sessions_dir, day)
+    key = (str(sessions_dir), day)
+    number = _LAST_CLAIMED.get(key)
+    if number is None:
+        number = _highest_number(sessions_dir, day)
     for _ in range(_MAX_TRIES):
         number += 1
         session_id = f"{day}_session-{number:04d}"
         if _claim(sessions_dir / f"{session_id}.jsonl"):
+            _LAST_CLAIMED[key] = number
             return session_id
+        # Taken by another guard: jump past everything there, not one by one.
+        number = max(number, _highest_number(sessions_dir, day))
     raise AuditError(f"no free session id for {day} in {sessions_dir}")
 
 

@@ -1,12 +1,18 @@
 """``guard run`` through the resident helper: the fast path.
 
-Imports only what the path needs (no click, pydantic, structlog, psutil or
-tree-sitter). Returns None whenever the in-process path must take over:
-options it does not parse itself (help, errors: click words those), no
-daemon yet (one is started for the next command), a stale or failing
-daemon. Once the daemon has answered ``start`` the command runs here, under
-the plan the daemon made, and the outcome goes back for the record; if the
-daemon is gone by then, the record is written from here.
+Imports only what the path needs (no click, pydantic, structlog, psutil,
+tree-sitter, and not even the runner or the sandbox). Returns None whenever
+the in-process path must take over: options it does not parse itself (help,
+errors: click words those), no daemon yet (one is started for the next
+command), a stale or failing daemon.
+
+Usually the helper runs the program, on this process's own stdin, stdout
+and stderr (passed over the socket), while this process relays the signals
+it gets and exits with the program's status. When this process has a
+terminal or other inherited descriptors, or its context differs from the
+helper's, the helper answers ``start`` and the program runs here instead,
+under the plan the helper made. Either way, if the helper's side is gone
+before the outcome is recorded, the record is written from here.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ _VALUE_OPTIONS = {
     "--max-processes": "max_processes",
 }
 _FLAG_OPTIONS = {"--durable": "durable", "--require-sandbox": "require_sandbox"}
+_MAX_PASSED_FDS = 250  # the helper's limit (SCM_MAX_FD is 253)
+_FD_LIMIT = 1 << 20  # closerange's end; Linux uses close_range(2), no loop
 
 
 def fast_run(args: list[str]) -> int | None:
@@ -147,6 +155,7 @@ def _connect(path: str) -> Any:  # noqa: ANN401 - a _socket.socket or None
 
 
 def _exchange(sock: Any, options: dict[str, Any], argv: list[str]) -> int | None:  # noqa: ANN401
+    fds = _passable_fds()
     request = {
         "op": "run",
         "argv": argv,
@@ -154,12 +163,108 @@ def _exchange(sock: Any, options: dict[str, Any], argv: list[str]) -> int | None
         "cwd": os.getcwd(),
         "env": dict(os.environ),
         "pid": os.getpid(),
+        "runner": "client" if fds is None else "daemon",
+        "fds": list(fds or ()),
     }
     try:
-        send_message(sock, request)
-        reply = recv_message(sock)
+        send_message(sock, request, fds or ())
     except (ProtocolError, OSError):
         return None  # nothing ran: the in-process path judges afresh
+    import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - C module; signal.py imports enum
+
+    def relay(signum: int, _frame: object) -> None:
+        try:
+            send_message(sock, {"op": "signal", "signum": signum})
+        except (ProtocolError, OSError):
+            return
+
+    # The signals the runner forwards to a program it runs itself.
+    relayed = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+    saved = {sig: _signal.signal(sig, relay) for sig in relayed}
+    try:
+        return _await_reply(sock)
+    finally:
+        for sig, handler in saved.items():
+            _signal.signal(sig, handler)
+
+
+def _passable_fds() -> tuple[int, ...] | None:
+    """What the program would inherit from here, for the helper; or None.
+
+    None (the program runs here) when stdio is a terminal (job control and
+    ``/dev/tty`` need the agent's session), when there are more descriptors
+    than one message carries, or where ``/proc`` cannot say.
+    """
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return None
+        except OSError:
+            continue  # closed: the program gets it closed too
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    passed = []
+    for name in names:
+        try:
+            if os.get_inheritable(int(name)):
+                passed.append(int(name))
+        except OSError:
+            continue  # the descriptor listdir itself used
+    return tuple(sorted(passed)) if len(passed) <= _MAX_PASSED_FDS else None
+
+
+def _await_reply(sock: Any) -> int | None:  # noqa: ANN401
+    """Wait for the helper's answer and, when it runs the program, its end."""
+    running: dict[str, Any] | None = None
+    while True:
+        try:
+            reply = recv_message(sock)
+        except (ProtocolError, OSError):
+            if running is None:
+                return None  # nothing ran: the in-process path judges afresh
+            return _supervisor_lost(running)
+        op = reply.get("op")
+        if op == "running":
+            running = reply
+            _say_all(reply.get("warnings"))
+        elif op == "exit":
+            _say_all(reply.get("warnings"))
+            return int(reply["status"])
+        elif op == "outcome" and running is not None:
+            return _recorded_here(running, reply["outcome"])
+        elif running is None:
+            return _answered(sock, reply)
+
+
+def _recorded_here(running: dict[str, Any], outcome: dict[str, Any]) -> int:
+    """The helper died; its supervisor sent the outcome here to record."""
+    status = int(outcome["exit_status"])
+    record = outcome | {"exit_code": status, "supervised_by": "daemon"}
+    _finish_here(running["trail"], record, running["private_tmp"])
+    return status
+
+
+def _supervisor_lost(running: dict[str, Any]) -> int:
+    """The helper and the supervisor are both gone: record that here."""
+    message = "guard: the helper running the program ended before it did"
+    _say(message)
+    _finish_here(
+        running["trail"],
+        {"exit_status": 125, "exit_code": 125, "error": message},
+        running["private_tmp"],
+    )
+    return 125
+
+
+def _say_all(lines: object) -> None:
+    if isinstance(lines, list):
+        for line in lines:
+            _say(str(line))
+
+
+def _answered(sock: Any, reply: dict[str, Any]) -> int | None:  # noqa: ANN401
     op = reply.get("op")
     if op == "blocked":
         _say(reply["message"])
@@ -171,6 +276,7 @@ def _exchange(sock: Any, options: dict[str, Any], argv: list[str]) -> int | None
         return int(reply["exit"])
     if op != "start":
         return None
+    _say_all(reply.get("warnings"))
     return _run_started(sock, reply)
 
 
@@ -197,20 +303,23 @@ def _run_started(sock: Any, reply: dict[str, Any]) -> int:  # noqa: ANN401
     record["exit_code"] = outcome.exit_status
     try:
         send_message(sock, {"op": "finished", "outcome": record})
-        recv_message(sock)
+        _say_all(recv_message(sock).get("warnings"))
     except (ProtocolError, OSError):
-        _finish_here(reply, record)
+        _finish_here(
+            reply["trail"], record | {"supervised_by": "client"}, spec["private_tmp"]
+        )
     return int(outcome.exit_status)
 
 
-def _finish_here(reply: dict[str, Any], record: dict[str, Any]) -> None:
-    """The daemon died mid-command: write ``command.finished`` from here."""
+def _finish_here(
+    trail: dict[str, Any], record: dict[str, Any], private_tmp: str
+) -> None:
+    """The helper's side died mid-command: write ``command.finished`` here."""
     import shutil  # noqa: PLC0415 - rare path
 
     from statetrace_guard.audit.trail import CommandFacts, Trail  # noqa: PLC0415
     from statetrace_guard.errors import AuditError  # noqa: PLC0415
 
-    trail = reply["trail"]
     facts: dict[str, Any] = {
         name: tuple(value) if isinstance(value, list) else value
         for name, value in trail["facts"].items()
@@ -223,7 +332,7 @@ def _finish_here(reply: dict[str, Any], record: dict[str, Any]) -> None:
         )
     except AuditError as error:
         _say(f"guard: warning: command.finished not recorded: {error.message}")
-    shutil.rmtree(reply["spec"]["private_tmp"], ignore_errors=True)
+    shutil.rmtree(private_tmp, ignore_errors=True)
 
 
 def _wanted_again() -> bool:
@@ -269,6 +378,9 @@ def _start_daemon(path: str) -> None:
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
+            # Nothing of this client's may live on in the helper: an agent
+            # waits for EOF on pipes it handed down (fd 3+ too).
+            os.closerange(3, _FD_LIMIT)
             os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module
     finally:
         os._exit(0)

@@ -30,12 +30,14 @@ __all__ = [
     "ProtocolError",
     "code_fingerprint",
     "recv_message",
+    "recv_message_with_fds",
     "runtime_dir",
     "send_message",
     "socket_path",
 ]
 
 MAX_MESSAGE = 16 * 1024 * 1024
+_PREFIX = 4  # bytes of big-endian length before each payload
 # "off" runs every command in-process (no resident helper).
 DAEMON_VARIABLE = "STATETRACE_GUARD_DAEMON"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0]
@@ -69,17 +71,65 @@ def code_fingerprint() -> int:
     return newest
 
 
-def send_message(sock: Any, message: dict[str, Any]) -> None:  # noqa: ANN401 - socket or _socket
-    """Send one framed message."""
+def send_message(sock: Any, message: dict[str, Any], fds: tuple[int, ...] = ()) -> None:  # noqa: ANN401 - socket or _socket
+    """Send one framed message, with ``fds`` attached to its first byte."""
     payload = marshal.dumps(message)
     if len(payload) > MAX_MESSAGE:
         raise ProtocolError("message too large")
-    sock.sendall(len(payload).to_bytes(4, "big") + payload)
+    data = len(payload).to_bytes(_PREFIX, "big") + payload
+    if not fds:
+        sock.sendall(data)
+        return
+    import _socket  # noqa: PLC0415 - the C module: no enum import on the client
+
+    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+    sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    sock.sendall(data[sent:])
 
 
 def recv_message(sock: Any) -> dict[str, Any]:  # noqa: ANN401 - socket or _socket
     """Receive one framed message; raise ProtocolError on EOF or garbage."""
-    size = int.from_bytes(_recv_exact(sock, 4), "big")
+    return _decode(sock, int.from_bytes(_recv_exact(sock, _PREFIX), "big"))
+
+
+def recv_message_with_fds(sock: Any, max_fds: int) -> tuple[dict[str, Any], list[int]]:  # noqa: ANN401 - a socket
+    """Receive one framed message and the descriptors sent with it.
+
+    The descriptors arrive close-on-exec (nothing else the receiver starts
+    inherits them); the caller owns and must close them.
+    """
+    import array  # noqa: PLC0415 - daemon side only
+    import socket  # noqa: PLC0415
+
+    received = array.array("i")
+    head, ancillary, flags, _ = sock.recvmsg(
+        _PREFIX, socket.CMSG_SPACE(max_fds * received.itemsize), socket.MSG_CMSG_CLOEXEC
+    )
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % received.itemsize
+            received.frombytes(data[:usable])
+    fds = list(received)
+    try:
+        return _decode(sock, _frame_size(head, flags, sock)), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _frame_size(head: bytes, flags: int, sock: Any) -> int:  # noqa: ANN401 - a socket
+    """The length prefix, completing a short first read."""
+    import socket  # noqa: PLC0415 - daemon side only
+
+    if flags & socket.MSG_CTRUNC:
+        raise ProtocolError("too many descriptors")
+    if not head:
+        raise ProtocolError("connection closed")
+    return int.from_bytes(head + _recv_exact(sock, _PREFIX - len(head)), "big")
+
+
+def _decode(sock: Any, size: int) -> dict[str, Any]:  # noqa: ANN401 - socket or _socket
     if size > MAX_MESSAGE:
         raise ProtocolError("message too large")
     try:

@@ -4,32 +4,52 @@ One daemon per user, interpreter and package version (see
 :func:`~.protocol.socket_path`). It listens on a Unix socket in a 0700
 directory under guard's home, serves only peers of its own uid (checked with
 SO_PEERCRED) that are not themselves inside a guarded process tree, and exits
-after a stretch of idleness or as soon as its code changes on disk.
+after a stretch of idleness (once no command is in flight) or soon after its
+code changes on disk.
 
-A connection carries one command: ``run`` -> (``blocked`` | ``error`` |
-``fallback`` | ``start``), and after ``start`` the client's ``finished`` ->
-``ok``. If the client vanishes after ``start``, the daemon still records
-``command.finished`` (with the error), so no record is lost.
+A connection carries one command: ``run`` -> ``blocked`` | ``error`` |
+``fallback``, or, once ``command.started`` is on disk, one of:
+
+* ``running`` ... ``exit``: the program runs under a supervisor forked by
+  the launcher (:mod:`.launcher`), on the client's own descriptors; the
+  supervisor reports the outcome here, this process records it and answers.
+* ``start`` -> the client's ``finished`` -> ``ok``: the client runs the
+  program itself (a terminal, a context unlike ours, see :mod:`.peer`).
+
+This process never forks per command and never waits for a program: one
+selector loop serves new clients, outcomes, and clients' reports alike. A
+client that vanishes mid-command still gets its ``command.finished`` (with
+the error), so no record is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
+import marshal
 import os
+import selectors
 import shutil
 import socket
 import struct
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from statetrace_guard.daemon.launcher import MAX_PACKET, recv_packet, send_packet
+from statetrace_guard.daemon.peer import (
+    client_umask,
+    context_differences,
+    inside_guarded_tree,
+)
 from statetrace_guard.daemon.protocol import (
     ProtocolError,
     code_fingerprint,
     recv_message,
+    recv_message_with_fds,
     send_message,
 )
 from statetrace_guard.daemon.wire import plan_to_wire
@@ -38,17 +58,26 @@ from statetrace_guard.execute import Blocked, Prepared, RunOptions, finish, prep
 from statetrace_guard.invocation import resolve_invocation
 
 __all__ = [
+    "CLIENT_LOST",
     "DEFAULT_IDLE_SECONDS",
+    "MAX_PASSED_FDS",
     "Daemon",
-    "inside_guarded_tree",
     "main",
     "peer_credentials",
     "warm_up",
 ]
 
 DEFAULT_IDLE_SECONDS = 900.0
-_ACTIVE_MARKER = b"STATETRACE_GUARD_ACTIVE=1"
-_CLIENT_LOST = "guard client ended before reporting the outcome"
+CLIENT_LOST = "guard client ended before reporting the outcome"
+# SCM_MAX_FD is 253 on Linux: the connection and 250 of the client's own.
+MAX_PASSED_FDS = 250
+# A client sends its request right after connecting; one that does not
+# must not hold up the others for long (the loop is serial).
+_REQUEST_TIMEOUT_S = 2.0
+# Re-reading every file's mtime costs ~0.5 ms: once a second is enough to
+# notice an upgrade, and it stays off the requests' path.
+_FINGERPRINT_EVERY_S = 1.0
+_FD_CEILING = 1 << 20  # above any RLIMIT_NOFILE: a number that cannot be real
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
@@ -58,77 +87,102 @@ def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def inside_guarded_tree(pid: int) -> bool:
-    """True when ``pid`` runs under a guard: its environment carries the marker.
+@dataclass
+class _InFlight:
+    """A started command whose outcome is still to be recorded."""
 
-    Guarded programs may not drive the daemon: it would let them write
-    records in the operator's trail. An unreadable environment counts as
-    inside (fail closed).
-    """
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            return _ACTIVE_MARKER in handle.read().split(b"\0")
-    except OSError:
-        return True
+    conn: socket.socket
+    prepared: Prepared
+    channel: socket.socket | None  # the launcher channel it went out on
 
 
 class Daemon:
-    """A listening socket, a judging lock, and the idle clock."""
+    """The listening socket, the launcher, and the commands in flight."""
 
     def __init__(self, path: str, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
-        """Remember where to listen; nothing is bound yet."""
+        """Remember where to listen; nothing is bound or started yet."""
         self.path = path
         self.idle_seconds = idle_seconds
         self.fingerprint = code_fingerprint()
-        self._judging = threading.Lock()
+        self._checked_at = 0.0
         self._last_use = time.monotonic()
-        self._stop = threading.Event()
+        self._stale = False
+        self._selector = selectors.DefaultSelector()
+        self._inflight: dict[int, _InFlight] = {}
+        self._next_id = 0
+        self._launcher: socket.socket | None = None
+        self._launcher_pid = 0
 
     def serve_forever(self) -> None:
-        """Accept clients until idle, stale or stopped."""
+        """Serve until idle or stale, and until no command is in flight."""
         with _bound_socket(self.path) as server:
-            server.settimeout(1.0)
-            while not self._stop.is_set():
-                if time.monotonic() - self._last_use > self.idle_seconds:
-                    break
-                try:
-                    conn, _ = server.accept()
-                except TimeoutError:
-                    continue
-                self._last_use = time.monotonic()
-                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            server.settimeout(None)
+            self._selector.register(server, selectors.EVENT_READ, self._accept)
+            while self._inflight or not (self._stale or self._idle()):
+                events = self._selector.select(timeout=1.0)
+                for key, _ in events:
+                    key.data(key.fileobj)
+                if not events:
+                    self._check_code()
+                self._reap_launcher()
+
+    def _idle(self) -> bool:
+        return time.monotonic() - self._last_use > self.idle_seconds
+
+    def _check_code(self) -> bool:
+        """True (and serve no more) when the package changed on disk."""
+        now = time.monotonic()
+        if now - self._checked_at >= _FINGERPRINT_EVERY_S:
+            self._checked_at = now
+            self._stale = code_fingerprint() != self.fingerprint
+        return self._stale
+
+    # -- new clients ------------------------------------------------------
+
+    def _accept(self, server: socket.socket) -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        self._last_use = time.monotonic()
+        self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                self._serve_one(conn)
-            except (ProtocolError, OSError):
-                return
-            except Exception as exc:  # noqa: BLE001 - a bug must fail closed, not fall back
-                # A record may already be written: answering "error" (125)
-                # keeps the client from judging and recording it again.
-                with contextlib.suppress(OSError, ProtocolError):
-                    send_message(
-                        conn,
-                        _error(
-                            f"guard daemon failed: {exc!r}", ExitCode.RUN_GUARD_FAILED
-                        ),
-                    )
-            finally:
-                self._last_use = time.monotonic()
+        fds: list[int] = []
+        kept = False
+        try:
+            conn.settimeout(_REQUEST_TIMEOUT_S)
+            pid, uid, _ = peer_credentials(conn)
+            if uid != os.geteuid():
+                return  # another user: say nothing at all
+            request, fds = recv_message_with_fds(conn, MAX_PASSED_FDS)
+            kept = self._serve_one(conn, pid, request, fds)
+        except (ProtocolError, OSError):
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug must fail closed, not fall back
+            # A record may already be written: answering "error" (125)
+            # keeps the client from judging and recording it again.
+            with contextlib.suppress(OSError, ProtocolError):
+                send_message(
+                    conn,
+                    _error(f"guard daemon failed: {exc!r}", ExitCode.RUN_GUARD_FAILED),
+                )
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if not kept:
+                conn.close()
 
-    def _serve_one(self, conn: socket.socket) -> None:
-        pid, uid, _ = peer_credentials(conn)
-        if uid != os.geteuid():
-            return  # another user: say nothing at all
-        request = recv_message(conn)
+    def _serve_one(
+        self, conn: socket.socket, pid: int, request: dict[str, Any], fds: list[int]
+    ) -> bool:
+        """Answer one request; True when the connection stays in flight."""
         if request.get("op") == "ping":
             send_message(conn, {"op": "pong", "pid": os.getpid()})
-            return
-        if code_fingerprint() != self.fingerprint:
+            return False
+        if self._check_code():
             send_message(conn, {"op": "fallback", "reason": "stale daemon"})
-            self._stop.set()
-            return
+            return False
         if inside_guarded_tree(pid):
             send_message(
                 conn,
@@ -137,35 +191,233 @@ class Daemon:
                     ExitCode.RUN_GUARD_FAILED,
                 ),
             )
-            return
-        self._run(conn, request)
-
-    def _run(self, conn: socket.socket, request: dict[str, Any]) -> None:
-        with self._judging:
-            answer = _prepare(request)
+            return False
+        answer = _prepare(request)
         if not isinstance(answer, Prepared):
             send_message(conn, answer)
-            return
+            return False
+        if _may_run_here(request, pid, fds) and self._launch(
+            conn, answer, request, fds, pid
+        ):
+            return True
+        self._let_client_run(conn, answer)
+        return True
+
+    # -- programs run by the launcher's supervisors -----------------------
+
+    def _launch(
+        self,
+        conn: socket.socket,
+        prepared: Prepared,
+        request: dict[str, Any],
+        fds: list[int],
+        pid: int,
+    ) -> bool:
+        """Hand the command to a supervisor; False leaves it to the client."""
+        channel = self._ensure_launcher()
+        if channel is None:
+            return False
+        self._next_id += 1
+        message = {
+            "op": "launch",
+            "id": self._next_id,
+            "spec": _spec_wire(prepared),
+            "plan": plan_to_wire(prepared.plan, prepared.backend),
+            "fds": request["fds"],
+            "umask": client_umask(pid),
+        }
+        if len(marshal.dumps(message)) > MAX_PACKET:
+            return False  # an environment too large for one packet
         try:
-            send_message(conn, _start_message(answer))
-            outcome = _await_outcome(conn)
-            with self._judging:
-                finish(answer, outcome)
-            with contextlib.suppress(OSError, ProtocolError):
-                send_message(conn, {"op": "ok"})
-        finally:
-            shutil.rmtree(answer.private_tmp, ignore_errors=True)
+            send_packet(channel, message, (conn.fileno(), *fds))
+        except OSError:
+            self._forget_launcher()
+            return False
+        self._inflight[self._next_id] = _InFlight(conn, prepared, channel)
+        conn.settimeout(None)
+        with contextlib.suppress(OSError, ProtocolError):
+            send_message(
+                conn,
+                {
+                    "op": "running",
+                    "trail": trail_wire(prepared),
+                    "private_tmp": prepared.private_tmp,
+                    "warnings": list(prepared.warnings),
+                },
+            )
+        return True
+
+    def _from_launcher(self, channel: socket.socket) -> None:
+        try:
+            message, fds = recv_packet(channel)
+        except (ProtocolError, OSError):
+            self._channel_closed(channel)
+            return
+        for fd in fds:
+            os.close(fd)
+        command = self._inflight.pop(message.get("id"), None)  # type: ignore[arg-type]
+        if command is None:
+            return
+        if message.get("op") == "outcome" and isinstance(message.get("outcome"), dict):
+            self._record(command, message["outcome"] | {"supervised_by": "daemon"})
+        else:
+            self._lost(command, str(message.get("error", "supervisor lost")))
+
+    def _lost(self, command: _InFlight, error: str) -> None:
+        text = f"guard: {error}"
+        outcome = {"exit_status": int(ExitCode.RUN_GUARD_FAILED), "error": error}
+        self._record(command, outcome | {"supervised_by": "daemon"}, [text])
+
+    def _record(
+        self,
+        command: _InFlight,
+        outcome: dict[str, Any],
+        said: list[str] = (),  # type: ignore[assignment]
+    ) -> None:
+        """Write ``command.finished``, then give the client its exit status."""
+        warnings = [*said, *finish(command.prepared, outcome)]
+        with contextlib.suppress(OSError, ProtocolError):
+            send_message(
+                command.conn,
+                {
+                    "op": "exit",
+                    "status": int(outcome.get("exit_status") or 0),
+                    "warnings": warnings,
+                },
+            )
+        command.conn.close()
+        shutil.rmtree(command.prepared.private_tmp, ignore_errors=True)
+        self._last_use = time.monotonic()
+
+    def _ensure_launcher(self) -> socket.socket | None:
+        if self._launcher is not None:
+            return self._launcher
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            return None
+        theirs.set_inheritable(True)
+        argv = [sys.executable, "-m", "statetrace_guard.daemon.launcher"]
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
+        if pid == 0:  # pragma: no cover - replaced by exec at once
+            try:
+                os.execv(sys.executable, [*argv, str(theirs.fileno())])  # noqa: S606
+            finally:
+                os._exit(127)
+        theirs.close()
+        self._launcher, self._launcher_pid = ours, pid
+        self._selector.register(ours, selectors.EVENT_READ, self._from_launcher)
+        return ours
+
+    def _forget_launcher(self) -> None:
+        """Start a new launcher next time; the old channel drains on its own."""
+        self._launcher = None
+
+    def _reap_launcher(self) -> None:
+        if not self._launcher_pid:
+            return
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(self._launcher_pid, os.WNOHANG)[0]:
+                self._launcher_pid = 0
+                self._forget_launcher()
+
+    def _channel_closed(self, channel: socket.socket) -> None:
+        """No launcher or supervisor holds ``channel`` any more."""
+        self._selector.unregister(channel)
+        channel.close()
+        if channel is self._launcher:
+            self._forget_launcher()
+        for key, command in list(self._inflight.items()):
+            if command.channel is channel:
+                del self._inflight[key]
+                self._lost(command, "the supervisor ended before the program")
+
+    # -- programs the client runs itself ----------------------------------
+
+    def _let_client_run(self, conn: socket.socket, prepared: Prepared) -> None:
+        send_message(conn, start_message(prepared))
+        command = _InFlight(conn, prepared, None)
+        self._selector.register(
+            conn, selectors.EVENT_READ, lambda _conn: self._client_reported(command)
+        )
+
+    def _client_reported(self, command: _InFlight) -> None:
+        try:
+            message = recv_message(command.conn)
+        except (ProtocolError, OSError):
+            message = {}
+        if message.get("op") == "signal":
+            return  # relayed before the client's runner took over
+        self._selector.unregister(command.conn)
+        outcome = message.get("outcome")
+        if message.get("op") != "finished" or not isinstance(outcome, dict):
+            outcome = {"exit_status": None, "error": CLIENT_LOST}
+        warnings = finish(command.prepared, outcome | {"supervised_by": "client"})
+        with contextlib.suppress(OSError, ProtocolError):
+            send_message(command.conn, {"op": "ok", "warnings": warnings})
+        command.conn.close()
+        shutil.rmtree(command.prepared.private_tmp, ignore_errors=True)
+        self._last_use = time.monotonic()
 
 
-def _await_outcome(conn: socket.socket) -> dict[str, Any]:
-    try:
-        message = recv_message(conn)
-    except (ProtocolError, OSError):
-        return {"exit_status": None, "error": _CLIENT_LOST}
-    outcome = message.get("outcome")
-    if message.get("op") != "finished" or not isinstance(outcome, dict):
-        return {"exit_status": None, "error": _CLIENT_LOST}
-    return outcome
+def _may_run_here(request: dict[str, Any], pid: int, fds: list[int]) -> bool:
+    """Whether the program may run under our supervisor instead of the client.
+
+    No when the client asked to run it, its list of descriptors does not
+    match what arrived, or its process context differs from ours.
+    """
+    numbers = request.get("fds")
+    if request.get("runner") != "daemon" or not isinstance(numbers, list):
+        return False
+    if len(numbers) != len(fds) or not all(
+        isinstance(n, int) and 0 <= n < _FD_CEILING for n in numbers
+    ):
+        return False
+    return not context_differences(pid)
+
+
+def _spec_wire(prepared: Prepared) -> dict[str, Any]:
+    return {
+        "argv": list(prepared.argv),
+        "cwd": prepared.cwd,
+        "env": dict(prepared.env),
+        "timeout": prepared.timeout,
+        "grace": prepared.grace,
+        "max_memory": prepared.max_memory,
+        "max_processes": prepared.max_processes,
+        "allow_background": prepared.allow_background,
+    }
+
+
+def start_message(prepared: Prepared) -> dict[str, Any]:
+    """``start``: the plan and parameters for a client that runs the program."""
+    return {
+        "op": "start",
+        "plan": plan_to_wire(prepared.plan, prepared.backend),
+        "trail": trail_wire(prepared),
+        "spec": _spec_wire(prepared) | {"private_tmp": prepared.private_tmp},
+        "warnings": list(prepared.warnings),
+    }
+
+
+def trail_wire(prepared: Prepared) -> dict[str, Any]:
+    """Where and what to record, so a client can write the finish alone."""
+    facts = prepared.facts
+    plain = {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in vars(facts).items()
+        if name not in {"env", "extra"}
+    }
+    return {
+        "log_dir": str(prepared.trail.log_dir),
+        "session_id": facts.session_id,
+        "facts": plain | {"env": dict(facts.env), "extra": dict(facts.extra)},
+    }
 
 
 def _prepare(request: dict[str, Any]) -> Prepared | dict[str, Any]:
@@ -209,39 +461,6 @@ def _run_options(request: dict[str, Any], options: dict[str, Any]) -> RunOptions
     )
 
 
-def _start_message(prepared: Prepared) -> dict[str, Any]:
-    return {
-        "op": "start",
-        "plan": plan_to_wire(prepared.plan, prepared.backend),
-        "trail": {
-            "log_dir": str(prepared.trail.log_dir),
-            "session_id": prepared.facts.session_id,
-            "facts": _facts_wire(prepared),
-        },
-        "spec": {
-            "private_tmp": prepared.private_tmp,
-            "argv": list(prepared.argv),
-            "cwd": prepared.cwd,
-            "env": dict(prepared.env),
-            "timeout": prepared.timeout,
-            "grace": prepared.grace,
-            "max_memory": prepared.max_memory,
-            "max_processes": prepared.max_processes,
-            "allow_background": prepared.allow_background,
-        },
-    }
-
-
-def _facts_wire(prepared: Prepared) -> dict[str, Any]:
-    """The facts as plain values, so a client can record the finish alone."""
-    facts = prepared.facts
-    return {
-        name: list(value) if isinstance(value, tuple) else value
-        for name, value in vars(facts).items()
-        if name not in {"env", "extra"}
-    } | {"env": dict(facts.env), "extra": dict(facts.extra)}
-
-
 def _error(message: str, code: int, hint: str | None = None) -> dict[str, Any]:
     return {"op": "error", "message": message, "hint": hint, "exit": int(code)}
 
@@ -282,7 +501,6 @@ def warm_up() -> None:
     import statetrace_guard.audit.trail  # noqa: PLC0415
     import statetrace_guard.classify.argv  # noqa: PLC0415
     import statetrace_guard.classify.powershell  # noqa: PLC0415
-    import statetrace_guard.runner  # noqa: PLC0415
     import statetrace_guard.sandbox.linux  # noqa: F401, PLC0415
     from statetrace_guard.classify import bash  # noqa: PLC0415
     from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
@@ -298,6 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     idle = float(args[1]) if len(args) > 1 else DEFAULT_IDLE_SECONDS
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     warm_up()
+    gc.freeze()  # long-lived: keep the collector off what never changes
     Daemon(path, idle).serve_forever()
 
 

@@ -155,8 +155,21 @@ class SandboxBackend(Protocol):
         """Decide what will be enforced for ``level`` on this machine."""
         ...
 
-    def child_setup(self, plan: SandboxPlan) -> ChildSetup:
+    def keep_prepared(self, plan: SandboxPlan) -> None:
+        """Prepare ``plan`` now and keep it for later ``child_setup`` calls.
+
+        For a process that forks a child per command (the resident helper):
+        what it prepares before forking, every later child finds ready.
+        """
+        ...
+
+    def child_setup(
+        self, plan: SandboxPlan, output_fds: tuple[int, ...] = (1, 2)
+    ) -> ChildSetup:
         """Prepare the plan; the result is called in the child before exec.
+
+        ``output_fds`` are the descriptors here that become the program's
+        stdout and stderr: a file it may reopen (``> /dev/stdout``).
 
         Raises:
             SandboxUnavailable: the plan cannot be prepared.

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from typing import TYPE_CHECKING
 
 from statetrace_guard.errors import SandboxUnavailable
@@ -185,15 +186,39 @@ def plan_grants(
     protect = "mount-ro" if splitter.readonly else "landlock-split"
     if not splitter.split:
         protect = "outside"
-    return tuple(splitter.grants), tuple(splitter.readonly), protect
+    return _without_nested(splitter.grants), tuple(splitter.readonly), protect
+
+
+def _without_nested(grants: list[Grant]) -> tuple[Grant, ...]:
+    """Drop write grants inside another write grant: they add nothing.
+
+    At L1 the private temporary directory lies in the system one; without
+    it, the grants (and so the ruleset) stay the same from command to
+    command.
+    """
+    writable = [g.path for g in grants if g.kind == "write"]
+    return tuple(
+        grant
+        for grant in grants
+        if grant.kind != "write"
+        or not any(
+            other != grant.path and _within(grant.path, other) for other in writable
+        )
+    )
 
 
 class LinuxChildSetup:
     """Built in the parent: an open ruleset; applied in the child."""
 
-    def __init__(self, ruleset: Ruleset | None, plan: SandboxPlan) -> None:
-        """Keep the prepared ruleset and what the namespaces must do."""
+    def __init__(
+        self, ruleset: Ruleset | None, plan: SandboxPlan, *, shared: bool = False
+    ) -> None:
+        """Keep the prepared ruleset and what the namespaces must do.
+
+        A ``shared`` ruleset belongs to the cache, which closes it.
+        """
         self._ruleset = ruleset
+        self._shared = shared
         self._as_root = plan.details.get("namespaces") == "root"
         self._network = plan.enforcement.get("network") == "netns"
         self._readonly = plan.readonly
@@ -208,8 +233,8 @@ class LinuxChildSetup:
             self._ruleset.restrict_self()
 
     def close(self) -> None:
-        """Close the ruleset descriptor in the parent."""
-        if self._ruleset is not None:
+        """Close the ruleset descriptor in the parent (unless cached)."""
+        if self._ruleset is not None and not self._shared:
             self._ruleset.close()
 
 
@@ -257,16 +282,26 @@ class LinuxBackend:
             },
         )
 
-    def child_setup(self, plan: SandboxPlan) -> LinuxChildSetup:
+    def keep_prepared(self, plan: SandboxPlan) -> None:
+        """Build (or find) the shared ruleset for ``plan`` in this process."""
+        if plan.enforcement.get("filesystem", "none") != "none":
+            _RULESETS.get(plan, self.probe().landlock_abi)
+
+    def child_setup(
+        self, plan: SandboxPlan, output_fds: tuple[int, ...] = (1, 2)
+    ) -> LinuxChildSetup:
         """Build the Landlock ruleset now; the child only enters it.
 
         Raises:
             SandboxUnavailable: the ruleset cannot be built.
         """
-        ruleset = None
-        if plan.enforcement.get("filesystem", "none") != "none":
-            ruleset = _build_ruleset(plan, self.probe().landlock_abi)
-        return LinuxChildSetup(ruleset, plan)
+        if plan.enforcement.get("filesystem", "none") == "none":
+            return LinuxChildSetup(None, plan)
+        abi = self.probe().landlock_abi
+        outputs = _writable_files(output_fds)
+        if outputs:  # a grant for these very files: never shared
+            return LinuxChildSetup(_build_ruleset(plan, abi, outputs), plan)
+        return LinuxChildSetup(_RULESETS.get(plan, abi), plan, shared=True)
 
 
 def _network_mode(caps: Capabilities, network_open: bool, missing: list[str]) -> str:
@@ -280,23 +315,71 @@ def _network_mode(caps: Capabilities, network_open: bool, missing: list[str]) ->
     return "none"
 
 
-def _grant_stdio(ruleset: Ruleset) -> None:
-    """Let the program reopen its own stdout/stderr files (``> /dev/stderr``).
+def _writable_files(fds: tuple[int, ...]) -> tuple[int, ...]:
+    """Those of ``fds`` that are regular files open for writing.
 
-    When the guard's output is redirected to a regular file, the program
-    already holds it open for writing; without this rule, opening it again
-    through ``/dev/stdout`` would be refused outside the granted trees.
+    The program may reopen its stdout/stderr file (``> /dev/stderr``); when
+    that is a regular file outside the granted trees, it needs a rule.
     """
-    for fd in (1, 2):
+    found = []
+    for fd in fds:
         try:
             mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
         except OSError:
             continue
-        if mode in (os.O_WRONLY, os.O_RDWR):
-            ruleset.allow_open_file(fd, landlock.ACCESS_FILE_WRITE)
+        if regular and mode in (os.O_WRONLY, os.O_RDWR):
+            found.append(fd)
+    return tuple(found)
 
 
-def _build_ruleset(plan: SandboxPlan, abi: int) -> Ruleset:
+class _RulesetCache:
+    """Rulesets by what they grant, for a process that runs many programs.
+
+    Building one costs an open and a syscall per grant (~2 ms for a split
+    workspace); the resident helper runs command after command under the
+    same grants. A ruleset holds the inodes it was built on, so the key is
+    every granted path *and* the identity of the inode there now: a
+    directory that was replaced gets a new ruleset, never a stale one. A
+    path that cannot be examined is never cached.
+    """
+
+    _LIMIT = 32
+
+    def __init__(self) -> None:
+        self._rulesets: dict[tuple[object, ...], Ruleset] = {}
+
+    def get(self, plan: SandboxPlan, abi: int) -> Ruleset:
+        key = _ruleset_key(plan, abi)
+        if key is None:
+            return _build_ruleset(plan, abi)
+        ruleset = self._rulesets.get(key)
+        if ruleset is None:
+            ruleset = _build_ruleset(plan, abi)
+            if len(self._rulesets) >= self._LIMIT:
+                oldest = next(iter(self._rulesets))
+                self._rulesets.pop(oldest).close()
+            self._rulesets[key] = ruleset
+        return ruleset
+
+
+def _ruleset_key(plan: SandboxPlan, abi: int) -> tuple[object, ...] | None:
+    key: list[object] = [abi, plan.network_open, plan.enforcement.get("network")]
+    for grant in plan.grants:
+        try:
+            info = os.lstat(grant.path)
+        except OSError:
+            return None
+        key.append((grant.path, grant.kind, info.st_dev, info.st_ino))
+    return tuple(key)
+
+
+_RULESETS = _RulesetCache()
+
+
+def _build_ruleset(
+    plan: SandboxPlan, abi: int, outputs: tuple[int, ...] = ()
+) -> Ruleset:
     access = {
         "write": landlock.ACCESS_WRITE,
         "keep-dirs": landlock.ACCESS_KEEP_DIRS,
@@ -313,7 +396,8 @@ def _build_ruleset(plan: SandboxPlan, abi: int) -> Ruleset:
             ruleset.allow_path("/", landlock.ACCESS_READ)
             for grant in plan.grants:
                 ruleset.allow_path(grant.path, access[grant.kind])
-            _grant_stdio(ruleset)
+            for fd in outputs:
+                ruleset.allow_open_file(fd, landlock.ACCESS_FILE_WRITE)
         except BaseException:
             ruleset.close()
             raise

@@ -63,7 +63,13 @@ class UnsafeNoSandbox:
             backend=self.name,
         )
 
-    def child_setup(self, plan: SandboxPlan) -> NoopChildSetup:
-        """Return a setup that applies nothing."""
+    def keep_prepared(self, plan: SandboxPlan) -> None:
+        """Nothing to prepare."""
         del plan
+
+    def child_setup(
+        self, plan: SandboxPlan, output_fds: tuple[int, ...] = (1, 2)
+    ) -> NoopChildSetup:
+        """Return a setup that applies nothing."""
+        del plan, output_fds
         return NoopChildSetup()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from statetrace_guard.daemon import protocol, server
+from statetrace_guard.daemon import peer, protocol, server
 from statetrace_guard.daemon.client import parse_run_args
 
 pytestmark = pytest.mark.skipif(
@@ -291,8 +291,7 @@ class TestUnits:
         daemon.fingerprint = -1
         left, right = socket.socketpair()
         with left, right:
-            protocol.send_message(left, {"op": "run"})
-            daemon._serve_one(right)
+            daemon._serve_one(right, os.getpid(), {"op": "run"}, [])
             assert protocol.recv_message(left) == {
                 "op": "fallback",
                 "reason": "stale daemon",
@@ -306,13 +305,13 @@ class TestUnits:
         try:
             deadline = time.monotonic() + 5
             while (
-                not server.inside_guarded_tree(proc.pid) and time.monotonic() < deadline
+                not peer.inside_guarded_tree(proc.pid) and time.monotonic() < deadline
             ):
                 time.sleep(
                     0.05
                 )  # /proc shows the new image's environment once exec settles
-            assert server.inside_guarded_tree(proc.pid)
-            assert not server.inside_guarded_tree(os.getpid())
+            assert peer.inside_guarded_tree(proc.pid)
+            assert not peer.inside_guarded_tree(os.getpid())
         finally:
             proc.kill()
             proc.wait()

@@ -1,0 +1,244 @@
+"""The helper's launcher: a small process that starts and supervises programs.
+
+Forking the helper itself per command would be slow twice over: it holds
+the classifier, the policy and the trail (tens of MB to copy the page tables
+of), and after each fork both processes pay a copy-on-write fault for every
+page Python's reference counting touches. So the helper starts this process
+once, before it loads anything heavy; it imports only the runner and the
+sandbox, and forks a *supervisor* per command, which is cheap.
+
+Messages travel over one ``SOCK_SEQPACKET`` pair (each message arrives whole,
+so supervisors may write concurrently):
+
+* helper -> launcher: ``launch`` with the run parameters, the plan, and as
+  descriptors the client's connection followed by the client's own
+  descriptors (placed in the program at their numbers).
+* supervisor -> helper: ``outcome`` (the program's figures, for
+  ``command.finished``); launcher -> helper: ``lost`` when a supervisor ended
+  without one.
+
+A supervisor relays the client's signals to the program and ends its tree
+when the client hangs up. If the helper is gone when the program ends, the
+supervisor sends the outcome to the client, which records it itself.
+
+Run as ``python -m statetrace_guard.daemon.launcher FD`` by the helper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import select
+import signal
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+from statetrace_guard.daemon.protocol import ProtocolError, recv_message, send_message
+from statetrace_guard.daemon.wire import backend_from_wire, plan_from_wire
+from statetrace_guard.runner import RunSpec, run
+
+if TYPE_CHECKING:
+    from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
+
+__all__ = ["MAX_PACKET", "ClientControl", "main", "recv_packet", "send_packet"]
+
+# A seqpacket message must fit the socket's send buffer (net.core.wmem_default,
+# 208 KiB unless tuned): room for any ordinary environment. A launch that does
+# not fit is left to the client (the helper checks the size before sending).
+MAX_PACKET = 200_000
+# The client's connection and up to 250 of its descriptors (SCM_MAX_FD 253).
+_MAX_FDS = 251
+_DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
+
+
+def send_packet(
+    sock: socket.socket, message: dict[str, Any], fds: tuple[int, ...] = ()
+) -> None:
+    """Send one whole message (marshal), with ``fds`` attached."""
+    data = marshal.dumps(message)
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.send(data)
+
+
+def recv_packet(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """Receive one whole message and its descriptors (close-on-exec).
+
+    Raises:
+        ProtocolError: the peer closed, or sent something that is not ours.
+    """
+    data, fds, flags, _ = socket.recv_fds(
+        sock, MAX_PACKET, _MAX_FDS, socket.MSG_CMSG_CLOEXEC
+    )
+    try:
+        return _decode_packet(data, flags), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _decode_packet(data: bytes, flags: int) -> dict[str, Any]:
+    if not data:
+        raise ProtocolError("connection closed")
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        raise ProtocolError("message truncated")
+    try:
+        message = marshal.loads(data)  # noqa: S302 - our own helper; see protocol.py
+    except (ValueError, EOFError, TypeError) as exc:
+        raise ProtocolError(f"malformed message: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("message is not a mapping")
+    return message
+
+
+_RELAYED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+class ClientControl:
+    """The client's connection as the runner's control channel."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        """Read relayed signals from ``conn``."""
+        self._conn = conn
+
+    def fileno(self) -> int:
+        """The connection's descriptor."""
+        return self._conn.fileno()
+
+    def read(self) -> int | None:
+        """The signal the client relays, or None for anything else.
+
+        Raises:
+            EOFError: the client is gone (killed, or its agent gave up).
+        """
+        try:
+            message = recv_message(self._conn)
+        except (ProtocolError, OSError) as exc:
+            raise EOFError from exc
+        signum = message.get("signum")
+        if message.get("op") == "signal" and signum in _RELAYED:
+            return int(signum)
+        return None
+
+
+class Launcher:
+    """Forks a supervisor per ``launch``; reports supervisors that vanish."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        """Serve the helper at the other end of ``channel``."""
+        self.channel = channel
+        self.running: dict[int, int] = {}  # supervisor pid -> command id
+
+    def serve(self) -> None:
+        """Until the helper goes away; running supervisors carry on."""
+        while True:
+            self._reap()
+            ready, _, _ = select.select([self.channel], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                message, fds = recv_packet(self.channel)
+            except ProtocolError:
+                return
+            except OSError:
+                return
+            self._launch(message, fds)
+
+    def _launch(self, message: dict[str, Any], fds: list[int]) -> None:
+        try:
+            plan = plan_from_wire(message["plan"])
+            backend = backend_from_wire(message["plan"])
+            backend.keep_prepared(plan)  # a ruleset for every later supervisor
+            pid = os.fork()
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal here
+            self._report_lost(message.get("id"), f"cannot start: {exc}")
+            _close_all(fds)
+            return
+        if pid == 0:
+            status = 1
+            try:
+                status = _supervise(self.channel, message, fds, plan, backend)
+            finally:
+                os._exit(status)
+        _close_all(fds)
+        self.running[pid] = message["id"]
+
+    def _reap(self) -> None:
+        while self.running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.running.clear()
+                return
+            if pid == 0:
+                return
+            command = self.running.pop(pid, None)
+            if command is not None and os.waitstatus_to_exitcode(status) != _DELIVERED:
+                self._report_lost(command, "the supervisor ended before the program")
+
+    def _report_lost(self, command: object, error: str) -> None:
+        with contextlib.suppress(OSError):
+            send_packet(self.channel, {"op": "lost", "id": command, "error": error})
+
+
+def _supervise(
+    channel: socket.socket,
+    message: dict[str, Any],
+    fds: list[int],
+    plan: SandboxPlan,
+    backend: SandboxBackend,
+) -> int:
+    """In the supervisor: run the program; deliver the outcome; exit status."""
+    conn = socket.socket(fileno=fds[0])
+    program_fds = dict(zip(message["fds"], fds[1:], strict=True))
+    if message.get("umask") is not None:
+        os.umask(message["umask"])
+    spec = message["spec"]
+    outcome = run(
+        RunSpec(
+            argv=spec["argv"],
+            cwd=spec["cwd"],
+            env=spec["env"],
+            timeout=spec["timeout"],
+            grace=spec["grace"],
+            max_memory=spec["max_memory"],
+            max_processes=spec["max_processes"],
+            plan=plan,
+            backend=backend,
+            allow_background=spec["allow_background"],
+            control=ClientControl(conn),
+            fds=program_fds,
+        )
+    )
+    _close_all(fds[1:])  # the agent sees EOF on its pipes once the program is done
+    record = outcome.as_record()
+    try:
+        send_packet(channel, {"op": "outcome", "id": message["id"], "outcome": record})
+    except OSError:
+        # The helper is gone: the client writes command.finished itself.
+        try:
+            send_message(conn, {"op": "outcome", "outcome": record})
+        except (OSError, ProtocolError):
+            return 1
+    return _DELIVERED
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m statetrace_guard.daemon.launcher FD``."""
+    args = sys.argv[1:] if argv is None else argv
+    channel = socket.socket(fileno=int(args[0]))
+    Launcher(channel).serve()
+
+
+if __name__ == "__main__":
+    main()

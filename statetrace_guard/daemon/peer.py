@@ -1,0 +1,146 @@
+"""What the helper must know about a client before running a program for it.
+
+The resident helper can start a client's program as its own descendant,
+which saves the client importing the runner and the sandbox. That program
+must not end up anywhere the client itself could not be: the helper may have
+been started from another terminal, container, cgroup or sandbox. So the
+helper runs a program itself only when the client's process context equals
+its own in everything a child inherits and cannot be given back later:
+credentials and capabilities, no_new_privs and seccomp, namespaces, root
+directory, cgroup, resource limits, nice value and CPU/memory placement.
+Anything else (or anything unreadable) leaves the program to the client.
+The umask is the one inherited value the helper copies instead.
+
+Linux only: everything is read from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+__all__ = ["client_umask", "context_differences", "inside_guarded_tree"]
+
+_ACTIVE_MARKER = b"STATETRACE_GUARD_ACTIVE=1"
+_STATUS_FIELDS = (
+    b"Uid",
+    b"Gid",
+    b"Groups",
+    b"NoNewPrivs",
+    b"Seccomp",
+    b"Seccomp_filters",
+    b"CapInh",
+    b"CapPrm",
+    b"CapEff",
+    b"CapBnd",
+    b"CapAmb",
+    b"Cpus_allowed_list",
+    b"Mems_allowed_list",
+)
+_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
+# Indexes into /proc/PID/stat after the command name: proc(5)'s fields 19
+# (nice) and 41 (scheduling policy), less the three before the split.
+_STAT_FIELDS = (16, 38)
+
+
+def inside_guarded_tree(pid: int) -> bool:
+    """True when ``pid`` runs under a guard: its environment carries the marker.
+
+    Guarded programs may not drive the daemon: it would let them write
+    records in the operator's trail. An unreadable environment counts as
+    inside (fail closed).
+    """
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return _ACTIVE_MARKER in handle.read().split(b"\0")
+    except OSError:
+        return True
+
+
+def context_differences(pid: int) -> list[str]:
+    """Name what differs between ``pid``'s context and this process's.
+
+    An empty list means a child of this process would inherit what a child
+    of ``pid`` would; an unreadable item counts as a difference.
+    """
+    theirs = _context(str(pid))
+    ours = _own_context()
+    return sorted(
+        name
+        for name in ours.keys() | theirs.keys()
+        if theirs.get(name) is None or ours.get(name) != theirs.get(name)
+    )
+
+
+def client_umask(pid: int) -> int | None:
+    """The umask of ``pid`` (Linux 4.7+), or None when the kernel does not say."""
+    status = _status(str(pid))
+    value = status.get(b"Umask") if status is not None else None
+    return int(value, 8) if value is not None else None
+
+
+@functools.cache
+def _own_context() -> dict[str, object]:
+    # The helper never changes its own context after it starts.
+    return _context("self")
+
+
+def _context(pid: str) -> dict[str, object]:
+    found: dict[str, object] = {}
+    status = _status(pid)
+    for field in _STATUS_FIELDS:
+        found[field.decode()] = None if status is None else status.get(field, b"")
+    for kind in _NAMESPACES:
+        found[f"ns:{kind}"] = _readlink(f"/proc/{pid}/ns/{kind}")
+    found["cgroup"] = _read(f"/proc/{pid}/cgroup")
+    found["limits"] = _read(f"/proc/{pid}/limits")
+    found["root"] = _identity(f"/proc/{pid}/root")
+    found["sched"] = _stat_fields(pid)
+    return found
+
+
+def _status(pid: str) -> dict[bytes, bytes] | None:
+    text = _read(f"/proc/{pid}/status")
+    if text is None:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(b":")
+        fields[name] = value.strip()
+    return fields
+
+
+def _stat_fields(pid: str) -> tuple[bytes, ...] | None:
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    fields = text.rpartition(b")")[2].split()
+    try:
+        return tuple(fields[index] for index in _STAT_FIELDS)
+    except IndexError:
+        return None
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except FileNotFoundError:
+        return ""  # a namespace kind this kernel does not have
+    except OSError:
+        return None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
