@@ -17,6 +17,22 @@ _CLICK_USAGE_ERROR = 2
 _RUN_GUARD_FAILED = 125
 
 
+def _exit_now(status: int) -> None:
+    """Exit without the interpreter's teardown (~2 ms of a 13 ms start).
+
+    The fast path holds nothing that needs it: no files of its own, no
+    threads, no atexit work; only stdio buffers, flushed here.
+    """
+    import os  # noqa: PLC0415 - already loaded by site
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            continue
+    os._exit(status)
+
+
 def main() -> None:
     """Dispatch ``guard run`` to the fast path, everything else to click."""
     args = sys.argv[1:]
@@ -25,7 +41,7 @@ def main() -> None:
 
         status = fast_run(args[1:])
         if status is not None:
-            sys.exit(status)
+            _exit_now(status)
     from statetrace_guard.cli import main as cli_main  # noqa: PLC0415 - heavy path
 
     try:

@@ -38,6 +38,10 @@ from typing import TYPE_CHECKING, Any
 from statetrace_guard.daemon.protocol import ProtocolError, recv_message, send_message
 from statetrace_guard.daemon.wire import backend_from_wire, plan_from_wire
 from statetrace_guard.runner import RunSpec, run
+from statetrace_guard.sandbox.netns import (
+    make_network_namespace,
+    reserve_network_namespace,
+)
 
 if TYPE_CHECKING:
     from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
@@ -132,6 +136,7 @@ class Launcher:
         """Serve the helper at the other end of ``channel``."""
         self.channel = channel
         self.running: dict[int, int] = {}  # supervisor pid -> command id
+        self.spare_network: int | None = None  # the next program's netns
 
     def serve(self) -> None:
         """Until the helper goes away; running supervisors carry on."""
@@ -153,6 +158,7 @@ class Launcher:
             plan = plan_from_wire(message["plan"])
             backend = backend_from_wire(message["plan"])
             backend.keep_prepared(plan)  # a ruleset for every later supervisor
+            network = self._take_network(plan)
             pid = os.fork()
         except Exception as exc:  # noqa: BLE001 - reported, never fatal here
             self._report_lost(message.get("id"), f"cannot start: {exc}")
@@ -161,11 +167,29 @@ class Launcher:
         if pid == 0:
             status = 1
             try:
+                if network is not None:
+                    reserve_network_namespace(network)
                 status = _supervise(self.channel, message, fds, plan, backend)
             finally:
                 os._exit(status)
-        _close_all(fds)
+        _close_all(fds if network is None else [*fds, network])
         self.running[pid] = message["id"]
+        if network is not None or self.spare_network is None:
+            self._make_spare_network(plan)
+
+    def _take_network(self, plan: SandboxPlan) -> int | None:
+        """The spare namespace, when this plan wants a private network."""
+        if plan.enforcement.get("network") != "netns" or not _as_root(plan):
+            return None
+        network, self.spare_network = self.spare_network, None
+        return network
+
+    def _make_spare_network(self, plan: SandboxPlan) -> None:
+        """Prepare the next program's namespace while this one runs."""
+        if self.spare_network is not None or not _as_root(plan):
+            return
+        with contextlib.suppress(OSError):
+            self.spare_network = make_network_namespace()
 
     def _reap(self) -> None:
         while self.running:
@@ -225,6 +249,10 @@ def _supervise(
         except (OSError, ProtocolError):
             return 1
     return _DELIVERED
+
+
+def _as_root(plan: SandboxPlan) -> bool:
+    return plan.details.get("namespaces") == "root"
 
 
 def _close_all(fds: list[int]) -> None:

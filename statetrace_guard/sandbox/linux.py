@@ -54,6 +54,7 @@ from statetrace_guard.sandbox.base import (
 )
 from statetrace_guard.sandbox.netns import (
     enter_namespaces,
+    take_reserved_network_namespace,
     unprivileged_userns_enabled,
 )
 
@@ -222,20 +223,31 @@ class LinuxChildSetup:
         self._as_root = plan.details.get("namespaces") == "root"
         self._network = plan.enforcement.get("network") == "netns"
         self._readonly = plan.readonly
+        self._prepared_network = (
+            take_reserved_network_namespace()
+            if self._network and self._as_root
+            else None
+        )
 
     def __call__(self) -> None:
         """Enter the namespaces, then restrict the filesystem with Landlock."""
         if self._network or self._readonly:
             enter_namespaces(
-                as_root=self._as_root, network=self._network, readonly=self._readonly
+                as_root=self._as_root,
+                network=self._network,
+                readonly=self._readonly,
+                prepared_network=self._prepared_network,
             )
         if self._ruleset is not None:
             self._ruleset.restrict_self()
 
     def close(self) -> None:
-        """Close the ruleset descriptor in the parent (unless cached)."""
+        """Close the descriptors in the parent (a cached ruleset stays)."""
         if self._ruleset is not None and not self._shared:
             self._ruleset.close()
+        if self._prepared_network is not None:
+            os.close(self._prepared_network)
+            self._prepared_network = None
 
 
 class LinuxBackend:
