@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,6 +135,7 @@ class Prepared:
     max_processes: int | None
     allow_background: bool
     warnings: tuple[str, ...] = ()
+    started_at: float = 0.0  # time.monotonic() when the start was recorded
 
 
 def guarded_run(invocation: Invocation, options: RunOptions) -> int:
@@ -223,6 +225,7 @@ def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
         max_processes=_first(options.max_processes, limits.get("max_processes")),
         allow_background=bool(limits.get("background")),
         warnings=warnings,
+        started_at=time.monotonic(),
     )
 
 
@@ -316,6 +319,9 @@ def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> list[str]:
     warnings = []
     record = dict(outcome)
     record.setdefault("exit_code", record.get("exit_status"))
+    # An outcome nobody measured (a client or supervisor lost) still ends
+    # a valid record: the time until the guard learned of it.
+    record.setdefault("duration_ms", (time.monotonic() - prepared.started_at) * 1000)
     try:
         prepared.trail.finished(prepared.facts, record)
     except AuditError as error:

@@ -61,6 +61,7 @@ _RESTORED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
 )
 SAMPLE_INTERVAL_S = 0.05
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES)
 _KIND_SETUP = "setup"
@@ -189,11 +190,15 @@ class _Run:
     leftover: list[dict[str, object]] = field(default_factory=list)
 
 
-def _set_subreaper() -> None:
+def _prctl(option: int, value: int) -> None:
     if sys.platform.startswith("linux"):
         import ctypes  # noqa: PLC0415 - only Linux, only when running
 
-        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
+
+
+def _set_subreaper() -> None:
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
 def _which(program: str, env: Mapping[str, str]) -> str:
@@ -246,6 +251,10 @@ def _child(
         _give_tty(tty, os.getpid())
         os.chdir(spec.cwd)
         _set_limits(spec)
+        if spec.control is not None:
+            # Run for a client elsewhere: if this supervisor is killed, the
+            # program must not run on unwatched (its tree is ended otherwise).
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if setup is not None:
             setup()
         if spec.fds is not None:

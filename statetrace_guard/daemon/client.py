@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from statetrace_guard.daemon.protocol import (
     DAEMON_VARIABLE,
@@ -227,7 +228,7 @@ def _await_reply(sock: Any) -> int | None:  # noqa: ANN401
             return _supervisor_lost(running)
         op = reply.get("op")
         if op == "running":
-            running = reply
+            running = reply | {"since": time.monotonic()}
             _say_all(reply.get("warnings"))
         elif op == "exit":
             _say_all(reply.get("warnings"))
@@ -250,11 +251,9 @@ def _supervisor_lost(running: dict[str, Any]) -> int:
     """The helper and the supervisor are both gone: record that here."""
     message = "guard: the helper running the program ended before it did"
     _say(message)
-    _finish_here(
-        running["trail"],
-        {"exit_status": 125, "exit_code": 125, "error": message},
-        running["private_tmp"],
-    )
+    elapsed_ms = (time.monotonic() - running["since"]) * 1000
+    outcome = {"exit_status": 125, "exit_code": 125, "duration_ms": elapsed_ms}
+    _finish_here(running["trail"], outcome | {"error": message}, running["private_tmp"])
     return 125
 
 

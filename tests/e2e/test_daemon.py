@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import resource
+import select
 import signal
 import socket
 import subprocess
@@ -322,3 +325,299 @@ class TestUnits:
             left.sendall((protocol.MAX_MESSAGE + 1).to_bytes(4, "big"))
             with pytest.raises(protocol.ProtocolError):
                 protocol.recv_message(right)
+
+
+def finished_records(workspace: Path) -> list[dict]:
+    return [r for r in session_records(workspace) if r["event"] == "command.finished"]
+
+
+def popen_guard(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "statetrace_guard", *args],
+        cwd=os.getcwd(),
+        **kwargs,
+    )
+
+
+def wait_until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+PRINT_PIDS = (
+    "import os, time; print(os.getpid(), os.getppid(), flush=True); time.sleep(60)"
+)
+
+
+@pytest.mark.usefixtures("daemon_env")
+class TestHelperRunsPrograms:
+    """Programs the helper's supervisors run: the client's stdio, signals, context."""
+
+    def test_runs_under_the_helper_with_the_clients_descriptors(self, guard, workspace):
+        start_daemon(guard)
+        read_end, write_end = os.pipe()
+        extra = os.dup2(write_end, 47)
+        os.close(write_end)
+        script = "import os; os.write(47, b'via fd 47'); print(os.umask(0))"
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            script,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            pass_fds=[extra],
+            preexec_fn=lambda: os.umask(0o027),
+        )
+        os.close(extra)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert os.read(read_end, 100) == b"via fd 47"
+        os.close(read_end)
+        assert out == b"23\n"  # 0o027
+        assert finished_records(workspace)[-1]["supervised_by"] == "daemon"
+
+    def test_closed_stdin_stays_closed(self, guard, workspace):
+        start_daemon(guard)
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            "import os, sys\ntry:\n    os.fstat(0)\nexcept OSError:\n    sys.exit(7)",
+            stdout=subprocess.PIPE,
+            preexec_fn=lambda: os.close(0),
+        )
+        proc.communicate(timeout=30)
+        assert proc.returncode == 7
+        assert finished_records(workspace)[-1]["supervised_by"] == "daemon"
+
+    def test_sigpipe_is_the_default_for_programs(self, guard):
+        start_daemon(guard)
+        result = guard(
+            "run",
+            "--",
+            "bash",
+            "-c",
+            'seq 1 1000000 | head -1; echo "${PIPESTATUS[0]}"',
+        )
+        assert result.stdout == b"1\n141\n"
+        assert b"Broken pipe" not in result.stderr
+
+    def test_signal_to_the_client_reaches_the_program(self, guard, workspace):
+        start_daemon(guard)
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        program, supervisor = map(int, proc.stdout.readline().split())
+        assert supervisor != proc.pid  # a supervisor of the helper's runs it
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        proc.stdout.close()
+        assert not pid_alive(program)
+        record = finished_records(workspace)[-1]
+        assert record["signal"] == signal.SIGTERM
+        assert record["supervised_by"] == "daemon"
+
+    def test_killed_client_ends_the_program_and_is_recorded(self, guard, workspace):
+        start_daemon(guard)
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--grace",
+            "1",
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        program, _ = map(int, proc.stdout.readline().split())
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        wait_until(lambda: not pid_alive(program))
+        wait_until(lambda: len(finished_records(workspace)) == 3)
+        record = finished_records(workspace)[-1]
+        assert record["signal"] == signal.SIGHUP
+        assert guard("verify").returncode == 0
+
+    def test_killed_supervisor_is_recorded_and_its_program_ended(
+        self, guard, workspace
+    ):
+        start_daemon(guard)
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        program, supervisor = map(int, proc.stdout.readline().split())
+        os.kill(supervisor, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 125
+        assert b"supervisor ended before the program" in err
+        wait_until(lambda: not pid_alive(program))
+        record = finished_records(workspace)[-1]
+        assert record["exit_status"] == 125
+        assert "supervisor" in record["error"]
+        assert guard("verify").returncode == 0
+
+    def test_a_client_in_another_context_runs_the_program_itself(
+        self, guard, workspace
+    ):
+        """Niceness, limits: what the helper cannot give, the client keeps."""
+        start_daemon(guard)
+        nice = guard("run", "--", "cut", "-d ", "-f19", "/proc/self/stat")
+        assert nice.stdout == b"0\n"
+        niced = subprocess.run(
+            [
+                "nice",
+                "-n",
+                "7",
+                *guard_args("run", "--", "cut", "-d ", "-f19", "/proc/self/stat"),
+            ],
+            cwd=workspace,
+            capture_output=True,
+            check=False,
+        )
+        assert niced.stdout == b"7\n"
+        limited = subprocess.run(
+            guard_args("run", "--", "bash", "-c", "ulimit -n"),
+            cwd=workspace,
+            capture_output=True,
+            check=False,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (99, 99)),
+        )
+        assert limited.stdout == b"99\n"
+        supervised = [r["supervised_by"] for r in finished_records(workspace)[-3:]]
+        assert supervised == ["daemon", "client", "client"]
+
+    def test_a_terminal_keeps_the_program_with_the_client(self, guard, workspace):
+        start_daemon(guard)
+        primary, secondary = pty.openpty()
+        try:
+            result = subprocess.run(
+                guard_args("run", "--", "bash", "-c", "test -t 0 && echo tty"),
+                cwd=workspace,
+                stdin=secondary,
+                capture_output=True,
+                check=False,
+                timeout=30,
+            )
+        finally:
+            os.close(secondary)
+            os.close(primary)
+        assert result.stdout == b"tty\n"
+        assert finished_records(workspace)[-1]["supervised_by"] == "client"
+
+    def test_every_program_gets_its_own_network_namespace(self, guard):
+        start_daemon(guard)
+        check = (
+            "import os, socket\n"
+            "s = socket.create_server(('127.0.0.1', 0))\n"
+            "c = socket.create_connection(s.getsockname())\n"
+            "print(os.readlink('/proc/self/ns/net'))"
+        )
+        seen = {
+            guard("run", "--policy", ALLOW_PYTHON, "--", "python3", "-c", check).stdout
+            for _ in range(3)
+        }
+        assert len(seen) == 3
+        assert all(line.startswith(b"net:[") for line in seen)
+        assert os.readlink("/proc/self/ns/net").encode() + b"\n" not in seen
+
+    def test_the_helper_keeps_none_of_the_starting_clients_descriptors(self, workspace):
+        """An agent waiting for EOF on a pipe it handed down must get it."""
+        read_end, write_end = os.pipe()
+        for _ in range(2):  # the second run starts the helper
+            subprocess.run(
+                guard_args("run", "--level", "L0", "--", "true"),
+                pass_fds=[write_end],
+                cwd=workspace,
+                check=True,
+                timeout=60,
+            )
+        pid = wait_for_daemon()
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 10)
+        assert ready
+        assert os.read(read_end, 1) == b""
+        os.close(read_end)
+        assert ping(protocol.socket_path()) == pid
+
+
+def guard_args(*args: str) -> list[str]:
+    return [sys.executable, "-m", "statetrace_guard", *args]
+
+
+class TestPeerContext:
+    def test_a_child_like_us_has_no_differences(self):
+        child = subprocess.Popen(["sleep", "30"])
+        try:
+            assert peer.context_differences(child.pid) == []
+        finally:
+            child.kill()
+            child.wait()
+
+    def test_nice_and_limits_are_differences(self):
+        child = subprocess.Popen(
+            ["sleep", "30"],
+            preexec_fn=lambda: (  # noqa: PLW1509 - no threads in this test
+                os.nice(3),
+                resource.setrlimit(resource.RLIMIT_NOFILE, (77, 77)),
+            ),
+        )
+        try:
+            assert peer.context_differences(child.pid) == ["limits", "sched"]
+        finally:
+            child.kill()
+            child.wait()
+
+    def test_a_vanished_process_differs_in_everything(self):
+        child = subprocess.Popen(["true"])
+        child.wait()
+        assert "Uid" in peer.context_differences(child.pid)
+
+    def test_umask_is_read(self):
+        child = subprocess.Popen(
+            ["sleep", "30"],
+            preexec_fn=lambda: os.umask(0o077),  # noqa: PLW1509 - no threads here
+        )
+        try:
+            assert peer.client_umask(child.pid) == 0o077
+        finally:
+            child.kill()
+            child.wait()
