@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,6 +33,53 @@ def events(log_dir: Path) -> list[str]:
 
 def py(code: str) -> list[str]:
     return ["--policy", ALLOW_PYTHON, "--", "python3", "-c", code]
+
+
+def _ping(path: str) -> int | None:
+    from statetrace_guard.daemon import protocol  # noqa: PLC0415
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(path)
+            protocol.send_message(sock, {"op": "ping"})
+            return int(protocol.recv_message(sock)["pid"])
+    except (OSError, protocol.ProtocolError):
+        return None
+
+
+@pytest.fixture(autouse=True, params=["in-process", "helper"])
+def run_path(request, monkeypatch, tmp_path, workspace):
+    """Every scenario twice: in-process, and through the resident helper.
+
+    The helper is started from a directory of its own, so its warm-up runs
+    leave no records in the test's workspace.
+    """
+    if request.param == "in-process" or sys.platform != "linux":
+        yield request.param
+        return
+    from statetrace_guard.daemon import protocol  # noqa: PLC0415
+
+    monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "on")
+    monkeypatch.setenv("STATETRACE_GUARD_DAEMON_IDLE", "30")
+    elsewhere = tmp_path / "warm-up"
+    elsewhere.mkdir()
+    for _ in range(2):  # the second run starts the helper
+        subprocess.run(
+            [sys.executable, "-m", "statetrace_guard", "run", "--", "true"],
+            cwd=elsewhere,
+            check=True,
+            capture_output=True,
+        )
+    deadline = time.monotonic() + 20
+    while (pid := _ping(protocol.socket_path())) is None:
+        assert time.monotonic() < deadline, "the helper did not start"
+        time.sleep(0.05)
+    yield request.param
+    os.kill(pid, signal.SIGKILL)
+    started = [
+        r for r in records(workspace / "Logs") if r["event"] == "command.started"
+    ]
+    assert {r["extra"]["via"] for r in started} <= {"daemon"}
 
 
 class TestReadmeScenario:
