@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import sys
 import textwrap
@@ -16,6 +17,11 @@ from statetrace_guard.levels import Level
 from statetrace_guard.runner import RunSpec, run
 from statetrace_guard.sandbox.base import FsLayout, make_private_tmp, remove_private_tmp
 from statetrace_guard.sandbox.linux import LinuxBackend
+from statetrace_guard.sandbox.netns import (
+    make_network_namespace,
+    reserve_network_namespace,
+    take_reserved_network_namespace,
+)
 
 BACKEND = LinuxBackend()
 CAPS = BACKEND.probe() if sys.platform.startswith("linux") else None
@@ -322,3 +328,96 @@ class TestRecord:
         assert plan.enforcement["network"] in {"netns", "landlock"}
         assert plan.missing == ()
         assert plan.as_record()["enforcement"] == plan.enforcement
+
+
+class TestRulesetCache:
+    """The resident helper's launcher reuses rulesets; never a stale one."""
+
+    def test_same_grants_share_one_ruleset_until_a_directory_is_replaced(self, room):
+        plan = room.backend.plan(Level.L1, network_open=False, layout=room.layout)
+        first = room.backend.child_setup(plan, ())
+        again = room.backend.child_setup(plan, ())
+        assert first._ruleset is again._ruleset
+        first.close()
+        assert again._ruleset.fd >= 0  # the cache owns it: close() leaves it
+        (room.ws / "src").rmdir()
+        (room.ws / "src").mkdir()
+        replaced = room.backend.child_setup(
+            room.backend.plan(Level.L1, network_open=False, layout=room.layout), ()
+        )
+        assert replaced._ruleset is not first._ruleset
+
+    def test_a_program_writes_into_a_replaced_directory(self, room):
+        read_end, write_end = os.pipe()
+        env = {**os.environ, "TMPDIR": room.layout.private_tmp}
+
+        def write_into_src() -> int:
+            plan = room.backend.plan(Level.L1, network_open=False, layout=room.layout)
+            spec = RunSpec(
+                ["sh", "-c", "echo x > src/made && echo ok"],
+                str(room.ws),
+                env,
+                plan=plan,
+                backend=room.backend,
+                grace=1,
+                fds={1: write_end, 2: write_end},
+            )
+            return run(spec).exit_status
+
+        assert write_into_src() == 0
+        shutil.rmtree(room.ws / "src")
+        (room.ws / "src").mkdir()
+        assert write_into_src() == 0
+        os.close(write_end)
+        assert os.read(read_end, 100) == b"ok\nok\n"
+        os.close(read_end)
+
+    def test_output_file_given_by_descriptor_may_be_reopened(self, room, tmp_path):
+        """At L0 a program may reopen the stdout file it was handed (not ours)."""
+        out = tmp_path / "elsewhere.log"
+        with out.open("wb") as handle:
+            plan = room.backend.plan(Level.L0, network_open=False, layout=room.layout)
+            spec = RunSpec(
+                ["sh", "-c", "echo reopened > /dev/stdout"],
+                str(room.ws),
+                dict(os.environ),
+                plan=plan,
+                backend=room.backend,
+                grace=1,
+                fds={1: handle.fileno()},
+            )
+            assert run(spec).exit_status == 0
+        assert out.read_bytes() == b"reopened\n"
+
+
+@needs_netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="prepared namespaces are for root")
+def test_prepared_network_namespace_is_entered_with_loopback_up(room):
+    if room.backend is not BACKEND:
+        pytest.skip("one backend is enough")
+    prepared = make_network_namespace()
+    expected = os.readlink(f"/proc/self/fd/{prepared}")
+    assert expected != os.readlink("/proc/self/ns/net")  # we are back home
+    reserve_network_namespace(prepared)
+    read_end, write_end = os.pipe()
+    code = (
+        "import os, socket\n"
+        "s = socket.create_server(('127.0.0.1', 0))\n"
+        "socket.create_connection(s.getsockname()).close()\n"
+        "print(os.readlink('/proc/self/ns/net'))"
+    )
+    plan = room.backend.plan(Level.L1, network_open=False, layout=room.layout)
+    spec = RunSpec(
+        [PY, "-c", code],
+        str(room.ws),
+        dict(os.environ),
+        plan=plan,
+        backend=room.backend,
+        grace=1,
+        fds={1: write_end, 2: write_end},
+    )
+    assert run(spec).exit_status == 0
+    os.close(write_end)
+    assert os.read(read_end, 200).decode().strip() == expected
+    os.close(read_end)
+    assert take_reserved_network_namespace() is None  # used once

@@ -231,3 +231,24 @@ class TestDoctor:
         assert result.exit_code == 0, result.output
         assert "landlock" in result.output
         assert "L3+opt-in" in result.output
+
+
+class TestNestedGrants:
+    def test_private_tmp_inside_a_written_tree_is_no_grant_of_its_own(
+        self, layout, tmp_path
+    ):
+        """At L1 the system temp dir covers the private one: grants stay stable."""
+        inner = tmp_path / "tmp" / "guard-private"
+        inner.mkdir()
+        nested = FsLayout(
+            layout.workspace,
+            str(inner),
+            layout.system_tmp,
+            layout.protected,
+            layout.git_dir,
+        )
+        l1, _, _ = plan_grants(Level.L1, nested)
+        assert str(inner) not in kinds(l1)
+        assert kinds(l1)[layout.system_tmp] == "write"
+        l0, _, _ = plan_grants(Level.L0, nested)
+        assert kinds(l0)[str(inner)] == "write"
