@@ -10,14 +10,24 @@ every subject alike:
 * ``guard run --level L1 -- bash -c 'git status --short | grep -c M; ls'``;
 * ``guard run --level L0 -- bash -c 'curl http://example.com'`` (blocked;
   nothing is sent anywhere);
-* ``guard check --batch`` throughput on a mix drawn from the test corpus.
+* ``guard check --batch`` throughput on a mix drawn from the test corpus;
+* with ``--codex``, the Codex CLI sandbox (``codex sandbox -- /bin/true``,
+  the native binary from the npm package ``@openai/codex``, installed into
+  the benchmark's cache directory with ``npm`` on first use).
 
-Usage: ``python benchmarks/bench_run.py [--runs N] [--json]``.
+Every subject runs as an agent runs commands: stdin, stdout and stderr not a
+terminal (``/dev/null``). The package's bytecode is compiled first, as an
+installed wheel has it (``PYTHONDONTWRITEBYTECODE`` would otherwise make
+every run compile the guard's modules from source).
+
+Usage: ``python benchmarks/bench_run.py [--runs N] [--json] [--no-daemon]
+[--codex]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -31,6 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "corpus"
 GUARD = [sys.executable, "-m", "statetrace_guard"]
+SCRATCH = Path.home() / ".cache" / "statetrace-guard-bench"
+CODEX_PACKAGE = "@openai/codex"
 
 
 def guard_script() -> list[str]:
@@ -39,8 +51,40 @@ def guard_script() -> list[str]:
     return [str(script)] if script.exists() else GUARD
 
 
-def subjects() -> dict[str, list[str]]:
+def codex_binary() -> str | None:
+    """The Codex CLI's native binary, installed with npm on first use."""
+    prefix = SCRATCH / "codex"
+    found = sorted(prefix.glob("node_modules/@openai/codex-*/vendor/*/bin/codex"))
+    if not found and shutil.which("npm"):
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(prefix),
+                CODEX_PACKAGE,
+            ],
+            check=False,
+            capture_output=True,
+        )
+        found = sorted(prefix.glob("node_modules/@openai/codex-*/vendor/*/bin/codex"))
+    return str(found[0]) if found else None
+
+
+def compile_package() -> None:
+    """Write the guard's bytecode, as installing a wheel does."""
+    import statetrace_guard  # noqa: PLC0415
+
+    compileall.compile_dir(
+        str(Path(statetrace_guard.__file__).parent), quiet=1, workers=1
+    )
+
+
+def subjects(codex: str | None) -> dict[str, list[str]]:
     guard = guard_script()
+    extra = {"codex sandbox /bin/true": [codex, "sandbox", "--", "/bin/true"]}
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
         "/bin/true": ["/bin/true"],
@@ -65,38 +109,74 @@ def subjects() -> dict[str, list[str]]:
             "-c",
             "curl http://example.com",
         ],
+        **(extra if codex else {}),
     }
 
 
-def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS in bytes (the process or its largest descendant)."""
+def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Wall seconds of one run."""
     start = time.perf_counter()
+    subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    return time.perf_counter() - start
+
+
+def peak_rss(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Peak RSS in bytes of the process itself (its largest descendant too).
+
+    Measured through GNU time: a child forked from this benchmark would
+    carry the benchmark's own high-water mark across exec. Without
+    /usr/bin/time, the figure is an upper bound that includes it.
+    """
+    gnu_time = "/usr/bin/time"
+    if os.access(gnu_time, os.X_OK):
+        with tempfile.NamedTemporaryFile("r") as out:
+            subprocess.run(
+                [gnu_time, "-f", "%M", "-o", out.name, *argv],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+            text = out.read().strip().splitlines()
+        if text and text[-1].isdigit():
+            return int(text[-1]) * 1024
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     _, _, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
     proc.returncode = 0  # reaped by wait4 above
-    return elapsed, usage.ru_maxrss * 1024
+    return usage.ru_maxrss * 1024
 
 
 def time_subjects(
-    runs: int, workspace: Path, env: dict[str, str]
+    runs: int, workspace: Path, env: dict[str, str], codex: str | None
 ) -> dict[str, tuple[float, int]]:
     """Median wall time and peak RSS per subject, runs interleaved."""
-    table = subjects()
+    table = subjects(codex)
     samples: dict[str, list[float]] = {name: [] for name in table}
-    peaks: dict[str, int] = dict.fromkeys(table, 0)
     for argv in table.values():  # warm caches (pyc, page cache, the helper) once
         time_once(argv, workspace, env)
     time.sleep(1.0)  # let a helper started by the warm-up finish starting
     for _ in range(runs):
         for name, argv in table.items():
-            elapsed, peak = time_once(argv, workspace, env)
-            samples[name].append(elapsed)
-            peaks[name] = max(peaks[name], peak)
+            samples[name].append(time_once(argv, workspace, env))
     return {
-        name: (statistics.median(values), peaks[name])
+        name: (statistics.median(values), peak_rss(table[name], workspace, env))
         for name, values in samples.items()
     }
 
@@ -145,11 +225,21 @@ def main() -> None:
     parser.add_argument(
         "--no-daemon", action="store_true", help="measure the in-process path"
     )
+    parser.add_argument(
+        "--codex", action="store_true", help="also time `codex sandbox -- /bin/true`"
+    )
     args = parser.parse_args()
+    compile_package()
+    codex = codex_binary() if args.codex else None
+    if args.codex and codex is None:
+        print(
+            "bench: no Codex CLI binary (npm missing or install failed)",
+            file=sys.stderr,
+        )
     # Outside the system temp directory, as an agent's workspace would be: a
     # workspace (or guard home) inside /tmp makes the sandbox split /tmp
     # entry by entry, which measures this machine's /tmp, not the guard.
-    scratch = Path.home() / ".cache" / "statetrace-guard-bench"
+    scratch = SCRATCH
     scratch.mkdir(parents=True, exist_ok=True)
     workspace = Path(tempfile.mkdtemp(prefix="ws-", dir=scratch))
     (workspace / ".git").mkdir()
@@ -160,7 +250,7 @@ def main() -> None:
     env["STATETRACE_GUARD_DAEMON"] = "off" if args.no_daemon else "on"
     env["STATETRACE_GUARD_DAEMON_IDLE"] = "60"
     try:
-        medians = time_subjects(args.runs, workspace, env)
+        medians = time_subjects(args.runs, workspace, env, codex)
         rate = batch_throughput(args.batch, workspace, env)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -173,6 +263,11 @@ def main() -> None:
         }
         for name, (value, peak) in medians.items()
     }
+    codex_time = medians.get("codex sandbox /bin/true", (0.0, 0))[0]
+    if codex_time:
+        for name, row in report.items():
+            if name.startswith("guard run"):
+                row["vs_codex"] = round(medians[name][0] / codex_time, 2)
     report["check --batch"] = {"commands_per_second": round(rate)}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -183,8 +278,10 @@ def main() -> None:
     )
     for name, row in report.items():
         if "ratio" in row:
+            vs_codex = f"  {row['vs_codex']:>5.2f}x codex" if "vs_codex" in row else ""
             print(
-                f"  {name:<30} {row['median_ms']:>8.2f} ms  {row['ratio']:>5.2f}x  peak {row['peak_rss_mb']:>5.1f} MB"
+                f"  {name:<30} {row['median_ms']:>8.2f} ms  {row['ratio']:>5.2f}x  "
+                f"peak {row['peak_rss_mb']:>5.1f} MB{vs_codex}"
             )
     print(f"  check --batch                  {rate:>8.0f} commands/s")
 
