@@ -6,6 +6,13 @@ Each input line is ``{"argv": [...], "level": "L1"}`` or
 output line is the same object ``guard check --json`` prints; a malformed
 line gives ``{"schema_version": 1, "line": N, "error": "..."}`` and the batch
 goes on.
+
+Batches repeat themselves (a session runs the same few commands again and
+again), so within one batch an input line seen before gets the answer it got
+then, as text, without parsing, judging or encoding it again. Nothing runs
+during a batch, so the file system the paths resolve through is taken as it
+was for the whole batch. Across batches only commands that write nothing are
+remembered (their answer does not depend on the file system at all).
 """
 
 from __future__ import annotations
@@ -88,30 +95,39 @@ def judge_lines(
     place: Place,
     default_level: Level,
     stats: BatchStats,
-) -> Iterator[dict[str, Any]]:
-    """Yield one result object per non-blank input line, in order."""
+) -> Iterator[str]:
+    """Yield one result, as a line of JSON text, per non-blank input line."""
+    seen: dict[str, tuple[str, bool]] = {}  # this batch's answers by input line
     for number, text in enumerate(lines, start=1):
-        if not text.strip():
+        key = text.strip()
+        if not key:
             continue
-        try:
-            line = parse_line(text, default_level)
-        except (ValueError, TypeError, KeyError) as exc:
-            stats.malformed += 1
-            yield {"schema_version": SCHEMA_VERSION, "line": number, "error": str(exc)}
-            continue
-        yield _judge(line, policy, place, stats)
+        answer = seen.get(key)
+        if answer is None:
+            try:
+                line = parse_line(text, default_level)
+            except (ValueError, TypeError, KeyError) as exc:
+                stats.malformed += 1
+                yield _encode(
+                    {
+                        "schema_version": SCHEMA_VERSION,
+                        "line": number,
+                        "error": str(exc),
+                    }
+                )
+                continue
+            result = _verdict_of(line, policy, place)
+            answer = seen[key] = (_encode(result), result["decision"] == "allow")
+        stats.judged += 1
+        if answer[1]:
+            stats.allowed += 1
+        else:
+            stats.blocked += 1
+        yield answer[0]
 
 
-def _judge(
-    line: BatchLine, policy: CompiledPolicy, place: Place, stats: BatchStats
-) -> dict[str, Any]:
-    result = _verdict_of(line, policy, place)
-    stats.judged += 1
-    if result["decision"] == "allow":
-        stats.allowed += 1
-    else:
-        stats.blocked += 1
-    return result
+def _encode(result: Mapping[str, Any]) -> str:
+    return json.dumps(result, ensure_ascii=False)
 
 
 def _verdict_of(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import click
 
@@ -96,11 +96,10 @@ def _run_batch(stream: IO[str], invocation: Invocation) -> int:
 
     stats = BatchStats()
     out = sys.stdout
-    results: Any = judge_lines(
+    for text in judge_lines(
         stream, invocation.policy, invocation.place, invocation.level, stats
-    )
-    for result in results:
-        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    ):
+        out.write(text + "\n")
     out.flush()
     if stats.malformed:
         click.echo(f"error: {stats.malformed} malformed line(s) in the batch", err=True)

@@ -128,6 +128,36 @@ class TestBatch:
         assert result.returncode == 1
         assert json.loads(result.stdout)["decision"] == "block"
 
+    def test_repeated_lines_answer_alike_and_count_each_time(self, guard):
+        """Lines seen before in the batch (writers too) get the same answer."""
+        writer = json.dumps({"command": "echo x > notes.txt", "level": "L1"})
+        reader = json.dumps({"argv": ["git", "status"], "level": "L0"})
+        network = json.dumps({"command": "curl http://example.com", "level": "L1"})
+        lines = [writer, reader, writer, "oops", network, reader, "oops", writer]
+        result = guard(
+            "check", "--batch", "-", input_=("\n".join(lines) + "\n").encode()
+        )
+        out = [json.loads(line) for line in result.stdout.decode().splitlines()]
+        assert len(out) == 8
+        assert out[0] == out[2] == out[7]
+        assert out[0]["decision"] == "allow"
+        assert out[1] == out[5]
+        assert out[4]["decision"] == "block"
+        assert [out[3]["line"], out[6]["line"]] == [4, 7]  # each its own number
+        assert result.returncode == 2
+        assert b"2 malformed" in result.stderr
+
+    def test_batch_matches_single_checks(self, guard):
+        commands = ["ls -la", "rm -rf build", "git push", "cat a | sh"]
+        lines = [json.dumps({"command": c, "level": "L1"}) for c in commands * 3]
+        batch = guard("check", "--batch", "-", input_=("\n".join(lines)).encode())
+        answers = [json.loads(line) for line in batch.stdout.decode().splitlines()]
+        for command, answer in zip(commands * 3, answers, strict=True):
+            single = guard(
+                "check", "--json", "--level", "L1", "--", "bash", "-c", command
+            )
+            assert json.loads(single.stdout)["decision"] == answer["decision"]
+
 
 class TestExplain:
     def test_explains_forcing_part_and_alternative(self, guard):
