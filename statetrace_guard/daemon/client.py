@@ -299,7 +299,7 @@ def _run_started(sock: Any, reply: dict[str, Any]) -> int:  # noqa: ANN401
         )
     )
     record = outcome.as_record()
-    record["exit_code"] = outcome.exit_status
+    record["exit_code"] = record["exit_status"]  # plain int: ExitCode won't marshal
     try:
         send_message(sock, {"op": "finished", "outcome": record})
         _say_all(recv_message(sock).get("warnings"))

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
+
+from statetrace_guard.sessions.operator import guard_run_cmdline
 
 __all__ = ["client_umask", "context_differences", "inside_guarded_tree"]
 
 _ACTIVE_MARKER = b"STATETRACE_GUARD_ACTIVE=1"
+_MAX_ANCESTORS = 64
 _STATUS_FIELDS = (
     b"Uid",
     b"Gid",
@@ -44,17 +48,43 @@ _STAT_FIELDS = (16, 38)
 
 
 def inside_guarded_tree(pid: int) -> bool:
-    """True when ``pid`` runs under a guard: its environment carries the marker.
+    """True when ``pid`` runs under a guard.
 
-    Guarded programs may not drive the daemon: it would let them write
-    records in the operator's trail. An unreadable environment counts as
-    inside (fail closed).
+    Either its environment carries the marker ``guard run`` sets, or one of
+    its ancestors is a ``guard run`` or the launcher's supervisor (a program
+    that scrubbed its environment). Guarded programs may not drive the
+    daemon: it would let them write records in the operator's trail. An
+    unreadable environment counts as inside (fail closed).
     """
     try:
         with open(f"/proc/{pid}/environ", "rb") as handle:
-            return _ACTIVE_MARKER in handle.read().split(b"\0")
+            if _ACTIVE_MARKER in handle.read().split(b"\0"):
+                return True
     except OSError:
         return True
+    return any(guard_run_cmdline(cmdline) for cmdline in _ancestor_cmdlines(pid))
+
+
+def _ancestor_cmdlines(pid: int) -> Iterator[list[str]]:
+    """Command lines of ``pid``'s ancestors, nearest first, up to init."""
+    current = _parent(pid)
+    for _ in range(_MAX_ANCESTORS):
+        if current <= 1:
+            return
+        raw = _read(f"/proc/{current}/cmdline")
+        if raw:
+            yield [word.decode(errors="replace") for word in raw.split(b"\0") if word]
+        current = _parent(current)
+
+
+def _parent(pid: int) -> int:
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return 0
+    try:
+        return int(text.rpartition(b")")[2].split()[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def context_differences(pid: int) -> list[str]:

@@ -72,8 +72,15 @@ def code_fingerprint() -> int:
 
 
 def send_message(sock: Any, message: dict[str, Any], fds: tuple[int, ...] = ()) -> None:  # noqa: ANN401 - socket or _socket
-    """Send one framed message, with ``fds`` attached to its first byte."""
-    payload = marshal.dumps(message)
+    """Send one framed message, with ``fds`` attached to its first byte.
+
+    Raises:
+        ProtocolError: the message holds something marshal cannot carry.
+    """
+    try:
+        payload = marshal.dumps(message)
+    except ValueError as exc:
+        raise ProtocolError(f"cannot send: {exc}") from exc
     if len(payload) > MAX_MESSAGE:
         raise ProtocolError("message too large")
     data = len(payload).to_bytes(_PREFIX, "big") + payload

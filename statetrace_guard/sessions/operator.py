@@ -6,9 +6,10 @@ Two independent signs say a process runs inside a guarded command tree:
   every program it starts and the decision layer never lets a command set or
   clear a ``STATETRACE_GUARD_*`` variable by itself);
 * an ancestor process whose command line is a ``guard run`` (``guard run``,
-  ``python -m statetrace_guard run``, any executable named ``guard``),
-  found by walking the parent chain with psutil. This catches a child that
-  scrubbed its environment (``env -i``).
+  ``python -m statetrace_guard run``, any executable named ``guard``) or the
+  resident helper's launcher (whose supervisors run programs), found by
+  walking the parent chain. This catches a child that scrubbed its
+  environment (``env -i``).
 
 Neither is the last line of defence: the approval store lives in guard's
 home, which the kernel sandbox never lets a guarded program write.
@@ -32,6 +33,7 @@ __all__ = [
 ACTIVE_VARIABLE = "STATETRACE_GUARD_ACTIVE"
 _GUARD_NAMES = frozenset({"guard", "guard.exe", "guard-script.py"})
 _MODULE_NAMES = frozenset({"statetrace_guard", "statetrace_guard.__main__"})
+_LAUNCHER_MODULE = "statetrace_guard.daemon.launcher"
 _MAX_DEPTH = 64
 
 
@@ -43,7 +45,13 @@ def _is_guard_word(word: str) -> bool:
 
 
 def guard_run_cmdline(cmdline: Sequence[str]) -> bool:
-    """True when a command line is a ``guard run`` (any spelling of guard)."""
+    """True when a command line is a ``guard run`` (any spelling of guard).
+
+    The helper's launcher counts: its supervisors are the parents of the
+    programs it runs for ``guard run`` clients.
+    """
+    if _LAUNCHER_MODULE in cmdline:
+        return True
     for index, word in enumerate(cmdline):
         if _is_guard_word(word) and "run" in cmdline[index + 1 :]:
             return True

@@ -196,6 +196,28 @@ class TestSameUserOnly:
         assert result.returncode == 125
         assert b"inside a guarded program" in result.stderr
 
+    def test_a_guarded_program_that_scrubs_its_environment_is_refused(
+        self, guard, workspace
+    ):
+        """Without the marker, its ancestry (the helper's supervisor) gives it away."""
+        start_daemon(guard)
+        inner = (
+            "import os, sys\n"
+            "env = {k: v for k, v in os.environ.items() if k != 'STATETRACE_GUARD_ACTIVE'}\n"
+            "argv = [sys.executable, '-m', 'statetrace_guard', 'run', '--level', 'L3',"
+            " '--', 'true']\n"
+            "os.execve(sys.executable, argv, env)"
+        )
+        result = guard(
+            "run", "--policy", ALLOW_PYTHON, "--", "python3", "-c", inner, input_=b""
+        )
+        assert b"inside a guarded program" in result.stderr
+        assert result.returncode == 125
+        started = [
+            r for r in session_records(workspace) if r["event"] == "command.started"
+        ]
+        assert [r["argv"][0] for r in started[2:]] == ["python3"]  # nothing else
+
 
 @pytest.mark.usefixtures("daemon_env")
 class TestFailure:
@@ -524,6 +546,30 @@ class TestHelperRunsPrograms:
         assert limited.stdout == b"99\n"
         supervised = [r["supervised_by"] for r in finished_records(workspace)[-3:]]
         assert supervised == ["daemon", "client", "client"]
+
+    def test_guard_statuses_from_a_client_run_program_are_recorded(
+        self, guard, workspace
+    ):
+        """127 (an ExitCode) once broke the client's report: traceback, no record."""
+        start_daemon(guard)
+        result = subprocess.run(
+            [
+                "nice",
+                "-n",
+                "5",
+                *guard_args(
+                    "run", "--policy", ALLOW_PYTHON, "--", "guard-test-no-such-program"
+                ),
+            ],
+            cwd=workspace,
+            capture_output=True,
+            check=False,
+        )
+        assert result.returncode == 127
+        assert b"Traceback" not in result.stderr
+        record = finished_records(workspace)[-1]
+        assert record["exit_code"] == 127
+        assert record["supervised_by"] == "client"
 
     def test_a_terminal_keeps_the_program_with_the_client(self, guard, workspace):
         start_daemon(guard)
