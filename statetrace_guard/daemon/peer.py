@@ -62,12 +62,39 @@ def inside_guarded_tree(pid: int) -> bool:
                 return True
     except OSError:
         return True
-    return any(guard_run_cmdline(cmdline) for cmdline in _ancestor_cmdlines(pid))
+    parent = _parent(pid)
+    known = (parent, _start_ticks(parent))
+    if known in _CLEAN_PARENTS:
+        return False
+    if any(guard_run_cmdline(cmdline) for cmdline in _ancestor_cmdlines(parent)):
+        return True
+    if known[1] is not None:  # only a parent we could identify
+        if len(_CLEAN_PARENTS) >= _CLEAN_PARENTS_LIMIT:
+            _CLEAN_PARENTS.clear()
+        _CLEAN_PARENTS.add(known)
+    return False
 
 
-def _ancestor_cmdlines(pid: int) -> Iterator[list[str]]:
-    """Command lines of ``pid``'s ancestors, nearest first, up to init."""
-    current = _parent(pid)
+# NOTE(speed): an agent's commands come from the same shell, one after the
+# other; walking its ancestry costs ~0.4 ms. A parent found clean stays
+# clean: a process is only ever reparented to one of its own ancestors, so
+# no guard can appear above it later. Keyed by pid and start time (a reused
+# pid is another process).
+_CLEAN_PARENTS: set[tuple[int, bytes | None]] = set()
+_CLEAN_PARENTS_LIMIT = 1024
+
+
+def _start_ticks(pid: int) -> bytes | None:
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    fields = text.rpartition(b")")[2].split()
+    return fields[19] if len(fields) > 19 else None  # noqa: PLR2004 - proc(5) field 22
+
+
+def _ancestor_cmdlines(first: int) -> Iterator[list[str]]:
+    """Command lines of ``first`` and its ancestors, nearest first, up to init."""
+    current = first
     for _ in range(_MAX_ANCESTORS):
         if current <= 1:
             return
