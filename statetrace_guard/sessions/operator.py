@@ -44,18 +44,47 @@ def _is_guard_word(word: str) -> bool:
     return word.replace("\\", "/").endswith("statetrace_guard/__main__.py")
 
 
-def guard_run_cmdline(cmdline: Sequence[str]) -> bool:
-    """True when a command line is a ``guard run`` (any spelling of guard).
+def _is_python(word: str) -> bool:
+    base = word.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return base.startswith("python") or base in {"py", "py.exe"}
 
-    The helper's launcher counts: its supervisors are the parents of the
-    programs it runs for ``guard run`` clients.
+
+def _subcommand_is_run(words: Sequence[str]) -> bool:
+    """The first word that is not an option is ``run``."""
+    return next((w for w in words if not w.startswith("-")), None) == "run"
+
+
+def guard_run_cmdline(cmdline: Sequence[str]) -> bool:
+    """True when a command line *is* a ``guard run`` (any spelling of guard).
+
+    Only the program itself counts: ``guard run``, ``guard.exe run``, an
+    interpreter running the console script or ``-m statetrace_guard run``.
+    A wrapper that starts guard as its child (``timeout 60 guard run ...``,
+    ``strace ... guard run``) is not one. The helper's launcher counts: its
+    supervisors are the parents of the programs it runs for ``guard run``.
     """
-    if _LAUNCHER_MODULE in cmdline:
-        return True
-    for index, word in enumerate(cmdline):
-        if _is_guard_word(word) and "run" in cmdline[index + 1 :]:
+    if not cmdline:
+        return False
+    words = list(cmdline)
+    if _is_python(words[0]):
+        words = _after_interpreter_options(words[1:])
+        if words[:2] == ["-m", _LAUNCHER_MODULE]:
             return True
-    return False
+        if words[:1] == ["-m"]:
+            words = words[1:]
+    return bool(words) and _is_guard_word(words[0]) and _subcommand_is_run(words[1:])
+
+
+def _after_interpreter_options(words: list[str]) -> list[str]:
+    """Drop the interpreter's own options (``-I``, ``-X opt``, ``-W arg``)."""
+    index = 0
+    while index < len(words) and words[index].startswith("-") and words[index] != "-m":
+        if words[index] == "-c":
+            return []  # a program given as text: not guard
+        if words[index] in {"-X", "-W", "--check-hash-based-pycs"}:
+            index += 1  # the option's argument
+        index += 1
+    return words[index:]
 
 
 def ancestor_cmdlines() -> Iterable[list[str]]:

@@ -571,6 +571,18 @@ class TestHelperRunsPrograms:
         assert record["exit_code"] == 127
         assert record["supervised_by"] == "client"
 
+    def test_a_wrapper_around_guard_run_is_not_a_guarded_tree(self, guard, workspace):
+        """`timeout 60 guard run ...`: timeout's command line names guard run."""
+        start_daemon(guard)
+        result = subprocess.run(
+            ["timeout", "60", *guard_args("run", "--", "echo", "wrapped")],
+            cwd=workspace,
+            capture_output=True,
+            check=False,
+        )
+        assert result.stdout == b"wrapped\n"
+        assert finished_records(workspace)[-1]["supervised_by"] == "daemon"
+
     def test_a_terminal_keeps_the_program_with_the_client(self, guard, workspace):
         start_daemon(guard)
         primary, secondary = pty.openpty()

@@ -15,6 +15,9 @@ class TestCmdline:
             ["python3", "-m", "statetrace_guard", "run", "--", "sh"],
             ["/venv/bin/python", "/src/statetrace_guard/__main__.py", "run", "--", "x"],
             ["C:\\Tools\\guard.exe", "run", "--", "pwsh"],
+            ["/venv/bin/python3.11", "/venv/bin/guard", "run", "--", "ls"],
+            ["python3", "-I", "-m", "statetrace_guard", "run", "--level", "L1"],
+            ["/venv/bin/python3.11", "-m", "statetrace_guard.daemon.launcher", "15"],
         ],
     )
     def test_accepts_guard_runs(self, cmdline):
@@ -30,6 +33,18 @@ class TestCmdline:
             ["guard", "check", "--", "ls"],
             ["/bin/guardian", "run"],
             ["python", "-m", "pytest", "run"],
+            # Wrappers that start guard as their child are not guard runs.
+            ["timeout", "60", "guard", "run", "--", "make"],
+            ["strace", "-f", "-o", "t.txt", "/venv/bin/guard", "run", "--", "ls"],
+            ["bash", "-c", "guard run -- ls"],
+            [
+                "python3",
+                "-c",
+                "import os; os.system('guard run -- ls')",
+                "guard",
+                "run",
+            ],
+            ["guard", "check", "--", "make", "run"],
         ],
     )
     def test_rejects_others(self, cmdline):
