@@ -192,9 +192,9 @@ class _Run:
 
 def _prctl(option: int, value: int) -> None:
     if sys.platform.startswith("linux"):
-        import ctypes  # noqa: PLC0415 - only Linux, only when running
+        from statetrace_guard.sandbox.landlock import libc  # noqa: PLC0415 - Linux only
 
-        ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
+        libc().prctl(option, value, 0, 0, 0)
 
 
 def _set_subreaper() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "Ruleset",
     "abi_version",
     "handled_fs",
+    "libc",
     "set_no_new_privs",
 ]
 
@@ -107,7 +108,8 @@ class _PathBeneath(ctypes.Structure):
 _libc: ctypes.CDLL | None = None
 
 
-def _lib() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """The C library, one handle per process (loaded on first use)."""
     global _libc  # noqa: PLW0603 - one handle per process, loaded on first use
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
@@ -125,7 +127,7 @@ def abi_version() -> int:
     """Return the kernel's Landlock ABI version, 0 when unavailable."""
     if not sys.platform.startswith("linux"):
         return 0
-    version = _lib().syscall(
+    version = libc().syscall(
         _SYS_CREATE_RULESET, None, ctypes.c_size_t(0), _CREATE_RULESET_VERSION
     )
     return max(int(version), 0)
@@ -145,7 +147,7 @@ def handled_fs(abi: int) -> int:
 
 def set_no_new_privs() -> None:
     """Set ``PR_SET_NO_NEW_PRIVS`` (required by ``landlock_restrict_self``)."""
-    _check(_lib().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    _check(libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
 
 
 @dataclass
@@ -178,7 +180,7 @@ class Ruleset:
         if abi >= 6:  # noqa: PLR2004
             size = 24
             attr.scoped = SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET * scope_unix
-        fd = _lib().syscall(
+        fd = libc().syscall(
             _SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0
         )
         return cls(abi, _check(fd, "landlock_create_ruleset"))
@@ -221,7 +223,7 @@ class Ruleset:
                 access &= _FILE_ONLY
             rule = _PathBeneath(access & handled_fs(self.abi), fd)
             _check(
-                _lib().syscall(
+                libc().syscall(
                     _SYS_ADD_RULE, self.fd, _RULE_PATH_BENEATH, ctypes.byref(rule), 0
                 ),
                 f"landlock_add_rule({path})",
@@ -233,7 +235,7 @@ class Ruleset:
     def restrict_self(self) -> None:
         """Enforce the ruleset on the calling thread and its descendants."""
         set_no_new_privs()
-        _check(_lib().syscall(_SYS_RESTRICT_SELF, self.fd, 0), "landlock_restrict_self")
+        _check(libc().syscall(_SYS_RESTRICT_SELF, self.fd, 0), "landlock_restrict_self")
 
     def close(self) -> None:
         """Close the descriptor (the parent, after fork)."""

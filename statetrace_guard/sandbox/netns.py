@@ -18,6 +18,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from statetrace_guard.sandbox.landlock import libc as c_library
+
 __all__ = [
     "enter_namespaces",
     "make_network_namespace",
@@ -47,10 +49,6 @@ _IFF_UP = 0x1
 _IFF_RUNNING = 0x40
 _IFREQ_SIZE = 40
 _FLAGS_OFFSET = 16
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def _raise(what: str) -> None:
@@ -136,7 +134,7 @@ def enter_namespaces(
     Raises:
         OSError: a namespace, mount or loopback step failed.
     """
-    libc = _libc()
+    libc = c_library()
     uid, gid = os.getuid(), os.getgid()
     join = network and as_root and prepared_network is not None
     fresh_network = network and not join
@@ -170,7 +168,7 @@ def make_network_namespace() -> int:
     Raises:
         OSError: it cannot be made; the caller is back in its own namespace.
     """
-    libc = _libc()
+    libc = c_library()
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         if libc.unshare(CLONE_NEWNET) != 0:
