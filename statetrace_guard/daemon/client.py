@@ -59,8 +59,8 @@ _FD_LIMIT = 1 << 20  # closerange's end; Linux uses close_range(2), no loop
 
 def fast_run(args: list[str]) -> int | None:
     """Run ``guard run ARGS`` via the daemon; None means "do it in-process"."""
-    if os.environ.get(DAEMON_VARIABLE) == "off" or not hasattr(os, "fork"):
-        return None
+    if os.environ.get(DAEMON_VARIABLE) == "off" or sys.platform != "linux":
+        return None  # the helper's peer checks need SO_PEERCRED and /proc
     parsed = parse_run_args(args)
     if parsed is None:
         return None

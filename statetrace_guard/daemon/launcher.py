@@ -60,8 +60,15 @@ _DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
 def send_packet(
     sock: socket.socket, message: dict[str, Any], fds: tuple[int, ...] = ()
 ) -> None:
-    """Send one whole message (marshal), with ``fds`` attached."""
+    """Send one whole message (marshal), with ``fds`` attached.
+
+    Raises:
+        ProtocolError: the message is larger than one packet may be.
+        OSError: the other end is gone.
+    """
     data = marshal.dumps(message)
+    if len(data) > MAX_PACKET:
+        raise ProtocolError(f"message of {len(data)} bytes is over {MAX_PACKET}")
     if fds:
         socket.send_fds(sock, [data], list(fds))
     else:

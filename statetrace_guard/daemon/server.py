@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
-import marshal
 import os
 import selectors
 import shutil
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statetrace_guard.daemon.launcher import MAX_PACKET, recv_packet, send_packet
+from statetrace_guard.daemon.launcher import recv_packet, send_packet
 from statetrace_guard.daemon.peer import (
     client_umask,
     context_differences,
@@ -226,10 +225,10 @@ class Daemon:
             "fds": request["fds"],
             "umask": client_umask(pid),
         }
-        if len(marshal.dumps(message)) > MAX_PACKET:
-            return False  # an environment too large for one packet
         try:
             send_packet(channel, message, (conn.fileno(), *fds))
+        except ProtocolError:
+            return False  # an environment too large for one packet
         except OSError:
             self._forget_launcher()
             return False

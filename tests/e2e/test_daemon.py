@@ -583,6 +583,15 @@ class TestHelperRunsPrograms:
         assert result.stdout == b"wrapped\n"
         assert finished_records(workspace)[-1]["supervised_by"] == "daemon"
 
+    def test_an_environment_too_large_for_the_launcher_stays_with_the_client(
+        self, guard, workspace
+    ):
+        start_daemon(guard)
+        big = {f"BIG_{n}": "x" * 100_000 for n in range(3)}
+        result = guard("run", "--", "bash", "-c", "echo ${#BIG_2}", env=big)
+        assert result.stdout == b"100000\n"
+        assert finished_records(workspace)[-1]["supervised_by"] == "client"
+
     def test_a_terminal_keeps_the_program_with_the_client(self, guard, workspace):
         start_daemon(guard)
         primary, secondary = pty.openpty()
