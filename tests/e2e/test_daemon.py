@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from statetrace_guard.daemon import peer, protocol, server
-from statetrace_guard.daemon.client import parse_run_args
+from statetrace_guard.daemon.client import fast_run, parse_run_args
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux",
@@ -310,6 +310,12 @@ class TestUnits:
     )
     def test_leaves_anything_unusual_to_click(self, args):
         assert parse_run_args(args) is None
+
+    def test_no_helper_off_linux(self, monkeypatch):
+        """The helper's peer checks need SO_PEERCRED and /proc: Linux only."""
+        monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "on")
+        monkeypatch.setattr(sys, "platform", "darwin")
+        assert fast_run(["--", "true"]) is None
 
     def test_stale_daemon_sends_client_back(self, tmp_path):
         daemon = server.Daemon(str(tmp_path / "s.sock"))
