@@ -25,6 +25,9 @@ def clean_environ(
     monkeypatch.setenv(
         "STATETRACE_GUARD_HOME", str(tmp_path_factory.mktemp("guard-home"))
     )
+    # In-process unless a test asks for the resident helper (and ends it):
+    # a helper started by a test's second run would outlive the suite.
+    monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "off")
 
 
 @pytest.fixture

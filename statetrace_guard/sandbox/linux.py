@@ -195,17 +195,24 @@ def _without_nested(grants: list[Grant]) -> tuple[Grant, ...]:
 
     At L1 the private temporary directory lies in the system one; without
     it, the grants (and so the ruleset) stay the same from command to
-    command.
+    command. Linear in the grants: a split /tmp can give hundreds.
     """
-    writable = [g.path for g in grants if g.kind == "write"]
+    writable = {grant.path for grant in grants if grant.kind == "write"}
     return tuple(
         grant
         for grant in grants
-        if grant.kind != "write"
-        or not any(
-            other != grant.path and _within(grant.path, other) for other in writable
-        )
+        if grant.kind != "write" or not _below_any(grant.path, writable)
     )
+
+
+def _below_any(path: str, roots: set[str]) -> bool:
+    """Whether a proper ancestor of ``path`` is one of ``roots``."""
+    current = path
+    while (parent := os.path.dirname(current)) != current:
+        if parent in roots:
+            return True
+        current = parent
+    return False
 
 
 class LinuxChildSetup:
