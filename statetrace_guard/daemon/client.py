@@ -54,6 +54,7 @@ _VALUE_OPTIONS = {
 }
 _FLAG_OPTIONS = {"--durable": "durable", "--require-sandbox": "require_sandbox"}
 _MAX_PASSED_FDS = 250  # the helper's limit (SCM_MAX_FD is 253)
+_SIGNAL_BASE = 128  # exit status 128+N: ended by signal N (errors.py)
 _FD_LIMIT = 1 << 20  # closerange's end; Linux uses close_range(2), no loop
 
 
@@ -167,26 +168,55 @@ def _exchange(sock: Any, options: dict[str, Any], argv: list[str]) -> int | None
         "runner": "client" if fds is None else "daemon",
         "fds": list(fds or ()),
     }
-    try:
-        send_message(sock, request, fds or ())
-    except (ProtocolError, OSError):
-        return None  # nothing ran: the in-process path judges afresh
     import _signal  # type: ignore[import-not-found]  # noqa: PLC0415 - C module; signal.py imports enum
 
-    def relay(signum: int, _frame: object) -> None:
-        try:
-            send_message(sock, {"op": "signal", "signum": signum})
-        except (ProtocolError, OSError):
-            return
+    received: list[int] = []
+    # The signals the runner forwards to a program it runs itself. While a
+    # message is being sent they stay blocked: a relay sent from a handler
+    # in the middle of another message would corrupt both.
+    relayed = {_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP}
 
-    # The signals the runner forwards to a program it runs itself.
-    relayed = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
-    saved = {sig: _signal.signal(sig, relay) for sig in relayed}
+    def relay(signum: int, _frame: object) -> None:
+        received.append(signum)
+        with _Blocked(_signal, relayed):
+            try:
+                send_message(sock, {"op": "signal", "signum": signum})
+            except (ProtocolError, OSError):
+                return
+
+    with _Blocked(_signal, relayed):
+        saved = {sig: _signal.signal(sig, relay) for sig in relayed}
+        try:
+            send_message(sock, request, fds or ())
+        except (ProtocolError, OSError):
+            sent = False
+        else:
+            sent = True
     try:
-        return _await_reply(sock)
+        status = _await_reply(sock, _Blocked(_signal, relayed)) if sent else None
     finally:
         for sig, handler in saved.items():
             _signal.signal(sig, handler)
+    if status is None and received:
+        # Asked to stop before anything started: the in-process path must
+        # not run the command now. Exit as the signal would have ended us.
+        return _SIGNAL_BASE + received[0]
+    return status
+
+
+class _Blocked:
+    """Block some signals for a ``with`` block (they are delivered after)."""
+
+    def __init__(self, module: Any, signals: set[int]) -> None:  # noqa: ANN401 - _signal
+        self._module = module
+        self._signals = signals
+        self._old: Any = None
+
+    def __enter__(self) -> None:
+        self._old = self._module.pthread_sigmask(self._module.SIG_BLOCK, self._signals)
+
+    def __exit__(self, *_exc: object) -> None:
+        self._module.pthread_sigmask(self._module.SIG_SETMASK, self._old)
 
 
 def _passable_fds() -> tuple[int, ...] | None:
@@ -216,7 +246,7 @@ def _passable_fds() -> tuple[int, ...] | None:
     return tuple(sorted(passed)) if len(passed) <= _MAX_PASSED_FDS else None
 
 
-def _await_reply(sock: Any) -> int | None:  # noqa: ANN401
+def _await_reply(sock: Any, quiet: _Blocked) -> int | None:  # noqa: ANN401
     """Wait for the helper's answer and, when it runs the program, its end."""
     running: dict[str, Any] | None = None
     while True:
@@ -236,7 +266,7 @@ def _await_reply(sock: Any) -> int | None:  # noqa: ANN401
         elif op == "outcome" and running is not None:
             return _recorded_here(running, reply["outcome"])
         elif running is None:
-            return _answered(sock, reply)
+            return _answered(sock, reply, quiet)
 
 
 def _recorded_here(running: dict[str, Any], outcome: dict[str, Any]) -> int:
@@ -263,7 +293,7 @@ def _say_all(lines: object) -> None:
             _say(str(line))
 
 
-def _answered(sock: Any, reply: dict[str, Any]) -> int | None:  # noqa: ANN401
+def _answered(sock: Any, reply: dict[str, Any], quiet: _Blocked) -> int | None:  # noqa: ANN401
     op = reply.get("op")
     if op == "blocked":
         _say(reply["message"])
@@ -276,10 +306,10 @@ def _answered(sock: Any, reply: dict[str, Any]) -> int | None:  # noqa: ANN401
     if op != "start":
         return None
     _say_all(reply.get("warnings"))
-    return _run_started(sock, reply)
+    return _run_started(sock, reply, quiet)
 
 
-def _run_started(sock: Any, reply: dict[str, Any]) -> int:  # noqa: ANN401
+def _run_started(sock: Any, reply: dict[str, Any], quiet: _Blocked) -> int:  # noqa: ANN401
     from statetrace_guard.daemon.wire import backend_from_wire, plan_from_wire  # noqa: PLC0415
     from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415
 
@@ -301,7 +331,8 @@ def _run_started(sock: Any, reply: dict[str, Any]) -> int:  # noqa: ANN401
     record = outcome.as_record()
     record["exit_code"] = record["exit_status"]  # plain int: ExitCode won't marshal
     try:
-        send_message(sock, {"op": "finished", "outcome": record})
+        with quiet:
+            send_message(sock, {"op": "finished", "outcome": record})
         _say_all(recv_message(sock).get("warnings"))
     except (ProtocolError, OSError):
         _finish_here(

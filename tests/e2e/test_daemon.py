@@ -278,6 +278,34 @@ class TestFailure:
             os.unlink(path)
 
 
+@pytest.mark.usefixtures("daemon_env")
+class TestSignalBeforeStart:
+    def test_a_signal_before_anything_started_runs_nothing(self, workspace):
+        """SIGTERM while the helper judges, then a fallback: no in-process run."""
+        path = protocol.socket_path()
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(path)
+        listener.listen(1)
+        marker = workspace / "ran"
+        client = popen_guard("run", "--", "touch", str(marker))
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                protocol.recv_message(conn)  # the request
+                client.send_signal(signal.SIGTERM)
+                assert protocol.recv_message(conn) == {
+                    "op": "signal",
+                    "signum": signal.SIGTERM,
+                }
+                protocol.send_message(conn, {"op": "fallback", "reason": "test"})
+            assert client.wait(timeout=30) == 128 + signal.SIGTERM
+        finally:
+            listener.close()
+            os.unlink(path)
+        assert not marker.exists()
+
+
 class TestUnits:
     @pytest.mark.parametrize(
         ("args", "expected"),
