@@ -497,6 +497,8 @@ def _bound_socket(path: str) -> Any:  # noqa: ANN401 - a generator context manag
 
 def warm_up() -> None:
     """Load everything a request needs now, so the first client waits for none."""
+    import structlog  # noqa: F401, PLC0415 - the trail's front end loads it on first use
+
     import statetrace_guard.audit.trail  # noqa: PLC0415
     import statetrace_guard.classify.argv  # noqa: PLC0415
     import statetrace_guard.classify.powershell  # noqa: PLC0415
