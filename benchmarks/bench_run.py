@@ -113,18 +113,22 @@ def subjects(codex: str | None) -> dict[str, list[str]]:
     }
 
 
-def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Wall seconds of one run."""
-    start = time.perf_counter()
-    subprocess.run(
+def quietly(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as an agent would: no terminal, output discarded."""
+    return subprocess.Popen(
         argv,
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        check=False,
     )
+
+
+def time_once(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Wall seconds of one run."""
+    start = time.perf_counter()
+    quietly(argv, cwd, env).wait()
     return time.perf_counter() - start
 
 
@@ -138,26 +142,11 @@ def peak_rss(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
     gnu_time = "/usr/bin/time"
     if os.access(gnu_time, os.X_OK):
         with tempfile.NamedTemporaryFile("r") as out:
-            subprocess.run(
-                [gnu_time, "-f", "%M", "-o", out.name, *argv],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=False,
-            )
+            quietly([gnu_time, "-f", "%M", "-o", out.name, *argv], cwd, env).wait()
             text = out.read().strip().splitlines()
         if text and text[-1].isdigit():
             return int(text[-1]) * 1024
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = quietly(argv, cwd, env)
     _, _, usage = os.wait4(proc.pid, 0)
     proc.returncode = 0  # reaped by wait4 above
     return usage.ru_maxrss * 1024

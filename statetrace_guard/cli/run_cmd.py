@@ -86,6 +86,10 @@ def run(
     through. Exit: the program's status (128+N if killed by signal N); 124
     timeout; 125 guard failed before running (bad policy, log not writable,
     required sandbox missing); 126 blocked; 127 program not found.
+
+    On Linux a resident helper judges, records and (unless stdio is a
+    terminal) runs the program on this process's descriptors, from the
+    second run on; STATETRACE_GUARD_DAEMON=off keeps everything in-process.
     """
     if not argv:
         raise UsageError("no command given", hint="guard run -- PROGRAM [ARGS...]")

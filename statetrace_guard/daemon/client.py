@@ -310,23 +310,17 @@ def _answered(sock: Any, reply: dict[str, Any], quiet: _Blocked) -> int | None: 
 
 
 def _run_started(sock: Any, reply: dict[str, Any], quiet: _Blocked) -> int:  # noqa: ANN401
-    from statetrace_guard.daemon.wire import backend_from_wire, plan_from_wire  # noqa: PLC0415
-    from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415
+    from statetrace_guard.daemon.wire import (  # noqa: PLC0415 - this path only
+        backend_from_wire,
+        plan_from_wire,
+        run_spec_from_wire,
+    )
+    from statetrace_guard.runner import run  # noqa: PLC0415
 
     spec = reply["spec"]
+    plan = reply["plan"]
     outcome = run(
-        RunSpec(
-            argv=spec["argv"],
-            cwd=spec["cwd"],
-            env=spec["env"],
-            timeout=spec["timeout"],
-            grace=spec["grace"],
-            max_memory=spec["max_memory"],
-            max_processes=spec["max_processes"],
-            plan=plan_from_wire(reply["plan"]),
-            backend=backend_from_wire(reply["plan"]),
-            allow_background=spec["allow_background"],
-        )
+        run_spec_from_wire(spec, plan_from_wire(plan), backend_from_wire(plan))
     )
     record = outcome.as_record()
     record["exit_code"] = record["exit_status"]  # plain int: ExitCode won't marshal

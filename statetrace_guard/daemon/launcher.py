@@ -36,8 +36,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from statetrace_guard.daemon.protocol import ProtocolError, recv_message, send_message
-from statetrace_guard.daemon.wire import backend_from_wire, plan_from_wire
-from statetrace_guard.runner import RunSpec, run
+from statetrace_guard.daemon.wire import (
+    backend_from_wire,
+    plan_from_wire,
+    run_spec_from_wire,
+)
+from statetrace_guard.runner import run
 from statetrace_guard.sandbox.netns import (
     make_network_namespace,
     reserve_network_namespace,
@@ -154,10 +158,8 @@ class Launcher:
                 continue
             try:
                 message, fds = recv_packet(self.channel)
-            except ProtocolError:
-                return
-            except OSError:
-                return
+            except (ProtocolError, OSError):
+                return  # the helper is gone
             self._launch(message, fds)
 
     def _launch(self, message: dict[str, Any], fds: list[int]) -> None:
@@ -228,23 +230,10 @@ def _supervise(
     program_fds = dict(zip(message["fds"], fds[1:], strict=True))
     if message.get("umask") is not None:
         os.umask(message["umask"])
-    spec = message["spec"]
-    outcome = run(
-        RunSpec(
-            argv=spec["argv"],
-            cwd=spec["cwd"],
-            env=spec["env"],
-            timeout=spec["timeout"],
-            grace=spec["grace"],
-            max_memory=spec["max_memory"],
-            max_processes=spec["max_processes"],
-            plan=plan,
-            backend=backend,
-            allow_background=spec["allow_background"],
-            control=ClientControl(conn),
-            fds=program_fds,
-        )
+    spec = run_spec_from_wire(
+        message["spec"], plan, backend, control=ClientControl(conn), fds=program_fds
     )
+    outcome = run(spec)
     _close_all(fds[1:])  # the agent sees EOF on its pipes once the program is done
     record = outcome.as_record()
     try:

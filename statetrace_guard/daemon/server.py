@@ -51,7 +51,7 @@ from statetrace_guard.daemon.protocol import (
     recv_message_with_fds,
     send_message,
 )
-from statetrace_guard.daemon.wire import plan_to_wire
+from statetrace_guard.daemon.wire import plan_to_wire, spec_to_wire
 from statetrace_guard.errors import ExitCode, GuardError, run_exit_code
 from statetrace_guard.execute import Blocked, Prepared, RunOptions, finish, prepare
 from statetrace_guard.invocation import resolve_invocation
@@ -220,7 +220,7 @@ class Daemon:
         message = {
             "op": "launch",
             "id": self._next_id,
-            "spec": _spec_wire(prepared),
+            "spec": spec_to_wire(prepared),
             "plan": plan_to_wire(prepared.plan, prepared.backend),
             "fds": request["fds"],
             "umask": client_umask(pid),
@@ -380,26 +380,13 @@ def _may_run_here(request: dict[str, Any], pid: int, fds: list[int]) -> bool:
     return not context_differences(pid)
 
 
-def _spec_wire(prepared: Prepared) -> dict[str, Any]:
-    return {
-        "argv": list(prepared.argv),
-        "cwd": prepared.cwd,
-        "env": dict(prepared.env),
-        "timeout": prepared.timeout,
-        "grace": prepared.grace,
-        "max_memory": prepared.max_memory,
-        "max_processes": prepared.max_processes,
-        "allow_background": prepared.allow_background,
-    }
-
-
 def start_message(prepared: Prepared) -> dict[str, Any]:
     """``start``: the plan and parameters for a client that runs the program."""
     return {
         "op": "start",
         "plan": plan_to_wire(prepared.plan, prepared.backend),
         "trail": trail_wire(prepared),
-        "spec": _spec_wire(prepared) | {"private_tmp": prepared.private_tmp},
+        "spec": spec_to_wire(prepared) | {"private_tmp": prepared.private_tmp},
         "warnings": list(prepared.warnings),
     }
 

@@ -10,9 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from statetrace_guard.execute import Prepared
+    from statetrace_guard.runner import RunControl, RunSpec
     from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
 
-__all__ = ["backend_from_wire", "plan_from_wire", "plan_to_wire"]
+__all__ = [
+    "backend_from_wire",
+    "plan_from_wire",
+    "plan_to_wire",
+    "run_spec_from_wire",
+    "spec_to_wire",
+]
 
 
 def plan_to_wire(plan: SandboxPlan, backend: SandboxBackend) -> dict[str, Any]:
@@ -66,3 +76,44 @@ def backend_from_wire(data: dict[str, Any]) -> SandboxBackend:
     from statetrace_guard.sandbox.unsafe_none import UnsafeNoSandbox  # noqa: PLC0415
 
     return UnsafeNoSandbox()
+
+
+def spec_to_wire(prepared: Prepared) -> dict[str, Any]:
+    """What to run and how, for whoever runs it (a supervisor, a client)."""
+    return {
+        "argv": list(prepared.argv),
+        "cwd": prepared.cwd,
+        "env": dict(prepared.env),
+        "timeout": prepared.timeout,
+        "grace": prepared.grace,
+        "max_memory": prepared.max_memory,
+        "max_processes": prepared.max_processes,
+        "allow_background": prepared.allow_background,
+    }
+
+
+def run_spec_from_wire(
+    spec: Mapping[str, Any],
+    plan: SandboxPlan,
+    backend: SandboxBackend,
+    *,
+    control: RunControl | None = None,
+    fds: Mapping[int, int] | None = None,
+) -> RunSpec:
+    """The runner's spec from :func:`spec_to_wire` and the rebuilt plan."""
+    from statetrace_guard.runner import RunSpec  # noqa: PLC0415 - run path only
+
+    return RunSpec(
+        argv=spec["argv"],
+        cwd=spec["cwd"],
+        env=spec["env"],
+        timeout=spec["timeout"],
+        grace=spec["grace"],
+        max_memory=spec["max_memory"],
+        max_processes=spec["max_processes"],
+        plan=plan,
+        backend=backend,
+        allow_background=spec["allow_background"],
+        control=control,
+        fds=fds,
+    )
