@@ -26,6 +26,7 @@ Run as ``python -m statetrace_guard.daemon.launcher FD`` by the helper.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import marshal
 import os
@@ -59,6 +60,7 @@ MAX_PACKET = 200_000
 # The client's connection and up to 250 of its descriptors (SCM_MAX_FD 253).
 _MAX_FDS = 251
 _DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
+_FD_BYTES = array.array("i").itemsize
 
 
 def send_packet(
@@ -85,15 +87,27 @@ def recv_packet(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     Raises:
         ProtocolError: the peer closed, or sent something that is not ours.
     """
-    data, fds, flags, _ = socket.recv_fds(
-        sock, MAX_PACKET, _MAX_FDS, socket.MSG_CMSG_CLOEXEC
+    # Not socket.recv_fds: through 3.11 it drops its ``flags``, and without
+    # MSG_CMSG_CLOEXEC every program would inherit the client's connection
+    # (it could answer its own client) and copies of its stdio.
+    data, ancillary, flags, _ = sock.recvmsg(
+        MAX_PACKET, socket.CMSG_SPACE(_MAX_FDS * _FD_BYTES), socket.MSG_CMSG_CLOEXEC
     )
+    fds = _descriptors(ancillary)
     try:
         return _decode_packet(data, flags), fds
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
+
+
+def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    received = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received.frombytes(data[: len(data) - len(data) % received.itemsize])
+    return list(received)
 
 
 def _decode_packet(data: bytes, flags: int) -> dict[str, Any]:
@@ -261,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m statetrace_guard.daemon.launcher FD``."""
     args = sys.argv[1:] if argv is None else argv
     channel = socket.socket(fileno=int(args[0]))
+    # Inherited from the helper on purpose; no program may inherit it in
+    # turn (it could report outcomes for other commands).
+    channel.set_inheritable(False)
     Launcher(channel).serve()
 
 

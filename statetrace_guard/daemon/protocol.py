@@ -101,7 +101,11 @@ def send_message(sock: Any, message: dict[str, Any], fds: tuple[int, ...] = ()) 
 
     rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
     sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
-    sock.sendall(data[sent:])
+    if sent < len(data):
+        # Never sendall(b""): it still calls send(), which fails with EPIPE
+        # once a quick helper has answered and closed: a blocked command
+        # would then be judged and recorded a second time in-process.
+        sock.sendall(data[sent:])
 
 
 def recv_message(sock: Any) -> dict[str, Any]:  # noqa: ANN401 - socket or _socket

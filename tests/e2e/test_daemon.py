@@ -339,6 +339,18 @@ class TestUnits:
     def test_leaves_anything_unusual_to_click(self, args):
         assert parse_run_args(args) is None
 
+    def test_a_fully_sent_message_sends_nothing_more(self):
+        """A quick answer and close must not turn into EPIPE on an empty send."""
+
+        class AnsweredAndClosed:
+            def sendmsg(self, buffers, _ancillary):
+                return len(buffers[0])
+
+            def sendall(self, _data):
+                raise BrokenPipeError(32, "Broken pipe")
+
+        protocol.send_message(AnsweredAndClosed(), {"op": "run"}, (0,))
+
     def test_no_helper_off_linux(self, monkeypatch):
         """The helper's peer checks need SO_PEERCRED and /proc: Linux only."""
         monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "on")
@@ -425,7 +437,14 @@ class TestHelperRunsPrograms:
         read_end, write_end = os.pipe()
         extra = os.dup2(write_end, 47)
         os.close(write_end)
-        script = "import os; os.write(47, b'via fd 47'); print(os.umask(0))"
+        script = (
+            "import os\n"
+            "os.write(47, b'via fd 47')\n"
+            "print(os.umask(0))\n"
+            "names = [int(n) for n in os.listdir('/proc/self/fd')]\n"
+            "print(sorted(n for n in names if n in (0, 1, 2, 47) or n > 2 and"
+            " os.path.exists(f'/proc/self/fd/{n}') and os.get_inheritable(n)))"
+        )
         proc = popen_guard(
             "run",
             "--policy",
@@ -444,7 +463,7 @@ class TestHelperRunsPrograms:
         assert proc.returncode == 0
         assert os.read(read_end, 100) == b"via fd 47"
         os.close(read_end)
-        assert out == b"23\n"  # 0o027
+        assert out == b"23\n[0, 1, 2, 47]\n"  # umask 0o027; nothing else inherited
         assert finished_records(workspace)[-1]["supervised_by"] == "daemon"
 
     def test_closed_stdin_stays_closed(self, guard, workspace):

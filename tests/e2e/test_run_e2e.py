@@ -177,6 +177,23 @@ class TestStdio:
         result = guard("run", *py("import sys; sys.stderr.write('oops\\n')"))
         assert result.stderr.endswith(b"oops\n")
 
+    def test_the_program_inherits_exactly_the_guards_descriptors(self, guard):
+        """Nothing of the guard's own (a control socket, copies of stdio)."""
+        code = (
+            "import os\n"
+            "fds = [int(f) for f in os.listdir('/proc/self/fd')]\n"
+            "print(sorted(f for f in fds if f > 2 and _inheritable(f)))"
+        )
+        code = (
+            "def _inheritable(fd):\n"
+            "    try:\n"
+            "        return __import__('os').get_inheritable(fd)\n"
+            "    except OSError:\n"
+            "        return False\n" + code
+        )
+        result = guard("run", *py(code), input_=b"")
+        assert result.stdout == b"[]\n"
+
 
 class TestFailClosed:
     def test_unwritable_log_dir_exits_125_and_runs_nothing(
