@@ -339,8 +339,12 @@ class Daemon:
     # -- programs the client runs itself ----------------------------------
 
     def _let_client_run(self, conn: socket.socket, prepared: Prepared) -> None:
-        send_message(conn, start_message(prepared))
         command = _InFlight(conn, prepared, None)
+        try:
+            send_message(conn, start_message(prepared))
+        except (OSError, ProtocolError):  # gone already: the start is on disk
+            self._client_finished(command, {"exit_status": None, "error": CLIENT_LOST})
+            return
         self._selector.register(
             conn, selectors.EVENT_READ, lambda _conn: self._client_reported(command)
         )
@@ -356,6 +360,9 @@ class Daemon:
         outcome = message.get("outcome")
         if message.get("op") != "finished" or not isinstance(outcome, dict):
             outcome = {"exit_status": None, "error": CLIENT_LOST}
+        self._client_finished(command, outcome)
+
+    def _client_finished(self, command: _InFlight, outcome: dict[str, Any]) -> None:
         warnings = finish(command.prepared, outcome | {"supervised_by": "client"})
         with contextlib.suppress(OSError, ProtocolError):
             send_message(command.conn, {"op": "ok", "warnings": warnings})
