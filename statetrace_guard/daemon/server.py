@@ -289,6 +289,9 @@ class Daemon:
         self._last_use = time.monotonic()
 
     def _ensure_launcher(self) -> socket.socket | None:
+        # A launch sent to a dead launcher would wait for a reader that never
+        # comes (its supervisors still hold the channel open): look first.
+        self._reap_launcher()
         if self._launcher is not None:
             return self._launcher
         try:

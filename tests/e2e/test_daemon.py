@@ -570,6 +570,34 @@ class TestHelperRunsPrograms:
         assert "supervisor" in record["error"]
         assert guard("verify").returncode == 0
 
+    def test_a_killed_launcher_loses_nothing_and_is_replaced(self, guard, workspace):
+        """Its running supervisor reports on; the next command gets a new one."""
+        start_daemon(guard)
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS.replace("time.sleep(60)", "time.sleep(1.5)"),
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        _, supervisor = map(int, proc.stdout.readline().split())
+        launcher = _parent_of(supervisor)
+        os.kill(launcher, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(launcher))
+        # While the first still runs (its supervisor holds the old channel).
+        again = guard("run", "--", "echo", "after", timeout=20)
+        assert again.stdout == b"after\n"
+        assert proc.wait(timeout=30) == 0
+        proc.stdout.close()
+        finished = finished_records(workspace)
+        assert [r["exit_code"] for r in finished[-2:]] == [0, 0]
+        assert {r["supervised_by"] for r in finished[-2:]} == {"daemon"}
+        assert guard("verify").returncode == 0
+
     def test_a_client_in_another_context_runs_the_program_itself(
         self, guard, workspace
     ):
@@ -697,6 +725,11 @@ class TestHelperRunsPrograms:
         assert os.read(read_end, 1) == b""
         os.close(read_end)
         assert ping(protocol.socket_path()) == pid
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        return int(handle.read().rpartition(b")")[2].split()[1])
 
 
 def guard_args(*args: str) -> list[str]:
