@@ -38,9 +38,7 @@ def flag_nested_repo_configs(
 
 
 def _flag(command: SimpleCommand, ctx: ClassifyContext) -> SimpleCommand:
-    hit = next(
-        (p for p in (*command.writes, *command.redirects) if _nested(p, ctx)), None
-    )
+    hit = next((path for path in command.written if _nested(path, ctx)), None)
     if hit is None:
         return command
     why = f"writes {hit}: a nested repository's config or hooks run programs"

@@ -26,7 +26,6 @@ Run as ``python -m statetrace_guard.daemon.launcher FD`` by the helper.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import marshal
 import os
@@ -36,7 +35,13 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
-from statetrace_guard.daemon.protocol import ProtocolError, recv_message, send_message
+from statetrace_guard.daemon.protocol import (
+    ProtocolError,
+    decode,
+    recv_message,
+    recv_with_fds,
+    send_message,
+)
 from statetrace_guard.daemon.wire import (
     backend_from_wire,
     plan_from_wire,
@@ -60,7 +65,6 @@ MAX_PACKET = 200_000
 # The client's connection and up to 250 of its descriptors (SCM_MAX_FD 253).
 _MAX_FDS = 251
 _DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
-_FD_BYTES = array.array("i").itemsize
 
 
 def send_packet(
@@ -87,41 +91,17 @@ def recv_packet(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     Raises:
         ProtocolError: the peer closed, or sent something that is not ours.
     """
-    # Not socket.recv_fds: through 3.11 it drops its ``flags``, and without
-    # MSG_CMSG_CLOEXEC every program would inherit the client's connection
-    # (it could answer its own client) and copies of its stdio.
-    data, ancillary, flags, _ = sock.recvmsg(
-        MAX_PACKET, socket.CMSG_SPACE(_MAX_FDS * _FD_BYTES), socket.MSG_CMSG_CLOEXEC
-    )
-    fds = _descriptors(ancillary)
+    data, fds, flags = recv_with_fds(sock, MAX_PACKET, _MAX_FDS)
     try:
-        return _decode_packet(data, flags), fds
+        if not data:
+            raise ProtocolError("connection closed")  # noqa: TRY301 - fds close below
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            raise ProtocolError("message truncated")  # noqa: TRY301
+        return decode(data), fds
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
-
-
-def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
-    received = array.array("i")
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            received.frombytes(data[: len(data) - len(data) % received.itemsize])
-    return list(received)
-
-
-def _decode_packet(data: bytes, flags: int) -> dict[str, Any]:
-    if not data:
-        raise ProtocolError("connection closed")
-    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        raise ProtocolError("message truncated")
-    try:
-        message = marshal.loads(data)  # noqa: S302 - our own helper; see protocol.py
-    except (ValueError, EOFError, TypeError) as exc:
-        raise ProtocolError(f"malformed message: {exc}") from exc
-    if not isinstance(message, dict):
-        raise ProtocolError("message is not a mapping")
-    return message
 
 
 _RELAYED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})

@@ -19,10 +19,11 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from statetrace_guard.sessions.operator import guard_run_cmdline
 
-__all__ = ["client_umask", "context_differences", "inside_guarded_tree"]
+__all__ = ["PeerView", "examine", "inside_guarded_tree"]
 
 _ACTIVE_MARKER = b"STATETRACE_GUARD_ACTIVE=1"
 _MAX_ANCESTORS = 64
@@ -114,37 +115,39 @@ def _parent(pid: int) -> int:
         return 0
 
 
-def context_differences(pid: int) -> list[str]:
-    """Name what differs between ``pid``'s context and this process's.
+class PeerView(NamedTuple):
+    """A client process as the helper sees it."""
 
-    An empty list means a child of this process would inherit what a child
+    differences: list[str]  # what differs from the helper's context, sorted
+    umask: int | None  # None when the kernel does not say (before Linux 4.7)
+
+
+def examine(pid: int) -> PeerView:
+    """Compare ``pid``'s context with this process's; read its umask too.
+
+    No differences means a child of this process would inherit what a child
     of ``pid`` would; an unreadable item counts as a difference.
     """
-    theirs = _context(str(pid))
+    status = _status(str(pid))
+    theirs = _context(str(pid), status)
     ours = _own_context()
-    return sorted(
+    differences = sorted(
         name
         for name in ours.keys() | theirs.keys()
         if theirs.get(name) is None or ours.get(name) != theirs.get(name)
     )
-
-
-def client_umask(pid: int) -> int | None:
-    """The umask of ``pid`` (Linux 4.7+), or None when the kernel does not say."""
-    status = _status(str(pid))
-    value = status.get(b"Umask") if status is not None else None
-    return int(value, 8) if value is not None else None
+    umask = status.get(b"Umask") if status is not None else None
+    return PeerView(differences, int(umask, 8) if umask is not None else None)
 
 
 @functools.cache
 def _own_context() -> dict[str, object]:
     # The helper never changes its own context after it starts.
-    return _context("self")
+    return _context("self", _status("self"))
 
 
-def _context(pid: str) -> dict[str, object]:
+def _context(pid: str, status: dict[bytes, bytes] | None) -> dict[str, object]:
     found: dict[str, object] = {}
-    status = _status(pid)
     for field in _STATUS_FIELDS:
         found[field.decode()] = None if status is None else status.get(field, b"")
     for kind in _NAMESPACES:

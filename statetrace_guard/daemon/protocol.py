@@ -28,8 +28,10 @@ __all__ = [
     "MAX_MESSAGE",
     "ProtocolError",
     "code_fingerprint",
+    "decode",
     "recv_message",
     "recv_message_with_fds",
+    "recv_with_fds",
     "runtime_dir",
     "send_message",
     "socket_path",
@@ -119,24 +121,34 @@ def recv_message_with_fds(sock: Any, max_fds: int) -> tuple[dict[str, Any], list
     The descriptors arrive close-on-exec (nothing else the receiver starts
     inherits them); the caller owns and must close them.
     """
-    import array  # noqa: PLC0415 - daemon side only
-    import socket  # noqa: PLC0415
-
-    received = array.array("i")
-    head, ancillary, flags, _ = sock.recvmsg(
-        _PREFIX, socket.CMSG_SPACE(max_fds * received.itemsize), socket.MSG_CMSG_CLOEXEC
-    )
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % received.itemsize
-            received.frombytes(data[:usable])
-    fds = list(received)
+    head, fds, flags = recv_with_fds(sock, _PREFIX, max_fds)
     try:
         return _decode(sock, _frame_size(head, flags, sock)), fds
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
+
+
+def recv_with_fds(sock: Any, size: int, max_fds: int) -> tuple[bytes, list[int], int]:  # noqa: ANN401 - a socket
+    """One ``recvmsg``: up to ``size`` bytes, the descriptors, the flags.
+
+    Not ``socket.recv_fds``: through 3.11 it drops its ``flags``, and
+    without MSG_CMSG_CLOEXEC every program the receiver starts would inherit
+    what was passed (a client's connection, copies of its stdio).
+    """
+    import array  # noqa: PLC0415 - daemon side only
+    import socket  # noqa: PLC0415
+
+    received = array.array("i")
+    data, ancillary, flags, _ = sock.recvmsg(
+        size, socket.CMSG_SPACE(max_fds * received.itemsize), socket.MSG_CMSG_CLOEXEC
+    )
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            whole = len(payload) - len(payload) % received.itemsize
+            received.frombytes(payload[:whole])
+    return data, list(received), flags
 
 
 def _frame_size(head: bytes, flags: int, sock: Any) -> int:  # noqa: ANN401 - a socket
@@ -153,8 +165,13 @@ def _frame_size(head: bytes, flags: int, sock: Any) -> int:  # noqa: ANN401 - a 
 def _decode(sock: Any, size: int) -> dict[str, Any]:  # noqa: ANN401 - socket or _socket
     if size > MAX_MESSAGE:
         raise ProtocolError("message too large")
+    return decode(_recv_exact(sock, size))
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """One message from its marshal payload; ProtocolError if it is not one."""
     try:
-        message = marshal.loads(_recv_exact(sock, size))  # noqa: S302 - same user, same package; see module docstring
+        message = marshal.loads(payload)  # noqa: S302 - same user, same package; see module docstring
     except (ValueError, EOFError, TypeError) as exc:
         raise ProtocolError(f"malformed message: {exc}") from exc
     if not isinstance(message, dict):

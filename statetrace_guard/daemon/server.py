@@ -39,11 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from statetrace_guard.daemon.launcher import recv_packet, send_packet
-from statetrace_guard.daemon.peer import (
-    client_umask,
-    context_differences,
-    inside_guarded_tree,
-)
+from statetrace_guard.daemon.peer import PeerView, examine, inside_guarded_tree
 from statetrace_guard.daemon.protocol import (
     ProtocolError,
     code_fingerprint,
@@ -195,8 +191,9 @@ class Daemon:
         if not isinstance(answer, Prepared):
             send_message(conn, answer)
             return False
-        if _may_run_here(request, pid, fds) and self._launch(
-            conn, answer, request, fds, pid
+        client = _client_to_run_for(request, pid, fds)
+        if client is not None and self._launch(
+            conn, answer, request["fds"], fds, client.umask
         ):
             return True
         self._let_client_run(conn, answer)
@@ -208,11 +205,15 @@ class Daemon:
         self,
         conn: socket.socket,
         prepared: Prepared,
-        request: dict[str, Any],
+        numbers: list[int],
         fds: list[int],
-        pid: int,
+        umask: int | None,
     ) -> bool:
-        """Hand the command to a supervisor; False leaves it to the client."""
+        """Hand the command to a supervisor; False leaves it to the client.
+
+        ``fds`` are the client's descriptors received here, ``numbers`` the
+        numbers they had there (and get in the program).
+        """
         channel = self._ensure_launcher()
         if channel is None:
             return False
@@ -222,8 +223,8 @@ class Daemon:
             "id": self._next_id,
             "spec": spec_to_wire(prepared),
             "plan": plan_to_wire(prepared.plan, prepared.backend),
-            "fds": request["fds"],
-            "umask": client_umask(pid),
+            "fds": numbers,
+            "umask": umask,
         }
         try:
             send_packet(channel, message, (conn.fileno(), *fds))
@@ -274,16 +275,20 @@ class Daemon:
         said: list[str] = (),  # type: ignore[assignment]
     ) -> None:
         """Write ``command.finished``, then give the client its exit status."""
+        status = int(outcome.get("exit_status") or 0)
+        self._conclude(command, outcome, {"op": "exit", "status": status}, said)
+
+    def _conclude(
+        self,
+        command: _InFlight,
+        outcome: dict[str, Any],
+        answer: dict[str, Any],
+        said: list[str] = (),  # type: ignore[assignment]
+    ) -> None:
+        """Record the finish, answer the client with the warnings, clean up."""
         warnings = [*said, *finish(command.prepared, outcome)]
         with contextlib.suppress(OSError, ProtocolError):
-            send_message(
-                command.conn,
-                {
-                    "op": "exit",
-                    "status": int(outcome.get("exit_status") or 0),
-                    "warnings": warnings,
-                },
-            )
+            send_message(command.conn, answer | {"warnings": warnings})
         command.conn.close()
         shutil.rmtree(command.prepared.private_tmp, ignore_errors=True)
         self._last_use = time.monotonic()
@@ -366,28 +371,26 @@ class Daemon:
         self._client_finished(command, outcome)
 
     def _client_finished(self, command: _InFlight, outcome: dict[str, Any]) -> None:
-        warnings = finish(command.prepared, outcome | {"supervised_by": "client"})
-        with contextlib.suppress(OSError, ProtocolError):
-            send_message(command.conn, {"op": "ok", "warnings": warnings})
-        command.conn.close()
-        shutil.rmtree(command.prepared.private_tmp, ignore_errors=True)
-        self._last_use = time.monotonic()
+        self._conclude(command, outcome | {"supervised_by": "client"}, {"op": "ok"})
 
 
-def _may_run_here(request: dict[str, Any], pid: int, fds: list[int]) -> bool:
-    """Whether the program may run under our supervisor instead of the client.
+def _client_to_run_for(
+    request: dict[str, Any], pid: int, fds: list[int]
+) -> PeerView | None:
+    """The client, when its program may run under our supervisor; else None.
 
-    No when the client asked to run it, its list of descriptors does not
+    None when the client asked to run it, its list of descriptors does not
     match what arrived, or its process context differs from ours.
     """
     numbers = request.get("fds")
     if request.get("runner") != "daemon" or not isinstance(numbers, list):
-        return False
+        return None
     if len(numbers) != len(fds) or not all(
         isinstance(n, int) and 0 <= n < _FD_CEILING for n in numbers
     ):
-        return False
-    return not context_differences(pid)
+        return None
+    client = examine(pid)
+    return None if client.differences else client
 
 
 def start_message(prepared: Prepared) -> dict[str, Any]:

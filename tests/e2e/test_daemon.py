@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from resident_helper import ping, wait_for_helper
 
 from statetrace_guard.daemon import peer, protocol, server
 from statetrace_guard.daemon.client import fast_run, parse_run_args
@@ -37,16 +38,6 @@ def session_records(workspace: Path) -> list[dict]:
     return out
 
 
-def ping(path: str) -> int | None:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(path)
-            protocol.send_message(sock, {"op": "ping"})
-            return int(protocol.recv_message(sock)["pid"])
-    except (OSError, protocol.ProtocolError):
-        return None
-
-
 @pytest.fixture
 def daemon_env(monkeypatch):
     """Turn the helper on for this test; end it afterwards."""
@@ -62,18 +53,7 @@ def start_daemon(guard) -> int:
     """Two runs (the second one starts the helper), then wait until it answers."""
     guard("run", "--level", "L0", "--", "true")
     guard("run", "--level", "L0", "--", "true")
-    return wait_for_daemon()
-
-
-def wait_for_daemon(timeout: float = 20.0) -> int:
-    """Start the helper the way agents do (a second run), then wait for it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid = ping(protocol.socket_path())
-        if pid:
-            return pid
-        time.sleep(0.1)
-    raise AssertionError("daemon did not start")
+    return wait_for_helper()
 
 
 @pytest.mark.usefixtures("daemon_env")
@@ -87,7 +67,7 @@ class TestOnDemand:
         assert ping(protocol.socket_path()) is None
         second = guard("run", "--level", "L0", "--", "echo", "two")
         assert second.stdout == b"two\n"
-        wait_for_daemon()
+        wait_for_helper()
         third = guard("run", "--level", "L0", "--", "echo", "three")
         assert third.returncode == 0
         assert third.stdout == b"three\n"
@@ -718,7 +698,7 @@ class TestHelperRunsPrograms:
                 check=True,
                 timeout=60,
             )
-        pid = wait_for_daemon()
+        pid = wait_for_helper()
         os.close(write_end)
         ready, _, _ = select.select([read_end], [], [], 10)
         assert ready
@@ -740,7 +720,7 @@ class TestPeerContext:
     def test_a_child_like_us_has_no_differences(self):
         child = subprocess.Popen(["sleep", "30"])
         try:
-            assert peer.context_differences(child.pid) == []
+            assert peer.examine(child.pid).differences == []
         finally:
             child.kill()
             child.wait()
@@ -754,7 +734,7 @@ class TestPeerContext:
             ),
         )
         try:
-            assert peer.context_differences(child.pid) == ["limits", "sched"]
+            assert peer.examine(child.pid).differences == ["limits", "sched"]
         finally:
             child.kill()
             child.wait()
@@ -762,7 +742,7 @@ class TestPeerContext:
     def test_a_vanished_process_differs_in_everything(self):
         child = subprocess.Popen(["true"])
         child.wait()
-        assert "Uid" in peer.context_differences(child.pid)
+        assert "Uid" in peer.examine(child.pid).differences
 
     def test_umask_is_read(self):
         child = subprocess.Popen(
@@ -770,7 +750,7 @@ class TestPeerContext:
             preexec_fn=lambda: os.umask(0o077),  # noqa: PLW1509 - no threads here
         )
         try:
-            assert peer.client_umask(child.pid) == 0o077
+            assert peer.examine(child.pid).umask == 0o077
         finally:
             child.kill()
             child.wait()

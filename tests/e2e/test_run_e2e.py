@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from resident_helper import wait_for_helper
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALLOW_PYTHON = str(ASSETS / "policies" / "allow_python.toml")
@@ -35,18 +34,6 @@ def py(code: str) -> list[str]:
     return ["--policy", ALLOW_PYTHON, "--", "python3", "-c", code]
 
 
-def _ping(path: str) -> int | None:
-    from statetrace_guard.daemon import protocol  # noqa: PLC0415
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(path)
-            protocol.send_message(sock, {"op": "ping"})
-            return int(protocol.recv_message(sock)["pid"])
-    except (OSError, protocol.ProtocolError):
-        return None
-
-
 @pytest.fixture(autouse=True, params=["in-process", "helper"])
 def run_path(request, monkeypatch, tmp_path, workspace):
     """Every scenario twice: in-process, and through the resident helper.
@@ -57,8 +44,6 @@ def run_path(request, monkeypatch, tmp_path, workspace):
     if request.param == "in-process" or sys.platform != "linux":
         yield request.param
         return
-    from statetrace_guard.daemon import protocol  # noqa: PLC0415
-
     monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "on")
     monkeypatch.setenv("STATETRACE_GUARD_DAEMON_IDLE", "30")
     elsewhere = tmp_path / "warm-up"
@@ -70,10 +55,7 @@ def run_path(request, monkeypatch, tmp_path, workspace):
             check=True,
             capture_output=True,
         )
-    deadline = time.monotonic() + 20
-    while (pid := _ping(protocol.socket_path())) is None:
-        assert time.monotonic() < deadline, "the helper did not start"
-        time.sleep(0.05)
+    pid = wait_for_helper()
     yield request.param
     os.kill(pid, signal.SIGKILL)
     started = [
