@@ -11,7 +11,6 @@ import pytest
 
 GUARDED_PREFIXES = ("STATETRACE_", "GUARD_")
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """Every real StateTrace command gets the level the autonomy plan gives it.
 
-``../shared/statetrace-commands.jsonl`` lists 89 commands from the StateTrace
+``tests/assets/statetrace/commands.jsonl`` (a copy of
+``shared/statetrace-commands.jsonl``) lists 89 commands from the StateTrace
 project with the lowest level the plan allows each at. Each is judged as
 ``pwsh -NoProfile -Command <command>`` at every level with both opt-in
 variables set, so L3 means "allowed at L3 with the operator's opt-in".
@@ -8,33 +9,22 @@ variables set, so L3 means "allowed at L3 with the operator's opt-in".
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from statetrace_commands import OWN_COUNT, load_commands
 
 from statetrace_guard.batch import argv_for
 from statetrace_guard.evaluate import evaluate, make_place
 from statetrace_guard.levels import Level
 from statetrace_guard.policy import load_policy
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "statetrace-commands.jsonl"
 OPT_IN = {"STATETRACE_AGENT_ALLOW_NET": "1", "STATETRACE_AGENT_ALLOW_INSTALL": "1"}
 WORKSPACE = Path("/tmp/statetrace-ws")
 POLICY = load_policy(None)
 
 
-def load() -> list[dict]:
-    if not SHARED.is_file():
-        return []
-    return [
-        json.loads(line)
-        for line in SHARED.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-
-
-COMMANDS = load()
+COMMANDS = load_commands()
 
 
 def lowest(argv: tuple[str, ...], env: dict[str, str]) -> str:
@@ -45,9 +35,9 @@ def lowest(argv: tuple[str, ...], env: dict[str, str]) -> str:
     return "never"
 
 
-def test_shared_file_present():
-    """CI runs with ../shared beside the checkout; the list must be there."""
-    assert len(COMMANDS) == 89
+def test_command_list_present():
+    """The repository carries the list: the suite is complete on a fresh clone."""
+    assert len(COMMANDS) >= OWN_COUNT
 
 
 @pytest.mark.parametrize("case", COMMANDS, ids=[c["command"][:60] for c in COMMANDS])
