@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from statetrace_guard.errors import ExitCode, GuardError
+from statetrace_guard.reaped import Reaped
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
             ...
 
 
-__all__ = ["Executable", "Reaped", "RunOutcome", "RunSpec", "run"]
+__all__ = ["Executable", "RunOutcome", "RunSpec", "run"]
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Python ignores these for itself; an ignored disposition survives exec, so
@@ -152,23 +153,6 @@ class RunOutcome:
             "limit_hit": self.limit_hit,
             "error": self.error,
         }
-
-
-@dataclass
-class Reaped:
-    """Resource use of descendants the guard itself reaped (wait4)."""
-
-    cpu_user_s: float = 0.0
-    cpu_system_s: float = 0.0
-    maxrss_bytes: int = 0
-    pids: set[int] = field(default_factory=set)
-
-    def add(self, pid: int, usage: Any) -> None:  # noqa: ANN401 - struct_rusage
-        """Fold one ``os.wait4`` rusage into the totals."""
-        self.pids.add(pid)
-        self.cpu_user_s += usage.ru_utime
-        self.cpu_system_s += usage.ru_stime
-        self.maxrss_bytes = max(self.maxrss_bytes, usage.ru_maxrss * 1024)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import time
 
 import psutil
 
-from statetrace_guard.runner import Reaped
+from statetrace_guard.reaped import Reaped
 
 __all__ = ["TreeTracker"]
 

@@ -1,0 +1,29 @@
+"""Resource use of reaped descendants: a value shared by runner and supervise.
+
+It lives apart from both so that ``supervise`` (psutil, loaded late) does not
+import ``runner`` back: runner -> supervise is the only edge between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Reaped"]
+
+
+@dataclass
+class Reaped:
+    """Resource use of descendants the guard itself reaped (wait4)."""
+
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    maxrss_bytes: int = 0
+    pids: set[int] = field(default_factory=set)
+
+    def add(self, pid: int, usage: Any) -> None:  # noqa: ANN401 - struct_rusage
+        """Fold one ``os.wait4`` rusage into the totals."""
+        self.pids.add(pid)
+        self.cpu_user_s += usage.ru_utime
+        self.cpu_system_s += usage.ru_stime
+        self.maxrss_bytes = max(self.maxrss_bytes, usage.ru_maxrss * 1024)
