@@ -349,13 +349,17 @@ def _plan(
     from statetrace_guard.sandbox.base import FsLayout  # noqa: PLC0415
 
     backend = select_backend()
-    git_dir = invocation.workspace / ".git"
+    git_dir = os.path.realpath(invocation.workspace / ".git")
     layout = FsLayout(
         workspace=os.path.realpath(invocation.workspace),
         private_tmp=os.path.realpath(private_tmp),
         system_tmp=os.path.realpath(tempfile.gettempdir()),
         protected=_kernel_protected(invocation),
-        git_dir=str(git_dir) if git_dir.is_dir() else None,
+        protected_data=tuple(
+            path
+            for path in (f"{git_dir}/hooks", f"{git_dir}/config")
+            if os.path.lexists(path)
+        ),
     )
     network_open = (
         invocation.level >= Level.L3 and invocation.env.get(OPT_IN_NET) == "1"

@@ -233,14 +233,15 @@ def _child(
             signal.signal(sig, signal.SIG_DFL)
         os.setpgid(0, 0)
         _give_tty(tty, os.getpid())
-        os.chdir(spec.cwd)
         _set_limits(spec)
         if spec.control is not None:
             # Run for a client elsewhere: if this supervisor is killed, the
             # program must not run on unwatched (its tree is ended otherwise).
             _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if setup is not None:
-            setup()
+            setup(spec.cwd)  # enters cwd inside the new mount view (issue 12 K3)
+        else:
+            os.chdir(spec.cwd)
         if spec.fds is not None:
             report = _place_fds(spec.fds, report)
         kind = _KIND_EXEC

@@ -38,7 +38,9 @@ def _layout(workspace: Path, private_tmp: str) -> FsLayout:
         private_tmp=private_tmp,
         system_tmp=os.path.realpath(tempfile.gettempdir()),
         protected=tuple(str(p) for p in owned),
-        git_dir=str(git) if git.is_dir() else None,
+        protected_data=tuple(
+            str(p) for p in (git / "hooks", git / "config") if p.exists()
+        ),
     )
 
 

@@ -34,6 +34,7 @@ def plan_to_wire(plan: SandboxPlan, backend: SandboxBackend) -> dict[str, Any]:
         "missing": list(plan.missing),
         "grants": [[grant.path, grant.kind] for grant in plan.grants],
         "readonly": list(plan.readonly),
+        "pinned": list(plan.pinned),
         "backend": plan.backend,
         "details": {str(k): v for k, v in plan.details.items()},
         "capabilities": _fields(backend.probe()),
@@ -59,6 +60,7 @@ def plan_from_wire(data: dict[str, Any]) -> SandboxPlan:
         missing=tuple(data["missing"]),
         grants=tuple(Grant(path, kind) for path, kind in data["grants"]),
         readonly=tuple(data["readonly"]),
+        pinned=tuple(data["pinned"]),
         backend=data["backend"],
         details=dict(data["details"]),
     )

@@ -27,7 +27,7 @@ __all__ = [
     "remove_private_tmp",
 ]
 
-GrantKind = Literal["write", "keep-dirs", "device"]
+GrantKind = Literal["write", "device"]
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,15 @@ class FsLayout:
         private_tmp: the per-command temporary directory (``TMPDIR``).
         system_tmp: the system temporary directory; writable from L1.
         protected: paths never writable by the program at any level.
-        git_dir: the workspace's ``.git`` directory; its ``hooks`` and
-            ``config`` stay read-only below L2. ``None`` to skip.
+        protected_data: paths read-only below L2 (the policy's ``[protect]``
+            list, expanded to what exists).
     """
 
     workspace: str
     private_tmp: str
     system_tmp: str
     protected: tuple[str, ...] = ()
-    git_dir: str | None = None
+    protected_data: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,6 @@ class Grant:
     """One write permission beyond read-everywhere.
 
     ``write``: create, modify, delete and rename anything beneath ``path``.
-    ``keep-dirs``: the same except removing or renaming directories beneath
-    ``path`` (an ancestor of a read-only mounted path, so the protected path
-    cannot be moved away; see :mod:`statetrace_guard.sandbox.linux`).
     ``device``: open the device file or directory for writing and ioctl.
     """
 
@@ -104,6 +101,8 @@ class SandboxPlan:
         grants: writable paths (everything is readable).
         readonly: protected paths inside granted trees, made read-only by
             a bind mount in a private mount namespace.
+        pinned: directories between a grant and a protected path, bound over
+            themselves so that they cannot be renamed or removed.
         backend: the name of the backend that made the plan.
         details: backend specifics (namespace mode, protection method).
     """
@@ -114,6 +113,7 @@ class SandboxPlan:
     missing: tuple[str, ...] = ()
     grants: tuple[Grant, ...] = ()
     readonly: tuple[str, ...] = ()
+    pinned: tuple[str, ...] = ()
     backend: str = "none"
     details: dict[str, object] = field(default_factory=dict)
 
@@ -135,8 +135,12 @@ class ChildSetup(Protocol):
     in the child before exec, then closed in the parent after fork.
     """
 
-    def __call__(self) -> None:
-        """Restrict the calling (child) process."""
+    def __call__(self, cwd: str) -> None:
+        """Restrict the calling (child) process and enter ``cwd``.
+
+        The working directory is entered after the new file view exists, so
+        that it is resolved in that view (never a directory of the old one).
+        """
 
     def close(self) -> None:
         """Release what the parent prepared (file descriptors)."""

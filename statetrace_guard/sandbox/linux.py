@@ -1,39 +1,36 @@
-"""The Linux backend: Landlock for files (and TCP as a fallback), namespaces.
+"""The Linux backend: a mount plan and Landlock for files, namespaces.
 
-What each level gets (issue 5, section 1):
+What each level gets (issue 13, section 2):
 
 * every level reads everything; L0 writes only ``/dev/null``, ``/dev/tty``,
   ``/dev/ptmx``, ``/dev/pts`` (a terminal for interactive programs) and the
   per-command private temporary directory;
 * L1 and up also write the workspace, the system temporary directory and
-  ``/dev/shm`` (POSIX semaphores used by multiprocessing);
-* the guard's own paths (log subdirectories, home, policy file) are never
-  writable, and ``.git/hooks`` and ``.git/config`` stay read-only below L2;
-* the network is closed unless ``network_open``: a private network namespace
-  where one can be created, else Landlock ABI >= 4 denying TCP bind and
-  connect, else nothing (listed in ``missing``).
+  ``/dev/shm`` (POSIX semaphores used by multiprocessing), including removing
+  and renaming any entry of the workspace root and of ``.git/``;
+* the guard's own paths (log subdirectories of every known workspace, home,
+  policy file) are never writable, and the protected paths of the policy
+  (``[protect]``: ``.git/hooks``, ``.git/config``, the StateTrace data...)
+  stay read-only below L2.
 
-NOTE(sandbox): Landlock cannot deny inside an allowed tree, so a writable root
-that contains a protected path is *split*: each of its entries is granted on
-its own, recursing into the entries that contain a protected path. What the
-split directory itself gets depends on what the machine offers:
+Where the machine has mount namespaces (``protect = "mount"``), the program
+gets a read-only view of everything with its grants bound read-write on top,
+and every protected path inside a grant bound read-only over itself, its
+parents pinned (:mod:`statetrace_guard.sandbox.mounts`); Landlock grants the
+same roots as a second layer. Nothing is split: the workspace root and
+``.git/`` stay fully usable.
 
-* ``mount-ro`` (root, or unprivileged user namespaces): the protected paths
-  are bind-mounted read-only in a private mount namespace, and each split
-  directory gets every right except removing/renaming directories beneath it
-  (``keep-dirs``), so the protected path cannot be moved away or replaced.
-  New files and directories at the workspace root work; only removing or
-  renaming a *directory* that sits directly in a split directory (e.g.
-  ``rmdir build`` at the workspace root) is refused.
-* ``landlock-split`` (no namespaces, or a protected path that does not exist
-  yet): the split directory gets nothing: existing entries are writable, but
-  new entries directly in it cannot be created, and its files cannot be
-  deleted or renamed (e.g. no new file at the workspace root, no
-  ``.git/index.lock`` below L2). Granting "create" there would let the
-  program plant symlinks inside the guard's directories.
-
-Symlinks among the split entries get no grant: a write through one is judged
-at its target.
+NOTE(sandbox): without mount namespaces (``protect = "landlock-split"``)
+Landlock alone cannot deny inside an allowed tree, so a writable root that
+contains a protected path is *split*: each of its entries is granted on its
+own, recursing into the entries that contain a protected path, and the split
+directory itself gets nothing: existing entries stay writable, but new
+entries directly in it cannot be created, and its entries cannot be deleted
+or renamed (no new file at the workspace root, no ``.git/index.lock`` below
+L2). Metadata changes outside the grants (``chmod``, ``chown``, ``utime``,
+extended attributes) are not covered by Landlock either: ``guard doctor``
+says so. Symlinks among the split entries get no grant: a write through one
+is judged at its target.
 """
 
 from __future__ import annotations
@@ -41,6 +38,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from statetrace_guard.errors import SandboxUnavailable
@@ -52,6 +50,7 @@ from statetrace_guard.sandbox.base import (
     Grant,
     SandboxPlan,
 )
+from statetrace_guard.sandbox.mounts import MountPlan, apply_mounts, plan_pins
 from statetrace_guard.sandbox.netns import (
     enter_namespaces,
     take_reserved_network_namespace,
@@ -62,6 +61,7 @@ if TYPE_CHECKING:
     from statetrace_guard.sandbox.landlock import Ruleset
 
 __all__ = [
+    "GrantPlan",
     "LinuxBackend",
     "LinuxChildSetup",
     "plan_grants",
@@ -94,33 +94,96 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _mountable(path: str) -> bool:
-    return os.path.exists(path) and not os.path.islink(path)
-
-
 def protected_paths(level: Level, layout: FsLayout) -> tuple[str, ...]:
-    """Return the paths kept read-only for ``level`` (guard's + git's)."""
+    """Return the paths kept read-only at ``level`` (the policy's only below L2)."""
     paths = list(layout.protected)
-    if layout.git_dir is not None and level < Level.L2:
-        # Only those that exist: a missing one cannot be mounted read-only and
-        # would force the strict split on the workspace root (no new files
-        # there). A repository without hooks/ has nothing to protect yet.
-        paths += [
-            path
-            for path in (f"{layout.git_dir}/hooks", f"{layout.git_dir}/config")
-            if os.path.lexists(path)
-        ]
-    return tuple(os.path.normpath(p) for p in paths)
+    if level < Level.L2:
+        paths += layout.protected_data
+    return tuple(dict.fromkeys(os.path.normpath(p) for p in paths))
+
+
+@dataclass(frozen=True)
+class GrantPlan:
+    """The filesystem part of a plan.
+
+    Attributes:
+        grants: Landlock write grants (everything is readable).
+        readonly: protected paths bound read-only (mount mode).
+        pinned: directories bound over themselves to keep their name.
+        protect: ``mount`` (a read-only view with the grants on top, even
+            when no protected path lies inside a grant: it also covers
+            metadata), ``landlock-split``, or ``outside`` (Landlock only, no
+            protected path inside a writable tree).
+    """
+
+    grants: tuple[Grant, ...]
+    readonly: tuple[str, ...] = ()
+    pinned: tuple[str, ...] = ()
+    protect: str = "outside"
+
+
+def plan_grants(
+    level: Level, layout: FsLayout, *, can_mount: bool = False
+) -> GrantPlan:
+    """Return what ``level`` may write and how the protected paths are kept.
+
+    Args:
+        level: the autonomy level.
+        layout: resolved paths of the workspace, temp dirs and protected paths.
+        can_mount: the program gets a private mount namespace.
+    """
+    roots = [layout.private_tmp]
+    if level >= Level.L1:
+        roots += [layout.workspace, layout.system_tmp, "/dev/shm"]  # noqa: S108
+    existing = tuple(
+        dict.fromkeys(
+            os.path.normpath(r) for r in roots if os.path.exists(os.path.normpath(r))
+        )
+    )
+    protected = protected_paths(level, layout)
+    devices = tuple(Grant(d, "device") for d in _L0_DEVICES)
+    if can_mount:
+        return _mount_plan(existing, protected, devices)
+    splitter = _Splitter(protected)
+    for root in existing:
+        splitter.grant(root)
+    return GrantPlan(
+        grants=_without_nested([*devices, *splitter.grants]),
+        protect="landlock-split" if splitter.split else "outside",
+    )
+
+
+def _mount_plan(
+    roots: tuple[str, ...], protected: tuple[str, ...], devices: tuple[Grant, ...]
+) -> GrantPlan:
+    """Whole roots writable; protected paths inside them bound read-only."""
+    grants = _without_nested([Grant(root, "write") for root in roots])
+    writable = tuple(g.path for g in grants)
+    inside = [
+        path
+        for path in protected
+        if any(_within(path, root) for root in writable) and _mountable(path)
+    ]
+    readonly = tuple(sorted(inside, key=lambda p: (p.count("/"), p)))
+    return GrantPlan(
+        grants=(*devices, *grants),
+        readonly=readonly,
+        pinned=plan_pins(writable, readonly),
+        protect="mount",
+    )
+
+
+def _mountable(path: str) -> bool:
+    """A path a bind can cover: present, and not a symlink (mount follows those)."""
+    return os.path.lexists(path) and not os.path.islink(path)
 
 
 class _Splitter:
-    """Grants a writable root, splitting around the protected paths in it."""
+    """Grants a writable root, split around its protected paths (Landlock only)."""
 
-    def __init__(self, protected: tuple[str, ...], can_mount: bool) -> None:
+    def __init__(self, protected: tuple[str, ...]) -> None:
         self.protected = protected
-        self.can_mount = can_mount
         self.grants: list[Grant] = []
-        self.readonly: list[str] = []
         self.split = False
 
     def grant(self, root: str) -> None:
@@ -129,26 +192,17 @@ class _Splitter:
             self.grants.append(Grant(root, "write"))
             return
         if root in inside:
-            self._protect(root)
             return
         self.split = True
-        if self.can_mount and all(_mountable(p) for p in inside):
-            self.grants.append(Grant(root, "keep-dirs"))
         for entry in _entries(root):
-            if entry.path in inside:
-                self._protect(entry.path)
-            elif entry.is_symlink():
+            if entry.path in inside or entry.is_symlink():
                 continue
-            elif entry.is_dir(follow_symlinks=False) and any(
+            if entry.is_dir(follow_symlinks=False) and any(
                 _within(p, entry.path) for p in inside
             ):
                 self.grant(entry.path)
             else:
                 self.grants.append(Grant(entry.path, "write"))
-
-    def _protect(self, path: str) -> None:
-        if self.can_mount and _mountable(path) and path not in self.readonly:
-            self.readonly.append(path)
 
 
 def _entries(root: str) -> list[os.DirEntry[str]]:
@@ -156,38 +210,6 @@ def _entries(root: str) -> list[os.DirEntry[str]]:
         return sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return []
-
-
-def plan_grants(
-    level: Level, layout: FsLayout, *, can_mount: bool = False
-) -> tuple[tuple[Grant, ...], tuple[str, ...], str]:
-    """Return the write grants, read-only mounts and protection method.
-
-    Args:
-        level: the autonomy level.
-        layout: resolved paths of the workspace, temp dirs and protected paths.
-        can_mount: protected paths may be bind-mounted read-only.
-
-    Returns:
-        ``(grants, readonly, protect)``: everything not granted is
-        read-only; ``protect`` is ``mount-ro``, ``landlock-split`` or
-        ``outside`` (no protected path lies inside a writable tree).
-    """
-    roots = [layout.private_tmp]
-    if level >= Level.L1:
-        roots += [layout.workspace, layout.system_tmp, "/dev/shm"]  # noqa: S108
-    splitter = _Splitter(protected_paths(level, layout), can_mount)
-    splitter.grants += [Grant(d, "device") for d in _L0_DEVICES]
-    seen: set[str] = set()
-    for root in roots:
-        norm = os.path.normpath(root)
-        if norm not in seen and os.path.exists(norm):
-            seen.add(norm)
-            splitter.grant(norm)
-    protect = "mount-ro" if splitter.readonly else "landlock-split"
-    if not splitter.split:
-        protect = "outside"
-    return _without_nested(splitter.grants), tuple(splitter.readonly), protect
 
 
 def _without_nested(grants: list[Grant]) -> tuple[Grant, ...]:
@@ -216,7 +238,7 @@ def _below_any(path: str, roots: set[str]) -> bool:
 
 
 class LinuxChildSetup:
-    """Built in the parent: an open ruleset; applied in the child."""
+    """Built in the parent: an open ruleset and the mount plan; applied in the child."""
 
     def __init__(
         self, ruleset: Ruleset | None, plan: SandboxPlan, *, shared: bool = False
@@ -229,22 +251,37 @@ class LinuxChildSetup:
         self._shared = shared
         self._as_root = plan.details.get("namespaces") == "root"
         self._network = plan.enforcement.get("network") == "netns"
-        self._readonly = plan.readonly
+        self._mounts = (
+            MountPlan(
+                writable=tuple(g.path for g in plan.grants if g.kind == "write"),
+                pinned=plan.pinned,
+                readonly=plan.readonly,
+            )
+            if plan.details.get("protect") == "mount"
+            else None
+        )
         self._prepared_network = (
             take_reserved_network_namespace()
             if self._network and self._as_root
             else None
         )
 
-    def __call__(self) -> None:
-        """Enter the namespaces, then restrict the filesystem with Landlock."""
-        if self._network or self._readonly:
+    def __call__(self, cwd: str) -> None:
+        """Enter the namespaces, build the mount view, enter ``cwd``, then Landlock.
+
+        The working directory is entered only in the new view (issue 12 K3):
+        a directory entered before the mounts would keep the writable one.
+        """
+        if self._network or self._mounts is not None:
             enter_namespaces(
                 as_root=self._as_root,
                 network=self._network,
-                readonly=self._readonly,
+                mounts=self._mounts is not None,
                 prepared_network=self._prepared_network,
             )
+        if self._mounts is not None:
+            apply_mounts(self._mounts)
+        os.chdir(cwd)
         if self._ruleset is not None:
             self._ruleset.restrict_self()
 
@@ -277,14 +314,11 @@ class LinuxBackend:
         caps = self.probe()
         missing: list[str] = []
         network = _network_mode(caps, network_open, missing)
-        grants: tuple[Grant, ...] = ()
-        readonly: tuple[str, ...] = ()
-        filesystem, protect = "none", "none"
+        files = GrantPlan(grants=(), protect="none")
+        filesystem = "none"
         if caps.landlock_abi >= 1:
             filesystem = f"landlock-abi-{caps.landlock_abi}"
-            grants, readonly, protect = plan_grants(
-                level, layout, can_mount=caps.mountns
-            )
+            files = plan_grants(level, layout, can_mount=caps.mountns)
         else:
             missing.append("filesystem")
         return SandboxPlan(
@@ -292,12 +326,13 @@ class LinuxBackend:
             network_open=network_open,
             enforcement={"network": network, "filesystem": filesystem},
             missing=tuple(missing),
-            grants=grants,
-            readonly=readonly,
+            grants=files.grants,
+            readonly=files.readonly,
+            pinned=files.pinned,
             backend=self.name,
             details={
                 "namespaces": "root" if caps.root else "user",
-                "protect": protect,
+                "protect": files.protect,
             },
         )
 
@@ -399,11 +434,7 @@ _RULESETS = _RulesetCache()
 def _build_ruleset(
     plan: SandboxPlan, abi: int, outputs: tuple[int, ...] = ()
 ) -> Ruleset:
-    access = {
-        "write": landlock.ACCESS_WRITE,
-        "keep-dirs": landlock.ACCESS_KEEP_DIRS,
-        "device": landlock.ACCESS_DEVICE,
-    }
+    access = {"write": landlock.ACCESS_WRITE, "device": landlock.ACCESS_DEVICE}
     closed = not plan.network_open
     try:
         ruleset = landlock.Ruleset.create(

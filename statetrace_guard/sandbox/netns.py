@@ -1,4 +1,4 @@
-"""Namespaces for the child: a private network, read-only guard paths.
+"""Namespaces for the child: a private network, a private mount view.
 
 As root the child calls ``unshare`` directly. Otherwise, where unprivileged
 user namespaces are enabled, it enters a new user namespace at the same time
@@ -6,11 +6,9 @@ user namespaces are enabled, it enters a new user namespace at the same time
 
 * Network: a new network namespace has only loopback, brought up here with
   one ``SIOCSIFFLAGS`` ioctl on a datagram socket (no ``ip`` binary).
-* Files: a new mount namespace, made a slave of the host's (nothing
-  propagates back), in which every protected path is bind-mounted read-only
-  over itself. This is the one true "deny inside an allowed tree": writes,
-  creates, deletes, renames and links into it fail with EROFS/EXDEV/EBUSY.
-  Landlock (applied after) forbids the program to unmount it.
+* Files: a new mount namespace, in which :mod:`.mounts` builds the
+  program's view (read-only everywhere, the level's grants on top, protected
+  paths read-only). Landlock (applied after) forbids the program to change it.
 """
 
 from __future__ import annotations
@@ -31,16 +29,6 @@ __all__ = [
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
-_MS_RDONLY = 0x1
-_MS_REMOUNT = 0x20
-_MS_BIND = 0x1000
-_MS_REC = 0x4000
-_MS_SLAVE = 1 << 19
-# statvfs f_flag bits that equal their MS_* mount flags and must be kept on
-# remount (the kernel refuses to drop "locked" flags inside a user namespace).
-_KEPT_FLAGS = 0x2 | 0x4 | 0x8 | 0x400 | 0x800  # nosuid nodev noexec noatime nodiratime
-_ST_RELATIME = 0x1000
-_MS_RELATIME = 1 << 21
 _AF_INET = 2
 _SOCK_DGRAM_CLOEXEC = 2 | 0o2000000
 _SIOCGIFFLAGS = 0x8913
@@ -98,27 +86,11 @@ def _loopback_up(libc: ctypes.CDLL) -> None:
         os.close(fd)
 
 
-def _mount(libc: ctypes.CDLL, src: str | None, dst: str, flags: int) -> None:
-    source = None if src is None else os.fsencode(src)
-    if libc.mount(source, os.fsencode(dst), None, ctypes.c_ulong(flags), None) != 0:
-        _raise(f"mount({dst})")
-
-
-def _bind_readonly(libc: ctypes.CDLL, path: str) -> None:
-    """Bind ``path`` over itself, then remount the bind read-only."""
-    _mount(libc, path, path, _MS_BIND | _MS_REC)
-    vfs = os.statvfs(path)
-    kept = vfs.f_flag & _KEPT_FLAGS
-    if vfs.f_flag & _ST_RELATIME:
-        kept |= _MS_RELATIME
-    _mount(libc, None, path, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | kept)
-
-
 def enter_namespaces(
     *,
     as_root: bool,
     network: bool,
-    readonly: tuple[str, ...],
+    mounts: bool,
     prepared_network: int | None = None,
 ) -> None:
     """Move the calling (child) process into new namespaces.
@@ -127,7 +99,7 @@ def enter_namespaces(
         as_root: unshare directly; otherwise create a user namespace too and
             map the caller's uid and gid into it.
         network: enter a new network namespace with loopback up.
-        readonly: paths to make read-only in a new mount namespace.
+        mounts: enter a new mount namespace (the caller builds the view).
         prepared_network: a fresh network namespace made ahead of time (see
             :func:`make_network_namespace`), entered instead of a new one.
 
@@ -138,7 +110,7 @@ def enter_namespaces(
     uid, gid = os.getuid(), os.getgid()
     join = network and as_root and prepared_network is not None
     fresh_network = network and not join
-    flags = (CLONE_NEWNET if fresh_network else 0) | (CLONE_NEWNS if readonly else 0)
+    flags = (CLONE_NEWNET if fresh_network else 0) | (CLONE_NEWNS if mounts else 0)
     if join and libc.setns(prepared_network, CLONE_NEWNET) != 0:
         _raise("setns(net)")
     if not flags:
@@ -147,10 +119,6 @@ def enter_namespaces(
         _raise("unshare")
     if not as_root:
         _map_ids(uid, gid)
-    if readonly:
-        _mount(libc, None, "/", _MS_REC | _MS_SLAVE)
-        for path in readonly:
-            _bind_readonly(libc, path)
     if fresh_network:
         _loopback_up(libc)
 

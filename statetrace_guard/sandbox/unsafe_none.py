@@ -8,6 +8,7 @@ and warns.
 
 from __future__ import annotations
 
+import os
 import platform
 import warnings
 from typing import TYPE_CHECKING
@@ -27,8 +28,9 @@ class SandboxWarning(UserWarning):
 class NoopChildSetup:
     """Does nothing in the child."""
 
-    def __call__(self) -> None:
-        """Apply nothing."""
+    def __call__(self, cwd: str) -> None:
+        """Apply nothing; enter ``cwd``."""
+        os.chdir(cwd)
 
     def close(self) -> None:
         """Release nothing."""

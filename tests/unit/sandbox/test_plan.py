@@ -22,6 +22,7 @@ from statetrace_guard.sandbox.base import (
     remove_private_tmp,
 )
 from statetrace_guard.sandbox.linux import LinuxBackend, plan_grants, protected_paths
+from statetrace_guard.sandbox.mounts import plan_pins
 from statetrace_guard.sandbox.unsafe_none import SandboxWarning, UnsafeNoSandbox
 
 FULL = Capabilities("linux", landlock_abi=6, netns=True, userns=True, mountns=True)
@@ -46,7 +47,7 @@ def layout(tmp_path: Path) -> FsLayout:
         str(tmp_path / "priv"),
         str(tmp_path / "tmp"),
         protected,
-        str(ws / ".git"),
+        (str(ws / ".git" / "hooks"), str(ws / ".git" / "config")),
     )
 
 
@@ -57,77 +58,120 @@ def kinds(grants: tuple[Grant, ...]) -> dict[str, str]:
 class TestGrants:
     def test_l0_writes_only_private_tmp_and_devices(self, layout):
         """L0 grants the private temp dir and terminal devices, nothing else."""
-        grants, readonly, protect = plan_grants(Level.L0, layout)
-        assert kinds(grants) == {
-            "/dev/null": "device",
-            "/dev/tty": "device",
-            "/dev/ptmx": "device",
-            "/dev/pts": "device",
-            layout.private_tmp: "write",
-        }
-        assert readonly == ()
-        assert protect == "outside"
+        for can_mount in (False, True):
+            plan = plan_grants(Level.L0, layout, can_mount=can_mount)
+            assert kinds(plan.grants) == {
+                "/dev/null": "device",
+                "/dev/tty": "device",
+                "/dev/ptmx": "device",
+                "/dev/pts": "device",
+                layout.private_tmp: "write",
+            }
+            assert plan.readonly == ()
+            assert plan.pinned == ()
+        assert plan_grants(Level.L0, layout).protect == "outside"
 
     def test_l1_splits_workspace_around_protected(self, layout):
-        """L1 grants workspace entries one by one, never the guard's dirs."""
-        grants, _, protect = plan_grants(Level.L1, layout)
-        got = kinds(grants)
+        """Without mounts, L1 grants workspace entries one by one, never the guard's."""
+        plan = plan_grants(Level.L1, layout)
+        got = kinds(plan.grants)
         ws = layout.workspace
         assert got[f"{ws}/src"] == "write"
         assert got[f"{ws}/README.md"] == "write"
         assert got[f"{ws}/Logs/Reports"] == "write"
         assert got[f"{ws}/.git/HEAD"] == "write"
         assert layout.system_tmp in got
-        for path in (*layout.protected, f"{ws}/.git/hooks", f"{ws}/.git/config"):
+        for path in (*layout.protected, *layout.protected_data):
             assert not any(p == path or p.startswith(path + "/") for p in got)
         assert ws not in got  # split directory gets nothing without mounts
         assert f"{ws}/link" not in got  # a symlink is never a grant
-        assert protect == "landlock-split"
+        assert plan.protect == "landlock-split"
+        assert plan.readonly == ()
 
-    def test_l1_with_mounts_keeps_dirs_and_mounts_readonly(self, layout):
-        """With mount namespaces, split dirs keep-dirs and protected paths are bound read-only."""
-        grants, readonly, protect = plan_grants(Level.L1, layout, can_mount=True)
-        got = kinds(grants)
-        assert got[layout.workspace] == "keep-dirs"
-        assert got[f"{layout.workspace}/Logs"] == "keep-dirs"
-        assert set(readonly) == {
-            *layout.protected,
-            f"{layout.workspace}/.git/hooks",
-            f"{layout.workspace}/.git/config",
-        }
-        assert protect == "mount-ro"
+    def test_l1_with_mounts_grants_whole_roots(self, layout):
+        """With mounts nothing is split: whole roots, protected paths bound read-only."""
+        plan = plan_grants(Level.L1, layout, can_mount=True)
+        got = kinds(plan.grants)
+        ws = layout.workspace
+        assert got[ws] == "write"
+        assert got[layout.system_tmp] == "write"
+        assert not any(p.startswith(ws + "/") for p in got)
+        assert set(plan.readonly) == {*layout.protected, *layout.protected_data}
+        assert plan.pinned == (f"{ws}/.git", f"{ws}/Logs")
+        assert plan.protect == "mount"
 
-    def test_missing_protected_path_falls_back_to_strict_split(self, layout):
-        """A missing protected path cannot be mounted: every ancestor split is strict.
-
-        Any ancestor's create right would reach the missing path, so none gets one.
-        """
+    def test_missing_protected_path_is_not_mounted(self, layout):
+        """A missing protected path has nothing to bind; the others still are."""
         Path(layout.protected[2]).rmdir()
-        grants, readonly, protect = plan_grants(Level.L1, layout, can_mount=True)
-        got = kinds(grants)
+        plan = plan_grants(Level.L1, layout, can_mount=True)
+        assert layout.protected[2] not in plan.readonly
+        assert layout.protected[0] in plan.readonly
+        assert kinds(plan.grants)[layout.workspace] == "write"
+
+    def test_missing_protected_path_without_mounts_is_strict(self, layout):
+        """Without mounts, every ancestor of a missing protected path is split."""
+        Path(layout.protected[2]).rmdir()
+        got = kinds(plan_grants(Level.L1, layout).grants)
         assert f"{layout.workspace}/Logs" not in got
         assert layout.workspace not in got
-        assert layout.protected[2] not in readonly
-        assert protect == "mount-ro"
+
+    def test_symlinked_protected_path_is_not_mounted(self, layout, tmp_path):
+        """A bind would follow a symlink: it is never a mount point."""
+        link = Path(layout.workspace) / "Logs" / "Linked"
+        link.symlink_to(tmp_path)
+        lay = FsLayout(
+            layout.workspace,
+            layout.private_tmp,
+            layout.system_tmp,
+            (*layout.protected, str(link)),
+        )
+        assert str(link) not in plan_grants(Level.L1, lay, can_mount=True).readonly
 
     def test_git_protected_only_below_l2(self, layout):
-        """.git/hooks and .git/config are protected below L2 only."""
-        hooks = f"{layout.git_dir}/hooks"
+        """The policy's protected paths (.git/hooks) are protected below L2 only."""
+        hooks = f"{layout.workspace}/.git/hooks"
         assert hooks in protected_paths(Level.L1, layout)
         assert hooks not in protected_paths(Level.L2, layout)
-        grants, _, _ = plan_grants(Level.L2, layout)
-        assert kinds(grants)[layout.git_dir] == "write"
+        assert kinds(plan_grants(Level.L2, layout).grants)[
+            f"{layout.workspace}/.git"
+        ] == ("write")
+        mounted = plan_grants(Level.L2, layout, can_mount=True)
+        assert hooks not in mounted.readonly
+        assert mounted.pinned == (f"{layout.workspace}/Logs",)
 
     def test_protected_root_is_not_granted(self, layout):
-        """A writable root that is itself protected gets no grant."""
+        """A writable root that is itself protected gets no grant (Landlock only)."""
         lay = FsLayout(
             layout.workspace,
             layout.private_tmp,
             layout.system_tmp,
             (layout.system_tmp,),
         )
-        grants, _, _ = plan_grants(Level.L1, lay)
-        assert layout.system_tmp not in kinds(grants)
+        assert layout.system_tmp not in kinds(plan_grants(Level.L1, lay).grants)
+
+    def test_protected_outside_grants_needs_no_mount(self, layout, tmp_path):
+        """A protected path outside every grant is read-only in the view already."""
+        home = tmp_path / "home"
+        home.mkdir()
+        lay = FsLayout(
+            layout.workspace, layout.private_tmp, layout.system_tmp, (str(home),)
+        )
+        plan = plan_grants(Level.L1, lay, can_mount=True)
+        assert plan.readonly == ()
+        assert plan.pinned == ()
+
+
+class TestPins:
+    def test_pins_every_directory_between_root_and_protected(self):
+        """Each directory strictly between the grant and the protected path is pinned."""
+        assert plan_pins(("/w",), ("/w/a/b/c", "/w/a/d", "/x/y")) == (
+            "/w/a",
+            "/w/a/b",
+        )
+
+    def test_nested_roots_use_the_innermost(self):
+        """The nearest writable root bounds the chain."""
+        assert plan_pins(("/t", "/t/w"), ("/t/w/L/S",)) == ("/t/w/L",)
 
 
 class TestBackend:
@@ -189,7 +233,7 @@ class TestUnsafeNoSandbox:
         assert plan.enforcement == {"network": "none", "filesystem": "none"}
         assert plan.missing == ("network", "filesystem")
         setup = backend.child_setup(plan)
-        setup()
+        setup(str(Path.cwd()))
         setup.close()
 
     def test_network_open_is_not_missing(self, layout):
@@ -245,10 +289,11 @@ class TestNestedGrants:
             str(inner),
             layout.system_tmp,
             layout.protected,
-            layout.git_dir,
+            layout.protected_data,
         )
-        l1, _, _ = plan_grants(Level.L1, nested)
-        assert str(inner) not in kinds(l1)
-        assert kinds(l1)[layout.system_tmp] == "write"
-        l0, _, _ = plan_grants(Level.L0, nested)
-        assert kinds(l0)[str(inner)] == "write"
+        for can_mount in (False, True):
+            l1 = kinds(plan_grants(Level.L1, nested, can_mount=can_mount).grants)
+            assert str(inner) not in l1
+            assert l1[layout.system_tmp] == "write"
+            l0 = kinds(plan_grants(Level.L0, nested, can_mount=can_mount).grants)
+            assert l0[str(inner)] == "write"

@@ -1,0 +1,233 @@
+"""The mount plan: a read-only view of the machine with the level's grants on top.
+
+In the program's private mount namespace (the style of bubblewrap's
+``--ro-bind / / --bind ws ws``):
+
+1. every mount is made read-only and a slave of the host's (one recursive
+   ``mount_setattr``): writes, creates, deletes, renames, ``chmod``,
+   ``chown``, ``utime`` and extended attributes fail with ``EROFS``
+   everywhere, which Landlock alone does not cover (metadata, issue 12 K14);
+2. each writable root of the level is bound over itself read-write;
+3. each directory between a writable root and a protected path is bound over
+   itself (*pinned*): a mount point cannot be renamed, removed or replaced
+   (``EBUSY``), so ``mv Logs L2`` or ``mv .git g`` cannot carry a protected
+   path away and put a look-alike in its place: protection holds by
+   identity, not by name;
+4. each protected path is bound over itself read-only (exactly that entry:
+   its parent directory stays fully writable).
+
+Every bind is made with the new mount API on a descriptor opened without
+following any symlink (``openat2`` with ``RESOLVE_NO_SYMLINKS``): a path that
+was turned into a symlink since it was planned fails the setup (exit 125)
+instead of protecting the symlink's target. Device files stay usable on a
+read-only mount (the kernel checks only regular files, directories and
+links), so terminals and ``/dev/null`` need no bind.
+
+Landlock, applied after, is the second layer (and forbids the program to
+change the mounts); the capability drop of the isolation layer keeps root
+inside from undoing them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+from statetrace_guard.sandbox.landlock import libc as c_library
+
+__all__ = ["MountPlan", "apply_mounts", "plan_pins"]
+
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_OPENAT2 = 437
+_SYS_MOUNT_SETATTR = 442
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = 0o2000000
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOVE_MOUNT_T_EMPTY_PATH = 0x40
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_MOUNT_ATTR_RDONLY = 0x1
+_MOUNT_ATTR_NOSUID = 0x2
+_MOUNT_ATTR_NODEV = 0x4
+_MS_SLAVE = 1 << 19
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    )
+
+
+@dataclass(frozen=True)
+class MountPlan:
+    """What the child mounts, outermost first within each group.
+
+    Attributes:
+        writable: roots bound read-write over the read-only view.
+        pinned: directories bound over themselves so they keep their name.
+        readonly: protected paths bound read-only over themselves.
+    """
+
+    writable: tuple[str, ...]
+    pinned: tuple[str, ...] = ()
+    readonly: tuple[str, ...] = ()
+
+
+def plan_pins(writable: tuple[str, ...], readonly: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the directories between a writable root and a protected path.
+
+    A protected path outside every writable root needs no pin (its parents are
+    read-only already); the writable root itself is a mount point anyway.
+    """
+    roots = sorted(writable, key=len, reverse=True)
+    pins: dict[str, None] = {}
+    for path in readonly:
+        root = next((r for r in roots if path.startswith(r.rstrip("/") + "/")), None)
+        if root is None:
+            continue
+        parent = os.path.dirname(path)
+        chain = []
+        while parent not in (root, os.path.dirname(parent)):
+            chain.append(parent)
+            parent = os.path.dirname(parent)
+        for directory in reversed(chain):
+            pins[directory] = None
+    return tuple(sorted(pins, key=lambda p: (p.count("/"), p)))
+
+
+def _fail(what: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _syscall(number: int, *args: object) -> int:
+    return int(c_library().syscall(number, *args))
+
+
+def _open_exact(path: str) -> int:
+    """An O_PATH descriptor on ``path``, refusing any symlink on the way."""
+    how = _OpenHow(
+        os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW,
+        0,
+        _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS,
+    )
+    fd = _syscall(
+        _SYS_OPENAT2,
+        _AT_FDCWD,
+        os.fsencode(path),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    if fd < 0:
+        _fail(f"open {path}")
+    return fd
+
+
+def _setattr(fd: int, path: bytes, flags: int, attr: _MountAttr, what: str) -> None:
+    if (
+        _syscall(
+            _SYS_MOUNT_SETATTR,
+            fd,
+            path,
+            ctypes.c_uint(flags),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        )
+        != 0
+    ):
+        _fail(f"mount_setattr({what})")
+
+
+def _bind_over(path: str, *, set_flags: int = 0, clear_flags: int = 0) -> None:
+    """Bind ``path`` (with what is mounted below it) over itself.
+
+    ``set_flags`` apply to the whole copied tree (read-only stays read-only
+    all the way down); ``clear_flags`` only to its top (a mount the host made
+    read-only inside a writable root stays read-only).
+    """
+    target = _open_exact(path)
+    try:
+        tree = _syscall(
+            _SYS_OPEN_TREE,
+            target,
+            b"",
+            ctypes.c_uint(
+                _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_EMPTY_PATH | _AT_RECURSIVE
+            ),
+        )
+        if tree < 0:
+            _fail(f"open_tree({path})")
+        try:
+            if set_flags:
+                attr = _MountAttr(set_flags, 0, 0, 0)
+                _setattr(tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE, attr, path)
+            if clear_flags:
+                attr = _MountAttr(0, clear_flags, 0, 0)
+                _setattr(tree, b"", _AT_EMPTY_PATH, attr, path)
+            flags = _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH
+            if (
+                _syscall(_SYS_MOVE_MOUNT, tree, b"", target, b"", ctypes.c_uint(flags))
+                != 0
+            ):
+                _fail(f"move_mount({path})")
+        finally:
+            os.close(tree)
+    finally:
+        os.close(target)
+
+
+# What bubblewrap keeps read-only in a fresh /proc: uid 0 may write sysctls
+# by file mode alone, without any capability.
+_PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+
+
+def _mount_proc() -> None:
+    """A /proc of the caller's PID namespace over the host's (read-only) one."""
+    flags = 0x2 | 0x4 | 0x8  # MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if c_library().mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(flags), None) != 0:
+        _fail("mount(/proc)")
+    for name in _PROC_READONLY:
+        if os.path.lexists(f"/proc/{name}"):
+            _bind_over(f"/proc/{name}", set_flags=_MOUNT_ATTR_RDONLY)
+
+
+def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
+    """Build the plan's view; the caller is alone in a new mount namespace.
+
+    Args:
+        plan: what to make writable, pin and protect.
+        fresh_proc: mount a new /proc (the caller is the first process of a
+            new PID namespace), so the program sees only its own processes.
+
+    Raises:
+        OSError: a step failed; the program must not run.
+    """
+    everything = _MountAttr(_MOUNT_ATTR_RDONLY, 0, _MS_SLAVE, 0)
+    _setattr(_AT_FDCWD, b"/", _AT_RECURSIVE, everything, "/")
+    for path in plan.writable:
+        _bind_over(path, clear_flags=_MOUNT_ATTR_RDONLY)
+    for path in plan.pinned:
+        _bind_over(path)
+    for path in plan.readonly:
+        _bind_over(
+            path,
+            set_flags=_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV,
+        )
+    if fresh_proc:
+        _mount_proc()
