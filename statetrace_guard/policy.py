@@ -6,7 +6,15 @@ arguments. ``load_policy`` validates a file (unknown keys are errors naming
 the file and the field) and ``compile_policy`` turns it into plain frozen
 values the decision layer matches quickly; the policy is compiled once per
 process. Rule examples (``match`` / ``not_match``) are checked when a policy
-is loaded, by ``check_examples`` in ``decision.py``.
+is loaded, by ``check_examples`` in ``policy_examples.py``.
+
+A policy may start from a built-in one: ``extends = "builtin:statetrace"`` or
+``"builtin:generic"``. The two TOML documents are merged before validation,
+the same way for every section (:func:`merge_documents`): tables merge key by
+key with the extending file winning, arrays of tables (``[[rules]]`` and any
+other) are appended after the base's, anything else is replaced. Decisions
+are unchanged by the merge: every rule of both files applies and the
+strictest wins.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,6 +35,7 @@ from statetrace_guard.errors import PolicyError
 from statetrace_guard.levels import Effect, Level
 
 __all__ = [
+    "BUILTIN_POLICIES",
     "BUILTIN_POLICY_NAME",
     "CompiledPolicy",
     "CompiledRule",
@@ -36,10 +45,16 @@ __all__ = [
     "compile_policy",
     "load_policy",
     "load_policy_bytes",
+    "merge_documents",
     "parse_required_level",
 ]
 
 BUILTIN_POLICY_NAME = "<built-in>"
+# What ``extends`` may name: a built-in policy shipped in the package.
+BUILTIN_POLICIES = {
+    "builtin:statetrace": "default_policy.toml",
+}
+_MAX_EXTENDS = 4  # a chain of bases longer than this is a loop
 LevelName = Literal["L0", "L1", "L2", "L3", "never"]
 ExampleShell = Literal["exec", "bash", "pwsh"]
 
@@ -123,6 +138,7 @@ class Policy(_Strict):
 
     schema_version: Literal[1] = 1
     name: str
+    extends: str | None = None
     description: str = ""
     settings: Settings = Settings()
     effects: EffectLevels = EffectLevels()
@@ -181,8 +197,8 @@ def load_policy(path: Path | None) -> CompiledPolicy:
         PolicyError: the file cannot be read, is not TOML, or is invalid.
     """
     if path is None:
-        data = resources.files("statetrace_guard").joinpath("default_policy.toml")
-        return load_policy_bytes(data.read_bytes(), BUILTIN_POLICY_NAME)
+        raw = _builtin_bytes(BUILTIN_POLICIES["builtin:statetrace"])
+        return load_policy_bytes(raw, BUILTIN_POLICY_NAME)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -196,19 +212,119 @@ def load_policy_bytes(raw: bytes, source: str) -> CompiledPolicy:
 
     Cached by content: the same bytes are parsed and validated once per
     process (the resident helper serves many commands). A changed file has
-    new bytes, so nothing stale is ever served.
+    new bytes, so nothing stale is ever served. The digest covers the bases
+    a policy extends too: a new built-in policy is a new effective policy.
     """
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyError(f"not valid TOML: {exc}", file=source) from exc
+    document, parts, counts = _merged_document(raw, source, ())
     try:
         model = Policy.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise PolicyError(first["msg"], file=source, field=field) from exc
-    return compile_policy(model, source, hashlib.sha256(raw).hexdigest())
+        file, loc = _error_place(source, document, counts, tuple(first["loc"]))
+        field = ".".join(str(part) for part in loc)
+        raise PolicyError(first["msg"], file=file, field=field) from exc
+    digest = hashlib.sha256(raw).hexdigest() if len(parts) == 1 else _chain(parts)
+    return compile_policy(model, source, digest)
+
+
+def _chain(parts: list[bytes]) -> str:
+    """One digest over a policy and its bases (length-prefixed, in order)."""
+    digest = hashlib.sha256(b"statetrace-guard policy chain\n")
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _error_place(
+    source: str,
+    document: dict[str, object],
+    counts: dict[str, int],
+    loc: tuple[int | str, ...],
+) -> tuple[str, tuple[int | str, ...]]:
+    """Name the file and field of an error in a merged document.
+
+    ``rules.3`` of a merged policy is the base's fourth rule, or the
+    extending file's rule ``3 - len(base rules)``.
+    """
+    if len(loc) < 2 or not isinstance(loc[1], int):  # noqa: PLR2004 - (key, index)
+        return source, loc
+    count = counts.get(str(loc[0]), 0)
+    if loc[1] < count:
+        return str(document.get("extends")), loc
+    return source, (loc[0], loc[1] - count, *loc[2:])
+
+
+def _parse(raw: bytes, source: str) -> dict[str, object]:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"not valid TOML: {exc}", file=source) from exc
+
+
+def _merged_document(
+    raw: bytes, source: str, chain: tuple[str, ...]
+) -> tuple[dict[str, object], list[bytes], dict[str, int]]:
+    """Parse ``raw``; when it extends a base, merge it over the base.
+
+    Returns the merged document, the raw bytes of every file involved (the
+    extending file first) and how many entries each array of tables took
+    from the bases (to name the right file in an error).
+    """
+    document = _parse(raw, source)
+    base_name = document.get("extends")
+    if base_name is None:
+        return document, [raw], {}
+    if not isinstance(base_name, str) or base_name not in BUILTIN_POLICIES:
+        known = ", ".join(sorted(BUILTIN_POLICIES))
+        msg = f"extends names no built-in policy (known: {known})"
+        raise PolicyError(msg, file=source, field="extends")
+    if base_name in chain or len(chain) >= _MAX_EXTENDS:
+        msg = f"extends loops back to {base_name}"
+        raise PolicyError(msg, file=source, field="extends")
+    base_raw = _builtin_bytes(BUILTIN_POLICIES[base_name])
+    base, parts, _ = _merged_document(base_raw, base_name, (*chain, base_name))
+    base.pop("extends", None)
+    counts = {key: len(value) for key, value in base.items() if _table_array(value)}
+    return merge_documents(base, document), [raw, *parts], counts
+
+
+def _builtin_bytes(filename: str) -> bytes:
+    return resources.files("statetrace_guard").joinpath(filename).read_bytes()
+
+
+def merge_documents(
+    base: dict[str, object], overlay: dict[str, object]
+) -> dict[str, object]:
+    """Merge two policy documents: the rule ``extends`` follows.
+
+    Tables merge key by key (the overlay wins per key, recursively); arrays
+    of tables are appended, the base's first; every other value (a string,
+    a number, an array of strings) is replaced by the overlay's. The result
+    shares no mutable structure with ``overlay``'s tables being merged.
+
+    Args:
+        base: the document being extended.
+        overlay: the extending document.
+
+    Returns:
+        A new merged document.
+    """
+    merged = dict(base)
+    for key, value in overlay.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = merge_documents(old, value)
+        elif _table_array(old) and isinstance(value, list) and _table_array(value):
+            merged[key] = [*old, *value]
+        else:
+            merged[key] = value
+    return merged
+
+
+def _table_array(value: object) -> TypeGuard[list[object]]:
+    """An array of tables (``[[rules]]``); an empty array joins either kind."""
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
 
 def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:

@@ -248,3 +248,20 @@ class TestPolicyExamplesAtLoad:
         home = os.environ["STATETRACE_GUARD_HOME"]
         markers = list((Path(home) / "cache").glob("policy-*.examples-ok"))
         assert len(markers) == 1
+
+
+class TestExtendingPolicy:
+    def test_workspace_policy_extends_the_builtin_one(self, guard, workspace):
+        """A short guard.toml adds a rule and keeps every built-in rule."""
+        (workspace / "guard.toml").write_text(
+            'extends = "builtin:statetrace"\nname = "mine"\n'
+            '[[rules]]\nid = "make-test"\nprogram = ["make"]\nargs_prefix = ["test"]\n'
+            'level = "L1"\neffects = ["dynamic"]\nmatch = ["make test"]\n'
+        )
+        allowed = guard("check", "--json", "--level", "L1", "--", "make", "test")
+        assert allowed.returncode == 0, allowed.stderr
+        assert json.loads(allowed.stdout)["commands"][0]["rule"] == "make-test"
+        pester = guard("check", "--level", "L1", "--", "pwsh", "-c", "Invoke-Pester")
+        assert pester.returncode == 0, pester.stderr
+        lint = guard("policy", "lint", "guard.toml")
+        assert lint.returncode == 0, lint.stderr
