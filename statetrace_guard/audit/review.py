@@ -1,46 +1,71 @@
 """Reading the trail for operators: ``guard log``, ``log summary``, ``log tail``.
 
-Pure functions over records read back as plain dicts. Reading is tolerant: a
-malformed line becomes a :class:`Malformed` entry naming its file and line,
-and reading goes on. Nothing here checks the chain; that is ``guard verify``.
+Pure functions over records read back as plain dicts, streamed: memory is
+bounded by what is printed at once, not by the size of a log (a 200 MB
+session is read line by line). Reading is tolerant: a malformed line becomes a
+:class:`Malformed` entry naming its file and line, and reading goes on.
+Nothing here checks the chain; that is ``guard verify``.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
-import shlex
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from statetrace_guard.audit.netops import host_of
+from statetrace_guard.audit.reasons import deciding_text
 
 __all__ = [
     "COMMAND_EVENTS",
+    "EVENT_TAGS",
     "Entry",
     "Filter",
     "Malformed",
     "Row",
     "Summary",
-    "command_rows",
+    "SummaryBuilder",
     "follow",
-    "format_row",
-    "format_summary",
+    "follow_dir",
+    "last_entries",
+    "merged_entries",
     "newest_session",
     "parse_time",
     "read_entries",
+    "record_row",
+    "record_time",
+    "rows",
     "session_files",
-    "summarize",
 ]
 
 COMMAND_EVENTS = frozenset({"command.started", "command.finished", "command.blocked"})
+# Session events shown as rows of their own, with the tag the table prints.
+EVENT_TAGS = {
+    "session.started": "*start",
+    "session.ended": "*end",
+    "session.escalated": "*esc",
+    "approval.requested": "*esc",
+    "approval.granted": "*appr",
+    "approval.used": "*appr",
+    "approval.denied": "*deny",
+    "session.override": "*ovrd",
+    "session.halted": "*halt",
+    "session.resumed": "*resum",
+    "file.edited": "*edit",
+    "job.started": "*job",
+    "job.ended": "*job",
+    "log.recovered": "*torn",
+}
 _RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_READ_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +104,7 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _record_time(record: dict[str, Any]) -> datetime | None:
+def record_time(record: dict[str, Any]) -> datetime | None:
     """Return a record's time as a datetime, None when absent or bad."""
     value = record.get("ts", record.get("Timestamp"))
     if not isinstance(value, str):
@@ -113,17 +138,160 @@ def _parse_line(path: Path, number: int, line: bytes) -> Entry | Malformed:
     return Entry(path, number, record)
 
 
-def read_entries(paths: Iterable[Path]) -> Iterator[Entry | Malformed]:
-    """Yield every record of the files in order; malformed lines as Malformed."""
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            yield Malformed(path, 0, f"unreadable: {exc.strerror or exc}")
-            continue
-        for number, line in enumerate(data.split(b"\n"), start=1):
+def _read_file(path: Path) -> Iterator[Entry | Malformed]:
+    """Yield one file's records line by line (never the whole file at once)."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        yield Malformed(path, 0, f"unreadable: {exc.strerror or exc}")
+        return
+    with handle:
+        for number, line in enumerate(handle, start=1):
             if line.strip():
                 yield _parse_line(path, number, line)
+
+
+def read_entries(paths: Iterable[Path]) -> Iterator[Entry | Malformed]:
+    """Yield every record of the files in file order; malformed lines as Malformed."""
+    for path in paths:
+        yield from _read_file(path)
+
+
+def _sort_time(item: Entry | Malformed) -> str:
+    """The text a record sorts by: its ``ts`` (RFC 3339 UTC sorts as text)."""
+    if isinstance(item, Malformed):
+        return ""
+    value = item.record.get("ts", item.record.get("Timestamp"))
+    return value if isinstance(value, str) else ""
+
+
+def _first_time(path: Path) -> str:
+    """The time of a file's first record (its header), "" when unknown."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+    except OSError:
+        return ""
+    item = _parse_line(path, 1, first) if first.strip() else None
+    return _sort_time(item) if item is not None else ""
+
+
+@dataclass(order=True)
+class _Head:
+    """A file's next record in the merge, ordered by time, then file rank."""
+
+    when: str
+    rank: int
+    item: Entry | Malformed = field(compare=False)
+    rest: Iterator[Entry | Malformed] = field(compare=False)
+
+
+def merged_entries(paths: Iterable[Path]) -> Iterator[Entry | Malformed]:
+    """Yield the records of several files in time order, streaming.
+
+    Each file is in time order already (the chain requires it), so this is a
+    k-way merge. Files are opened only once the merge reaches their first
+    record, so open files and memory grow with the sessions that overlap in
+    time, not with the number of files. A record without a time keeps its
+    place after the one before it in its file.
+    """
+    pending = sorted((_first_time(path), rank, path) for rank, path in enumerate(paths))
+    heap: list[_Head] = []
+    index = 0
+    while heap or index < len(pending):
+        while index < len(pending) and (not heap or pending[index][0] <= heap[0].when):
+            _push(heap, pending[index][1], _read_file(pending[index][2]), "")
+            index += 1
+        if not heap:
+            continue
+        head = heapq.heappop(heap)
+        yield head.item
+        _push(heap, head.rank, head.rest, head.when)
+
+
+def _push(
+    heap: list[_Head], rank: int, rest: Iterator[Entry | Malformed], before: str
+) -> None:
+    """Put a file's next record on the merge heap (nothing when it is done)."""
+    item = next(rest, None)
+    if item is not None:
+        heapq.heappush(heap, _Head(_sort_time(item) or before, rank, item, rest))
+
+
+def _tail_lines(path: Path, count: int) -> list[tuple[int, bytes]]:
+    """Return the last ``count`` non-empty lines of a file with their offsets.
+
+    Reads backwards in blocks, so a large file costs only its tail.
+    """
+    lines: list[tuple[int, bytes]] = []
+    with path.open("rb") as handle:
+        end = handle.seek(0, 2)
+        buffer = b""
+        while end > 0 and len(lines) <= count:
+            start = max(0, end - _READ_BLOCK)
+            handle.seek(start)
+            buffer = handle.read(end - start) + buffer
+            end = start
+            lines = _offsets(buffer, start, partial_first=end > 0)
+    return lines[-count:] if count > 0 else []
+
+
+def _offsets(
+    buffer: bytes, base: int, *, partial_first: bool
+) -> list[tuple[int, bytes]]:
+    """Split ``buffer`` (starting at file offset ``base``) into (offset, line)."""
+    found: list[tuple[int, bytes]] = []
+    position = 0
+    for line in buffer.split(b"\n"):
+        if line.strip() and not (partial_first and position == 0):
+            found.append((base + position, line))
+        position += len(line) + 1
+    return found
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """The 1-based number of the line starting at ``offset`` (counted in blocks)."""
+    newlines = 0
+    with path.open("rb") as handle:
+        while handle.tell() < offset:
+            newlines += handle.read(min(_READ_BLOCK, offset - handle.tell())).count(
+                b"\n"
+            )
+    return newlines + 1
+
+
+def _tail_entry(path: Path, offset: int, line: bytes) -> Entry | Malformed:
+    item = _parse_line(path, 0, line)
+    if isinstance(item, Malformed):
+        return Malformed(path, _line_number(path, offset), item.reason)
+    return item
+
+
+def last_entries(
+    paths: Iterable[Path], count: int, wanted: Filter | None = None
+) -> list[Entry | Malformed]:
+    """Return the last ``count`` records of the files together, in time order.
+
+    With a filter that restricts more than the session, the files are read
+    whole (streaming): the last matching records may lie anywhere.
+    """
+    chosen: deque[Entry | Malformed] = deque(maxlen=max(count, 0))
+    if wanted is not None and wanted.restricts_records():
+        for item in merged_entries(paths):
+            if isinstance(item, Malformed) or wanted.accepts(item.record):
+                chosen.append(item)
+        return list(chosen)
+    tails: list[Entry | Malformed] = []
+    for path in paths:
+        try:
+            found = _tail_lines(path, count)
+        except OSError as exc:
+            tails.append(Malformed(path, 0, f"unreadable: {exc.strerror or exc}"))
+            continue
+        tails.extend(_tail_entry(path, offset, line) for offset, line in found)
+    tails.sort(key=_sort_time)
+    chosen.extend(tails)
+    return list(chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +305,20 @@ class Filter:
     decision: str | None = None
     effect: str | None = None
     grep: str | None = None
+
+    def restricts_records(self) -> bool:
+        """True when the filter picks records, not only files (sessions)."""
+        return any(
+            value is not None
+            for value in (
+                self.task,
+                self.since,
+                self.until,
+                self.decision,
+                self.effect,
+                self.grep,
+            )
+        )
 
     def accepts(self, record: dict[str, Any]) -> bool:
         """Return True when the record passes every given condition."""
@@ -158,7 +340,7 @@ class Filter:
         """Check the time window."""
         if self.since is None and self.until is None:
             return True
-        moment = _record_time(record)
+        moment = record_time(record)
         if moment is None:
             return False
         return (self.since is None or moment >= self.since) and (
@@ -166,7 +348,11 @@ class Filter:
         )
 
     def _what(self, record: dict[str, Any]) -> bool:
-        """Check decision, effect and text."""
+        """Check decision, effect and text.
+
+        A decision or effect filter keeps command records only: session
+        events have neither.
+        """
         if self.decision is not None and record.get("decision") != self.decision:
             return False
         if self.effect is not None and self.effect not in (record.get("effects") or []):
@@ -178,105 +364,176 @@ class Filter:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One command as ``guard log`` lists it."""
+    """One line of ``guard log``: a command, or a session event.
+
+    ``state`` is ``finished``, ``blocked`` or ``unfinished`` for commands and
+    ``event`` for the rest; ``record`` is the command's last record (its
+    ``command.finished`` when it finished) or the event's; ``started`` is the
+    ``command.started`` a finished row replaced (it alone has ``enforcement``).
+    """
 
     record: dict[str, Any]
-    state: str  # "finished", "blocked" or "unfinished"
+    state: str
+    started: dict[str, Any] | None = None
 
     @property
-    def command(self) -> str:
-        """Return the command line, shell-quoted."""
-        return shlex.join(str(word) for word in self.record.get("argv") or [])
+    def is_command(self) -> bool:
+        """True for a command row."""
+        return self.state != "event"
+
+    @property
+    def reason(self) -> str | None:
+        """The deciding reason of a blocked command (None otherwise)."""
+        if self.state != "blocked":
+            return None
+        return deciding_text(self.record)
 
 
-def command_rows(entries: Iterable[Entry]) -> list[Row]:
-    """Turn command records into one row per command.
+def record_row(record: dict[str, Any]) -> Row:
+    """Return the row one record makes on its own (``tail`` shows every record)."""
+    state = {
+        "command.started": "unfinished",
+        "command.finished": "finished",
+        "command.blocked": "blocked",
+    }.get(str(record.get("event")), "event")
+    return Row(record, state)
 
-    A ``command.finished`` row replaces its ``command.started`` (same session,
-    pid and argv); a started record with no finished one is ``unfinished``.
+
+def _is_shown_event(record: dict[str, Any], used: set[str]) -> bool:
+    """True for session events that get a row; one per approval's first use."""
+    event = str(record.get("event"))
+    if event not in EVENT_TAGS:
+        return False
+    if event == "approval.used":
+        approval = str(record.get("approval_id"))
+        if approval in used:
+            return False
+        used.add(approval)
+    return True
+
+
+@dataclass
+class _Slot:
+    """A row waiting in order for its command to finish."""
+
+    key: tuple[str, ...] | None
+    row: Row
+
+
+def rows(entries: Iterable[Entry], pending_limit: int = 10_000) -> Iterator[Row]:
+    """Turn records into rows, in the order commands started, streaming.
+
+    A ``command.finished`` replaces its ``command.started`` (same session, pid
+    and argv). Rows wait until the commands before them finished; at most
+    ``pending_limit`` wait, after which the oldest is shown as ``unfinished``
+    (a finish that comes later gets a row of its own), so memory stays bounded
+    even when a start never gets its finish.
     """
-    rows: list[Row] = []
-    open_rows: dict[tuple[str, ...], list[int]] = {}
+    queue: deque[_Slot] = deque()
+    waiting: dict[tuple[str, ...], deque[_Slot]] = {}
+    used: set[str] = set()
     for entry in entries:
-        record, event = entry.record, entry.record.get("event")
-        if event not in COMMAND_EVENTS:
-            continue
-        key = (
-            str(record.get("session_id")),
-            str(record.get("pid")),
-            json.dumps(record.get("argv")),
-        )
-        if event == "command.started":
-            open_rows.setdefault(key, []).append(len(rows))
-            rows.append(Row(record, "unfinished"))
-        elif event == "command.finished" and open_rows.get(key):
-            rows[open_rows[key].pop()] = Row(record, "finished")
-        else:
-            rows.append(
-                Row(record, "finished" if event == "command.finished" else "blocked")
-            )
-    return rows
+        _place(entry.record, queue, waiting, used)
+        yield from _release(queue, waiting, pending_limit)
+    yield from _release(queue, waiting, 0)
 
 
-def _clip(text: str, width: int) -> str:
-    """Cut text to ``width`` characters, marking the cut."""
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "~"
+def _place(
+    record: dict[str, Any],
+    queue: deque[_Slot],
+    waiting: dict[tuple[str, ...], deque[_Slot]],
+    used: set[str],
+) -> None:
+    """Queue a record's row, or complete the row of the command it finishes."""
+    event = record.get("event")
+    if event == "command.started":
+        slot = _Slot(_command_key(record), Row(record, "unfinished"))
+        waiting.setdefault(_command_key(record), deque()).append(slot)
+        queue.append(slot)
+    elif event == "command.finished" and _take(waiting, record):
+        return
+    elif event in COMMAND_EVENTS:
+        state = "finished" if event == "command.finished" else "blocked"
+        queue.append(_Slot(None, Row(record, state)))
+    elif _is_shown_event(record, used):
+        queue.append(_Slot(None, Row(record, "event")))
 
 
-def format_row(row: Row, width: int = 80) -> str:
-    """Return one aligned line for a command, cut to ``width`` columns.
+def _take(waiting: dict[tuple[str, ...], deque[_Slot]], record: dict[str, Any]) -> bool:
+    """Fill the oldest waiting start of a finished command; False when none waits."""
+    key = _command_key(record)
+    slots = waiting.get(key)
+    if not slots:
+        return False
+    slot = slots.popleft()
+    if not slots:
+        del waiting[key]
+    slot.row, slot.key = Row(record, "finished", slot.row.record), None
+    return True
 
-    Columns: time (``MM-DD HH:MM``), session (its last 8 characters), level,
-    decision (``BLOCK`` when blocked, ``run..`` while unfinished), effects
-    beyond ``read``, exit code, duration, command.
-    """
-    record = row.record
-    ts = str(record.get("ts", ""))
-    when = f"{ts[5:10]} {ts[11:16]}" if len(ts) >= 16 else ts  # noqa: PLR2004 - RFC 3339
-    decision = {"blocked": "BLOCK", "unfinished": "run.."}.get(row.state, "allow")
-    code = record.get("exit_code")
-    duration = record.get("duration_ms")
-    head = (
-        f"{when:11} {_clip_left(str(record.get('session_id', '')), 8):8} "
-        f"{record.get('level', '')!s:2} {decision:5} {_effects(record):9} "
-        f"{'-' if code is None else code!s:>3} "
-        f"{_duration(duration) if isinstance(duration, int | float) else '-':>6} "
+
+def _command_key(record: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(record.get("session_id")),
+        str(record.get("pid")),
+        json.dumps(record.get("argv")),
     )
-    return head + _clip(row.command, max(width - len(head), 10))
 
 
-def _effects(record: dict[str, Any]) -> str:
-    """Return the effects beyond ``read`` (``read`` alone when that is all), cut."""
-    effects = [str(e) for e in record.get("effects") or []]
-    shown = [e for e in effects if e != "read"] or effects
-    return _clip(",".join(shown), 9)
-
-
-def _clip_left(text: str, width: int) -> str:
-    """Keep the end of ``text`` (session ids differ at the end)."""
-    return text if len(text) <= width else "~" + text[-(width - 1) :]
-
-
-def _duration(ms: float) -> str:
-    """Format milliseconds compactly: ``850ms``, ``12.3s``, ``4m05s``."""
-    if ms < 1000:  # noqa: PLR2004 - one second
-        return f"{ms:.0f}ms"
-    seconds = ms / 1000
-    if seconds < 60:  # noqa: PLR2004 - one minute
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+def _release(
+    queue: deque[_Slot], waiting: dict[tuple[str, ...], deque[_Slot]], limit: int
+) -> Iterator[Row]:
+    """Yield the finished rows at the head of the queue (and overflow)."""
+    while queue and (queue[0].key is None or len(queue) > limit):
+        slot = queue.popleft()
+        if slot.key is not None:
+            waiting[slot.key].popleft()
+            if not waiting[slot.key]:
+                del waiting[slot.key]
+        yield slot.row
 
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """What ``guard log summary`` reports."""
+    """What ``guard log summary`` reports.
+
+    ``blocked`` and ``failures`` are grouped by command text: (command,
+    deciding reason or exit code) -> count, in order of first appearance.
+    """
 
     ran: Counter[tuple[str, str]]
-    blocked: Counter[tuple[str, str]]
-    blocked_rows: tuple[Row, ...]
+    blocked_counts: Counter[tuple[str, str]]
+    blocked: dict[tuple[str, str], int]
     hosts: Counter[str]
     slowest: tuple[Row, ...]
-    failures: tuple[Row, ...]
+    failures: dict[tuple[str, str], int]
+    unfinished: int
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the summary as one JSON object."""
+        return {
+            "schema_version": 1,
+            "per_level_and_effect": [
+                {
+                    "level": level,
+                    "effect": effect,
+                    "ran": self.ran[(level, effect)],
+                    "blocked": self.blocked_counts[(level, effect)],
+                }
+                for level, effect in sorted(set(self.ran) | set(self.blocked_counts))
+            ],
+            "blocked": [
+                {"command": command, "deciding_reason": reason, "count": count}
+                for (command, reason), count in self.blocked.items()
+            ],
+            "hosts": dict(self.hosts.most_common()),
+            "slowest": [row.record for row in self.slowest],
+            "failures": [
+                {"command": command, "exit": code, "count": count}
+                for (command, code), count in self.failures.items()
+            ],
+            "unfinished": self.unfinished,
+        }
 
 
 def _hosts(record: dict[str, Any]) -> Iterator[str]:
@@ -287,64 +544,86 @@ def _hosts(record: dict[str, Any]) -> Iterator[str]:
             yield host
 
 
-def summarize(rows: Sequence[Row], slowest: int = 5) -> Summary:
-    """Count commands run and blocked per (level, effect) and collect the rest."""
-    ran: Counter[tuple[str, str]] = Counter()
-    blocked: Counter[tuple[str, str]] = Counter()
-    hosts: Counter[str] = Counter()
-    for row in rows:
-        target = blocked if row.state == "blocked" else ran
-        level = str(row.record.get("level", "?"))
-        for effect in row.record.get("effects") or ["read"]:
+@dataclass
+class SummaryBuilder:
+    """Accumulates a :class:`Summary` from rows one at a time (bounded memory).
+
+    ``command_text`` turns a record into the command as shown; grouping by it
+    keeps memory to the distinct blocked and failing commands.
+    """
+
+    command_text: Callable[[dict[str, Any]], str]
+    slowest_count: int = 5
+    ran: Counter[tuple[str, str]] = field(default_factory=Counter)
+    blocked_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    blocked: dict[tuple[str, str], int] = field(default_factory=dict)
+    hosts: Counter[str] = field(default_factory=Counter)
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    unfinished: int = 0
+    _seen: int = 0
+    _slow: list[tuple[float, int, Row]] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        """Count one row (event rows are not counted)."""
+        if not row.is_command:
+            return
+        record = row.record
+        target = self.blocked_counts if row.state == "blocked" else self.ran
+        level = str(record.get("level", "?"))
+        for effect in record.get("effects") or ["read"]:
             target[(level, str(effect))] += 1
-        hosts.update(_hosts(row.record))
-    timed = [
-        row for row in rows if isinstance(row.record.get("duration_ms"), int | float)
-    ]
-    timed.sort(key=lambda row: float(row.record["duration_ms"]), reverse=True)
-    failures = tuple(
-        row
-        for row in rows
-        if (row.state == "finished" and row.record.get("exit_code") not in (0, None))
-        or row.record.get("timed_out")
-    )
-    return Summary(
-        ran,
-        blocked,
-        tuple(r for r in rows if r.state == "blocked"),
-        hosts,
-        tuple(timed[:slowest]),
-        failures,
-    )
+        self.hosts.update(_hosts(record))
+        self.unfinished += row.state == "unfinished"
+        if row.state == "blocked":
+            key = (self.command_text(record), row.reason or "")
+            self.blocked[key] = self.blocked.get(key, 0) + 1
+        self._timing(row)
+        self._failure(row)
 
+    def _timing(self, row: Row) -> None:
+        duration = row.record.get("duration_ms")
+        if not isinstance(duration, int | float):
+            return
+        self._seen += 1
+        item = (float(duration), -self._seen, row)  # the earlier first on a tie
+        if len(self._slow) < self.slowest_count:
+            heapq.heappush(self._slow, item)
+        elif item[:2] > self._slow[0][:2]:
+            heapq.heapreplace(self._slow, item)
 
-def format_summary(summary: Summary, width: int = 80) -> list[str]:
-    """Render a summary as lines of text."""
-    lines = ["commands per level and effect (run / blocked):"]
-    keys = sorted(set(summary.ran) | set(summary.blocked))
-    lines += [
-        f"  {level:3} {effect:10} {summary.ran[(level, effect)]:6} "
-        f"{summary.blocked[(level, effect)]:6}"
-        for level, effect in keys
-    ]
-    lines.append(f"blocked commands ({len(summary.blocked_rows)}):")
-    for row in summary.blocked_rows:
-        reasons = "; ".join(str(r) for r in row.record.get("reasons") or [])
-        lines.append("  " + _clip(f"{row.command}  <- {reasons}", width - 2))
-    lines.append(
-        "network hosts: "
-        + (
-            ", ".join(
-                f"{host} ({count})" for host, count in summary.hosts.most_common()
-            )
-            or "none"
+    def _failure(self, row: Row) -> None:
+        record = row.record
+        failed = row.state == "finished" and record.get("exit_code") not in (0, None)
+        if not failed and not record.get("timed_out"):
+            return
+        code = "timeout" if record.get("timed_out") else str(record.get("exit_code"))
+        key = (self.command_text(record), code)
+        self.failures[key] = self.failures.get(key, 0) + 1
+
+    def build(self) -> Summary:
+        """Return the summary of everything added."""
+        slowest = tuple(row for _, _, row in sorted(self._slow, reverse=True))
+        return Summary(
+            self.ran,
+            self.blocked_counts,
+            self.blocked,
+            self.hosts,
+            slowest,
+            self.failures,
+            self.unfinished,
         )
-    )
-    lines.append("slowest:")
-    lines += ["  " + format_row(row, width - 2) for row in summary.slowest]
-    lines.append(f"failures ({len(summary.failures)}):")
-    lines += ["  " + format_row(row, width - 2) for row in summary.failures]
-    return lines
+
+
+def _complete_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
+    """Read the complete lines after ``offset``; return them and the new offset."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+    except OSError:
+        return [], offset
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    return complete.split(b"\n")[:-1], offset + len(complete)
 
 
 def follow(
@@ -362,18 +641,34 @@ def follow(
     """
     offset, number = start, 0
     while True:
-        try:
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-        except OSError:
-            chunk = b""
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        for line in complete.split(b"\n")[:-1]:
+        lines, offset = _complete_lines(path, offset)
+        for line in lines:
             number += 1
             if line.strip():
                 yield _parse_line(path, number, line)
-        offset += len(complete)
+        if stop():
+            return
+        sleep(poll)
+
+
+def follow_dir(
+    directory: Path,
+    poll: float = 0.5,
+    stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Entry | Malformed]:
+    """Yield records appended to any ``*.jsonl`` file in ``directory`` from now on.
+
+    Files that exist now are followed from their current end; files created
+    later from their start.
+    """
+    offsets = {path: path.stat().st_size for path in directory.glob("*.jsonl")}
+    while True:
+        for path in sorted(directory.glob("*.jsonl")):
+            lines, offsets[path] = _complete_lines(path, offsets.get(path, 0))
+            for line in lines:
+                if line.strip():
+                    yield _parse_line(path, 0, line)
         if stop():
             return
         sleep(poll)

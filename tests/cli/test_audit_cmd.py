@@ -126,28 +126,43 @@ class TestVerify:
         assert "no log files" in result.stderr
 
 
+def rows_of(result):
+    """The table's lines without its header row."""
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("TIME ")
+    return lines[1:]
+
+
 class TestLog:
     def test_listing(self, logs):
-        """One line per command; blocked marked."""
+        """A header row, one line per command; blocked marked with the reason."""
         result = invoke("log", "--log-dir", str(logs))
-        lines = result.stdout.splitlines()
+        lines = rows_of(result)
         assert result.exit_code == 0
         assert len(lines) == 2
         assert "pytest -q" in lines[0]
         assert "BLOCK" in lines[1]
-        assert all(len(line) <= 80 for line in lines)
+        assert lines[1].endswith("<- needs L3")
 
     def test_filters_and_json(self, logs):
-        """--decision and --json give the raw matching records."""
+        """--decision and --json give one object per matching row, with its record."""
         result = invoke("log", "--log-dir", str(logs), "--decision", "block", "--json")
-        records = [json.loads(line) for line in result.stdout.splitlines()]
-        assert [r["event"] for r in records] == ["command.blocked"]
-        assert (
-            invoke(
-                "log", "--log-dir", str(logs), "--since", "1h", "--session", "s1"
-            ).stdout.count("\n")
-            == 2
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [r["record"]["event"] for r in rows] == ["command.blocked"]
+        assert rows[0]["reason"] == "needs L3"
+        assert rows[0]["schema_version"] == 1
+        listing = invoke(
+            "log", "--log-dir", str(logs), "--since", "1h", "--session", "s1"
         )
+        assert len(rows_of(listing)) == 2
+
+    def test_csv(self, logs):
+        """--format csv: a header and one line per row."""
+        result = invoke("log", "--log-dir", str(logs), "--format", "csv")
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("ts,session_id,level,row,event")
+        assert len(lines) == 3
+        assert lines[2].endswith(",needs L3")
 
     def test_bad_time(self, logs):
         """An unparseable --since is a usage error."""
@@ -161,7 +176,7 @@ class TestLog:
         result = invoke("log", "--log-dir", str(logs))
         assert result.exit_code == 0
         assert f"{path}:5:" in result.stderr
-        assert len(result.stdout.splitlines()) == 2
+        assert len(rows_of(result)) == 2
 
     def test_summary(self, logs):
         """The summary names blocked reasons and hosts."""
@@ -170,23 +185,77 @@ class TestLog:
         assert "needs L3" in result.stdout
         assert "example.com" in result.stdout
 
+    def test_summary_json_and_session(self, logs):
+        """summary --json, with --session before or after the subcommand."""
+        for args in (
+            ("log", "--log-dir", str(logs), "--session", "s1", "summary", "--json"),
+            ("log", "--log-dir", str(logs), "summary", "--session", "s1", "--json"),
+        ):
+            payload = json.loads(invoke(*args).stdout)
+            assert payload["blocked"] == [
+                {
+                    "command": "curl https://example.com",
+                    "deciding_reason": "needs L3",
+                    "count": 1,
+                }
+            ]
+
     def test_tail(self, logs):
-        """tail shows the newest session's last records."""
+        """tail shows the newest records."""
         result = invoke("log", "--log-dir", str(logs), "tail", "-n", "2")
         assert result.exit_code == 0
         assert len(result.stdout.splitlines()) == 2
         assert "BLOCK" in result.stdout
 
+    def test_tail_takes_the_filters(self, logs):
+        """--decision before tail filters the records tail shows."""
+        result = invoke("log", "--log-dir", str(logs), "--decision", "allow", "tail")
+        assert result.exit_code == 0
+        assert "BLOCK" not in result.stdout
+        assert "pytest" in result.stdout
+        records = invoke("log", "--log-dir", str(logs), "tail", "--json", "-n", "1")
+        assert json.loads(records.stdout)["event"] == "command.blocked"
+
     def test_empty_log_dir(self, tmp_path):
-        """No sessions: empty listing, tail says so."""
-        assert invoke("log", "--log-dir", str(tmp_path)).stdout == ""
+        """No sessions: a header only; tail says so."""
+        assert rows_of(invoke("log", "--log-dir", str(tmp_path))) == []
         assert "no sessions" in invoke("log", "--log-dir", str(tmp_path), "tail").stderr
 
 
-def test_subcommands_take_log_dir_too(logs):
-    """--log-dir may follow the subcommand."""
-    assert "needs L3" in invoke("log", "summary", "--log-dir", str(logs)).stdout
-    assert "BLOCK" in invoke("log", "tail", "--log-dir", str(logs)).stdout
+class TestLogErrors:
+    """A filter naming what is not there is an error, never an empty listing."""
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("--session", "nope"),
+            ("--session", "nope", "summary"),
+            ("--session", "nope", "tail"),
+            ("summary", "--session", "nope"),
+            ("tail", "--session", "nope"),
+            ("--effect", "bogus"),
+            ("--decision", "maybe"),
+            ("--decision", "maybe", "tail"),
+            ("--session", "s1", "summary", "--session", "s2"),
+            ("--format", "csv", "summary"),
+        ],
+    )
+    def test_usage_errors_exit_2(self, logs, args):
+        result = invoke("log", "--log-dir", str(logs), *args)
+        assert result.exit_code == 2, result.output
+        assert result.stdout == ""
+
+    @pytest.mark.parametrize("sub", [(), ("summary",), ("tail",)])
+    def test_missing_log_dir_exit_4(self, tmp_path, sub):
+        result = invoke("log", "--log-dir", str(tmp_path / "nonexistent"), *sub)
+        assert result.exit_code == 4
+        assert "no log directory" in result.stderr
+        assert "hint:" in result.stderr
+
+    def test_missing_session_names_known_ones(self, logs):
+        result = invoke("log", "--log-dir", str(logs), "--session", "s9")
+        assert "no session s9" in result.stderr
+        assert "s1" in result.stderr
 
 
 def test_unreadable_prints_hint(tmp_path):

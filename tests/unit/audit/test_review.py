@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from audit_helpers import make_facts
 
 from statetrace_guard.audit import review
+from statetrace_guard.audit.table import Layout, command_text
 from statetrace_guard.audit.trail import Trail, session_path
 
 
@@ -42,19 +44,31 @@ def entries(paths):
 
 def test_rows_pair_started_and_finished(trail_files):
     """One row per command: finished, blocked, or still unfinished."""
-    rows = review.command_rows(entries([session_path(trail_files, "s1")]))
-    assert [(r.command, r.state) for r in rows] == [
+    rows = list(review.rows(entries([session_path(trail_files, "s1")])))
+    assert [(command_text(r.record), r.state) for r in rows] == [
         ("pytest -q", "finished"),
         ("make test", "finished"),
         ("curl https://example.com/x", "blocked"),
         ("sleep 100", "unfinished"),
     ]
+    assert rows[0].started is not None
+    assert rows[0].started["event"] == "command.started"
+
+
+def test_rows_wait_for_earlier_commands_and_stay_bounded(trail_files):
+    """Rows come out in start order; past the limit an open start is let go."""
+    rows = list(
+        review.rows(entries([session_path(trail_files, "s1")]), pending_limit=0)
+    )
+    expected = ["unfinished", "finished", "unfinished", "finished", "blocked"]
+    assert [r.state for r in rows] == [*expected, "unfinished"]
 
 
 def test_format_row_fits_80_columns(trail_files):
     """Every row fits 80 columns and blocked ones say BLOCK."""
-    rows = review.command_rows(entries(review.session_files(trail_files)))
-    lines = [review.format_row(row) for row in rows]
+    rows = list(review.rows(entries(review.session_files(trail_files))))
+    layout = Layout(80, ("s1", "s2"))
+    lines = "\n".join(layout.line(row) for row in rows).splitlines()
     assert all(len(line) <= 80 for line in lines)
     assert any(" BLOCK " in line for line in lines)
     assert "2.5s" in lines[0]
@@ -81,16 +95,18 @@ def test_filters(trail_files):
 
 def test_summary(trail_files):
     """Counts per level and effect, blocked reasons, hosts, slowest, failures."""
-    rows = review.command_rows(entries([session_path(trail_files, "s1")]))
-    summary = review.summarize(rows)
-    assert summary.blocked[("L1", "network")] == 1
+    builder = review.SummaryBuilder(command_text)
+    for row in review.rows(entries([session_path(trail_files, "s1")])):
+        builder.add(row)
+    summary = builder.build()
+    assert summary.blocked_counts[("L1", "network")] == 1
     assert summary.ran[("L1", "write")] == 1
     assert summary.hosts == {"example.com": 1}
-    assert summary.slowest[0].command == "pytest -q"
-    assert [r.command for r in summary.failures] == ["make test"]
-    text = "\n".join(review.format_summary(summary))
-    assert "network needs L3" in text
-    assert "example.com (1)" in text
+    assert command_text(summary.slowest[0].record) == "pytest -q"
+    assert summary.failures == {("make test", "2"): 1}
+    assert summary.blocked == {("curl https://example.com/x", "network needs L3"): 1}
+    assert summary.unfinished == 1
+    assert summary.as_json()["blocked"][0]["deciding_reason"] == "network needs L3"
 
 
 def test_malformed_lines_are_reported_and_skipped(trail_files):
@@ -137,3 +153,46 @@ def test_newest_session(trail_files):
     """The newest session is the last changed file."""
     assert review.newest_session(trail_files) == session_path(trail_files, "s2")
     assert review.newest_session(trail_files / "none") is None
+
+
+def test_merged_entries_interleave_sessions_by_time(tmp_path):
+    """Records of overlapping sessions come out in time order."""
+    log_dir = tmp_path / "Logs"
+    first = Trail(log_dir, "a", front="direct")
+    second = Trail(log_dir, "b", front="direct")
+    for trail, event in ((first, "x.one"), (second, "x.two"), (first, "x.three")):
+        time.sleep(0.003)  # records carry milliseconds: keep them apart
+        trail.event(event, {})
+    paths = [session_path(log_dir, "a"), session_path(log_dir, "b")]
+    events = [
+        item.record["event"]
+        for item in review.merged_entries(paths)
+        if isinstance(item, review.Entry) and item.record["event"].startswith("x.")
+    ]
+    assert events == ["x.one", "x.two", "x.three"]
+
+
+def test_last_entries_reads_only_the_tail(trail_files):
+    """The last records of several files, in time order."""
+    paths = review.session_files(trail_files)
+    last = review.last_entries(paths, 2)
+    assert len(last) == 2
+    assert last[-1].record["argv"] == ["ls"]
+    assert review.last_entries(paths, 0) == []
+    picked = review.last_entries(paths, 5, review.Filter(decision="block"))
+    assert [item.record["event"] for item in picked] == ["command.blocked"]
+
+
+def test_follow_dir_sees_new_sessions(trail_files):
+    """follow_dir yields records appended to existing and new files."""
+    calls = []
+
+    def sleep(_):
+        calls.append(1)
+        Trail(trail_files, "s3", front="direct").event("x.new", {})
+
+    stream = review.follow_dir(
+        trail_files / "Sessions", stop=lambda: len(calls) >= 2, sleep=sleep
+    )
+    events = [item.record["event"] for item in stream]
+    assert events == ["log.header", "x.new", "x.new"]
