@@ -8,7 +8,7 @@ from pathlib import Path
 
 from audit_helpers import make_facts
 
-from statetrace_guard.audit import chain, review
+from statetrace_guard.audit import chain, review, table
 from statetrace_guard.audit.chain import ChainState, render, seal
 from statetrace_guard.audit.netops import extract_arguments
 from statetrace_guard.audit.redact import Redactor
@@ -64,7 +64,8 @@ def test_review_time_edge_cases():
     window = review.Filter(since=review.parse_time("2000-01-01"))
     assert not window.accepts({"event": "x"})
     assert not window.accepts({"event": "x", "ts": "garbage"})
-    assert review._duration(125_000) == "2m05s"
+    assert table._duration(125_000) == "2m05s"
+    assert table._duration(7_200_000) == "2h"
 
 
 def test_follow_survives_missing_file(tmp_path):
