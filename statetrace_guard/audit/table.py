@@ -22,6 +22,7 @@ from statetrace_guard.audit.review import EVENT_TAGS, Row
 __all__ = [
     "CSV_COLUMNS",
     "Layout",
+    "brief_command",
     "command_text",
     "cut",
     "event_text",
@@ -89,6 +90,33 @@ def _quote(word: str) -> str:
 def command_text(record: dict[str, Any]) -> str:
     """Return a record's argv as one readable line (quoted, control chars escaped)."""
     return one_line(" ".join(_quote(str(word)) for word in record.get("argv") or []))
+
+
+def brief_command(argv: Iterable[str], limit: int = 100) -> str:
+    """Return a command for a report line: one line, heredocs and length marked.
+
+    A script with a heredoc keeps its first line and says how many lines
+    follow (``[heredoc: 3 more lines]``); anything longer than ``limit`` is cut
+    from the middle with the number of characters left out.
+    """
+    words = [str(word) for word in argv]
+    body = next((w for w in words if "\n" in w and "<<" in w), None)
+    if body is not None:
+        first, _, rest = body.partition("\n")
+        more = rest.count("\n") + (0 if rest.endswith("\n") else 1)
+        shown = [
+            f"{first} [heredoc: {more} more lines]" if w is body else w for w in words
+        ]
+        text = " ".join(_quote(word) for word in shown)
+    else:
+        text = " ".join(_quote(word) for word in words)
+    text = one_line(text)
+    if len(text) <= limit:
+        return text
+    keep = limit - 16
+    head = keep * 2 // 3
+    left_out = len(text) - keep
+    return f"{text[:head]} …[{left_out} chars]… {text[len(text) - (keep - head) :]}"
 
 
 def cut(text: str, width: int, focus: int | None = None, mark: str = "…") -> str:

@@ -183,10 +183,11 @@ def status(
 @click.option(
     "--status",
     "outcome",
-    type=click.Choice(["done", "blocked"]),
-    default="done",
-    show_default=True,
-    help="The task board status to report.",
+    type=click.Choice(["done", "blocked", "failed"]),
+    default=None,
+    help="The task board status to report [default: blocked when the session "
+    "is halted, failed when the last test run failed or has no known result, "
+    "else done].",
 )
 @click.option("--next", "next_step", default=None, help="The next step to report.")
 @click.option(
@@ -203,14 +204,18 @@ def status(
 @guard_errors
 def end(
     session_id: str | None,
-    outcome: str,
+    outcome: str | None,
     next_step: str | None,
     markdown: Path | None,
     require_reset: bool,
     policy: Path | None,
     log_dir: Path | None,
 ) -> None:
-    """End the session and print the report (PATCH SUMMARY ... NEXT STEP)."""
+    """End the session and print the report (PATCH SUMMARY ... NEXT STEP).
+
+    Without --status the session ends blocked or failed when it is halted or
+    its last test run did not pass, and says so; --status done overrides.
+    """
     invocation = _invocation(policy, log_dir)
     report = end_session(
         invocation.workspace,
@@ -222,6 +227,12 @@ def end(
         require_reset=require_reset,
     )
     click.echo(render_cli(report), nl=False)
+    if outcome is None and report.status_note:
+        click.echo(
+            f"guard: status {report.status}: {report.status_note}; "
+            "end with --status done to report it done",
+            err=True,
+        )
     if markdown is not None:
         try:
             markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -265,7 +265,7 @@ def session_status(
         changes=_changes(workspace, state, policy),
         env_overrides=find_variables(env, policy.settings.override_variables),
         tests_run=len(tests),
-        test_failures=sum(1 for test in tests if not test.passed),
+        test_failures=sum(1 for test in tests if test.failed),
         must_stop=must_stop_reason(tests, policy.settings.max_test_failures),
     )
 
@@ -309,11 +309,15 @@ def end_session(
     policy: CompiledPolicy,
     session_id: str,
     *,
-    status: str,
+    status: str | None,
     next_step: str | None,
     require_reset: bool = False,
 ) -> Report:
     """Write ``session.ended`` and return the report.
+
+    ``status`` None ends the session with the honest default: ``blocked``
+    when it is halted, ``failed`` when the last test run failed or has no
+    known result, else ``done``.
 
     Raises:
         SessionError: the session does not exist or has ended, or
@@ -351,11 +355,12 @@ def _log_prefixes(workspace: Path, log_dir: Path) -> tuple[str, ...]:
 
 
 def _record_end(log_dir: Path, policy: CompiledPolicy, report: Report) -> None:
-    failures = sum(1 for test in report.tests if not test.passed)
+    failures = sum(1 for test in report.tests if test.failed)
     _trail(log_dir, report.session_id, policy).event(
         EVENT_ENDED,
         {
             "status": report.status,
+            "status_note": report.status_note,
             "next_step": report.next_step,
             "user": operator_user(),
             "tests": len(report.tests),

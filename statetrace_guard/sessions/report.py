@@ -7,25 +7,43 @@ policy rule has ``test = true``, pass or fail; after ``max_test_failures``
 failures it says the session must stop), ``TASKBOARD UPDATE`` and
 ``NEXT STEP``. The Markdown form follows the StateTrace session template:
 Date, Role, Task board card, Plan, Changes, Validation, Outcome.
+
+A test run's result is the test program's own (see :mod:`.testruns`): PASS,
+FAIL, or UNKNOWN when the recorded status may be another program's. Commands
+are shown on one line, heredocs and long scripts shortened with a marker, and
+the Markdown stays valid whatever a command holds (code spans and fences are
+made longer than any run of backticks inside).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from statetrace_guard.audit.table import brief_command
 from statetrace_guard.policy import CompiledPolicy
 from statetrace_guard.sessions.overrides import Change
 from statetrace_guard.sessions.store import CommandRun, SessionState
+from statetrace_guard.sessions.testruns import (
+    FAIL,
+    PASS,
+    Outcome,
+    TestPrograms,
+    outcome_of,
+)
 
 __all__ = [
     "Report",
     "TestResult",
     "base_commit",
     "build_report",
+    "default_status",
     "git_changes",
+    "md_code",
+    "md_fence",
     "must_stop_reason",
     "render_cli",
     "render_markdown",
@@ -33,7 +51,7 @@ __all__ = [
 ]
 
 _GIT_TIMEOUT = 30
-_TASK_STATUS = {"done": "Done", "blocked": "Blocked"}
+_TASK_STATUS = {"done": "Done", "blocked": "Blocked", "failed": "Failed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +63,23 @@ class TestResult:
     argv: tuple[str, ...]
     exit_code: int | None
     ts: str
+    outcome: Outcome
 
     @property
     def passed(self) -> bool:
-        """True when the test command exited 0."""
-        return self.exit_code == 0
+        """True when the test program itself passed (not merely exit 0)."""
+        return self.outcome.result == PASS
+
+    @property
+    def failed(self) -> bool:
+        """True when the run failed (UNKNOWN is neither passed nor failed)."""
+        return self.outcome.result == FAIL
+
+    def line(self) -> str:
+        """``PASS  pytest -q  (exit 0)``, with the reason when not plain."""
+        why = f"; {self.outcome.why}" if self.outcome.why else ""
+        code = "-" if self.exit_code is None else self.exit_code
+        return f"{self.outcome.result}  {brief_command(self.argv)}  (exit {code}{why})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +101,7 @@ class Report:
     overrides_used: int
     must_stop: str | None
     halts: tuple[str, ...] = ()
+    status_note: str | None = None
 
 
 def _git(workspace: Path, *args: str) -> str | None:
@@ -120,24 +151,52 @@ def git_changes(
 
 
 def test_results(state: SessionState, policy: CompiledPolicy) -> tuple[TestResult, ...]:
-    """The finished commands a ``test = true`` rule decided."""
+    """The finished commands a ``test = true`` rule decided, with real outcomes."""
     tests = frozenset(rule.id for rule in policy.rules if rule.test)
+    programs = TestPrograms.of(policy)
     return tuple(
-        TestResult(run.argv, run.exit_code, run.ts)
+        TestResult(
+            run.argv,
+            run.exit_code,
+            run.ts,
+            outcome_of(run.argv, run.exit_code, programs, timed_out=run.timed_out),
+        )
         for run in state.finished
         if tests.intersection(run.rules)
     )
 
 
+def default_status(
+    state: SessionState, tests: tuple[TestResult, ...]
+) -> tuple[str, str | None]:
+    """The status a session ends with when none is given, and why if not done.
+
+    ``blocked`` when the session is halted (or was, and never resumed),
+    ``failed`` when the last test run failed or its result is unknown,
+    else ``done``.
+    """
+    if state.halt is not None:
+        return "blocked", f"the session is halted ({state.halt.reason})"
+    if tests and not tests[-1].passed:
+        last = tests[-1]
+        verb = "failed" if last.failed else "has no known result"
+        why = f" ({last.outcome.why})" if last.outcome.why else ""
+        return (
+            "failed",
+            f"the last test run {verb}: {brief_command(last.argv, 60)}{why}",
+        )
+    return "done", None
+
+
 def must_stop_reason(tests: tuple[TestResult, ...], limit: int) -> str | None:
     """Say the session must stop once ``limit`` test commands have failed."""
-    failures = [test for test in tests if not test.passed]
+    failures = [test for test in tests if test.failed]
     if len(failures) < limit:
         return None
     last = failures[-1]
     return (
         f"{len(failures)} failing test commands (max_test_failures is {limit}): "
-        f"stop the session; last failure: {' '.join(last.argv)} "
+        f"stop the session; last failure: {brief_command(last.argv, 80)} "
         f"(exit {last.exit_code})"
     )
 
@@ -147,21 +206,29 @@ def build_report(
     policy: CompiledPolicy,
     *,
     workspace: Path,
-    status: str,
+    status: str | None,
     next_step: str | None,
     changes: tuple[Change, ...],
     exclude: tuple[str, ...] = (),
 ) -> Report:
-    """Collect the report's facts from the session's state and the disk."""
+    """Collect the report's facts from the session's state and the disk.
+
+    ``status`` None means the honest default (:func:`default_status`).
+    """
     start = state.start
     tests = test_results(state, policy)
+    derived, note = default_status(state, tests)
+    if status is not None and status != derived and note:
+        note = f"reported {status} by the operator although {note}"
+    elif status is not None:
+        note = None
     return Report(
         session_id=state.session_id,
         date=(start.ts if start else state.created or "")[:10],
         role=start.role if start else None,
         task_ids=start.task_ids if start else (),
         plan=start.plan if start else None,
-        status=status,
+        status=status or derived,
         next_step=next_step,
         patch=git_changes(workspace, start.base_commit if start else None, exclude),
         tests=tests,
@@ -171,15 +238,12 @@ def build_report(
         overrides_used=len(state.overrides),
         must_stop=must_stop_reason(tests, policy.settings.max_test_failures),
         halts=tuple(f"{halt.ts} {halt.reason}" for halt in state.halts),
+        status_note=note,
     )
 
 
 def _test_lines(report: Report) -> list[str]:
-    lines = [
-        f"  {'PASS' if test.passed else 'FAIL'}  {' '.join(test.argv)}"
-        f"  (exit {test.exit_code})"
-        for test in report.tests
-    ]
+    lines = [f"  {test.line()}" for test in report.tests]
     if not lines:
         lines.append("  (no test commands ran)")
     if report.must_stop:
@@ -220,20 +284,48 @@ def render_cli(report: Report) -> str:
         "NEXT STEP",
         f"  {_next_step(report)}",
         *(f"  (the session was halted at {halt})" for halt in report.halts),
+        *(
+            [f"  (status {report.status}: {report.status_note})"]
+            if report.status_note
+            else []
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
+def md_code(text: str) -> str:
+    """A Markdown code span that holds ``text`` whatever backticks it has."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_fence(text: str) -> str:
+    """A fence for a code block: longer than any backtick run in ``text``."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _md_test(test: TestResult) -> str:
+    why = f"; {test.outcome.why}" if test.outcome.why else ""
+    command = md_code(brief_command(test.argv))
+    return f"- {test.outcome.result}: {command} (exit {test.exit_code}{why})"
+
+
 def _validation_lines(report: Report) -> list[str]:
     commands = [
-        f"- `{' '.join(run.argv)}` (exit {run.exit_code})" for run in report.commands
+        f"- {md_code(brief_command(run.argv))} (exit {run.exit_code})"
+        for run in report.commands
     ] or ["- (no commands ran)"]
     return [
         *commands,
         "",
         "Tests:",
         "",
-        *(f"- {line.strip()}" for line in _test_lines(report)),
+        *(_md_test(test) for test in report.tests),
+        *([] if report.tests else ["- (no test commands ran)"]),
+        *([f"- MUST STOP: {report.must_stop}"] if report.must_stop else []),
         (
             f"- Commands blocked: {report.blocked}; runs using overrides: "
             f"{report.overrides_used}"
@@ -254,9 +346,9 @@ def render_markdown(report: Report) -> str:
         "",
         "## Changes",
         "",
-        "```",
+        md_fence(report.patch),
         report.patch,
-        "```",
+        md_fence(report.patch),
         *(f"- {line.strip()}" for line in _change_lines(report)),
         "",
         "## Validation",
@@ -266,6 +358,7 @@ def render_markdown(report: Report) -> str:
         "## Outcome",
         "",
         outcome,
+        *([f"Status note: {report.status_note}."] if report.status_note else []),
         *(f"Halted at {halt}." for halt in report.halts),
         "",
         f"Next step: {_next_step(report)}",

@@ -98,6 +98,7 @@ class CommandRun:
     rules: tuple[str, ...]
     exit_code: int | None
     level: str
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +385,7 @@ class _Builder:
                 rules=_strings(record.get("rules")),
                 exit_code=_exit_code(record),
                 level=str(record.get("level", "")),
+                timed_out=record.get("timed_out") is True,
             )
         )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -116,3 +117,76 @@ class TestReport:
         assert "no git commit was recorded" in report.patch
         assert "(no test commands ran)" in rp.render_cli(report)
         assert rp.git_changes(harness.workspace, "deadbeef").startswith("(git diff")
+
+
+class TestHonestEnd:
+    """Without --status, the session ends as it stands (issue 19.4)."""
+
+    def end(self, harness, sid, status=None):
+        return lc.end_session(
+            harness.workspace,
+            harness.log_dir,
+            harness.policy,
+            sid,
+            status=status,
+            next_step=None,
+        )
+
+    def test_passing_last_run_is_done(self, harness, start):
+        sid = start()
+        harness.run(sid, ("pytest", "-q"), exit_code=1)
+        harness.run(sid, ("pytest", "-q"), exit_code=0)
+        report = self.end(harness, sid)
+        assert report.status == "done"
+        assert report.status_note is None
+
+    def test_failing_last_run_is_failed(self, harness, start):
+        sid = start()
+        harness.run(sid, ("pytest", "-q"), exit_code=1)
+        report = self.end(harness, sid)
+        assert report.status == "failed"
+        assert report.status_note is not None
+        assert "last test run failed: pytest -q" in report.status_note
+        assert "ST-A-001: Failed" in rp.render_cli(report)
+
+    def test_masked_last_run_is_not_done(self, harness, start):
+        """`pytest | tail -1` exiting 0 proves nothing: UNKNOWN, status failed."""
+        sid = start()
+        harness.run(sid, ("bash", "-c", "pytest -q | tail -1"), exit_code=0)
+        report = self.end(harness, sid)
+        assert report.tests[0].outcome.result == "UNKNOWN"
+        assert report.status == "failed"
+        text = rp.render_cli(report)
+        assert (
+            "UNKNOWN  bash -c 'pytest -q | tail -1'  (exit 0; exit 0 may come" in text
+        )
+
+    def test_explicit_done_overrides_and_says_so(self, harness, start):
+        sid = start()
+        harness.run(sid, ("pytest", "-q"), exit_code=1)
+        report = self.end(harness, sid, status="done")
+        assert report.status == "done"
+        assert report.status_note is not None
+        assert report.status_note.startswith("reported done by the operator although")
+        markdown = rp.render_markdown(report)
+        assert "Status: Done." in markdown
+        assert "Status note: reported done" in markdown
+
+    def test_heredoc_and_backticks_keep_markdown_valid(self, harness, start):
+        """Heredocs are shortened with a marker; code spans survive backticks."""
+        sid = start()
+        script = "cat > notes.md <<'EOF'\n# Title\n```\ncode\n```\nEOF\necho `date`"
+        harness.run(sid, ("bash", "-c", script))
+        harness.run(sid, ("bash", "-c", "echo " + "word " * 80))
+        report = self.end(harness, sid)
+        markdown = rp.render_markdown(report)
+        assert "[heredoc: " in markdown
+        assert "…[" in markdown
+        assert "\n# Title" not in markdown
+        validation = markdown.split("## Validation")[1].split("Tests:")[0]
+        items = [line for line in validation.splitlines() if line.startswith("- ")]
+        assert len(items) == 2
+        for item in items:
+            fence = re.match(r"- (`+)", item)
+            assert fence is not None
+            assert item.count(fence.group(1)) >= 2
