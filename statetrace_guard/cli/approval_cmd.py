@@ -16,12 +16,12 @@ import click
 from statetrace_guard.cli.common import guard_errors, log_dir_option, policy_option
 from statetrace_guard.invocation import resolve_invocation
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import workspace_root
 from statetrace_guard.sessions.approvals import (
     ApprovalBook,
     deny_request,
     grant_request,
     load_book,
+    locate_workspace,
     parse_duration,
 )
 from statetrace_guard.sessions.escalation import escalate_session
@@ -39,7 +39,8 @@ workspace_option = click.option(
 
 
 def _workspace(option: Path | None) -> Path:
-    return workspace_root(option if option is not None else Path.cwd())
+    """The workspace an operator command acts on (see locate_workspace)."""
+    return locate_workspace(option if option is not None else Path.cwd())
 
 
 @click.command()
@@ -149,15 +150,25 @@ def _rows(book: ApprovalBook, pending_only: bool) -> list[dict[str, object]]:
 @workspace_option
 @guard_errors
 def approvals(pending: bool, as_json: bool, workspace: Path | None) -> None:
-    """List escalation requests and approvals for this workspace."""
-    rows = _rows(load_book(_workspace(workspace)), pending)
+    """List escalation requests and approvals for this workspace.
+
+    The workspace is the nearest directory around the current one that has
+    requests (so any directory inside it works), else the git top level; the
+    listing names it.
+    """
+    where = _workspace(workspace)
+    rows = _rows(load_book(where), pending)
+    if as_json:
+        for row in rows:
+            payload = {"schema_version": 1, "workspace": str(where), **row}
+            click.echo(json.dumps(payload, sort_keys=True))
+        return
+    kind = "pending requests" if pending else "requests"
+    click.echo(
+        f"{kind} for workspace {where}:" if rows else f"no {kind} for workspace {where}"
+    )
     for row in rows:
-        if as_json:
-            click.echo(json.dumps({"schema_version": 1, **row}, sort_keys=True))
-        else:
-            click.echo(
-                f"{row['request_id']}  {row['status']:<8} {row['level']}  "
-                f"{row['session_id']}  {row['reason']}"
-            )
-    if not rows and not as_json:
-        click.echo("no pending requests" if pending else "no requests")
+        click.echo(
+            f"{row['request_id']}  {row['status']:<8} {row['level']}  "
+            f"{row['session_id']}  {row['reason']}"
+        )

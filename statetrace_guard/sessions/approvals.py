@@ -35,7 +35,7 @@ from statetrace_guard.audit.chain import SCHEMA_VERSION, header_record, rfc3339_
 from statetrace_guard.audit.log import ChainWriter
 from statetrace_guard.errors import SessionError, UsageError
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import guard_home
+from statetrace_guard.paths import guard_home, workspace_root
 from statetrace_guard.sessions.store import parse_ts, read_records
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "deny_request",
     "grant_request",
     "load_book",
+    "locate_workspace",
     "operator_user",
     "parse_duration",
     "request_escalation",
@@ -137,6 +138,20 @@ def approvals_path(workspace: Path) -> Path:
     """Return the store file for a workspace under guard's home."""
     digest = hashlib.sha256(os.path.realpath(workspace).encode()).hexdigest()[:16]
     return guard_home() / "approvals" / f"{digest}.jsonl"
+
+
+def locate_workspace(start: Path) -> Path:
+    """Return the workspace whose requests apply at ``start``.
+
+    The nearest directory at or above ``start`` that has an approval store
+    (so any directory inside a workspace finds its requests, git or not);
+    without one, the workspace root around ``start`` (the git top level).
+    """
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        if approvals_path(candidate).exists():
+            return candidate
+    return workspace_root(here)
 
 
 def operator_user() -> str:

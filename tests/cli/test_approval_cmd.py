@@ -61,7 +61,11 @@ class TestFlow:
         )
         assert approved.exit_code == 0, approved.output
         assert f"approved {rid}" in approved.output
-        assert cli("approvals", "--pending").output.strip() == "no pending requests"
+        assert (
+            cli("approvals", "--pending")
+            .output.strip()
+            .startswith("no pending requests for workspace ")
+        )
         rows = [
             json.loads(line) for line in cli("approvals", "--json").output.splitlines()
         ]
@@ -112,9 +116,30 @@ class TestFlow:
         result = cli(command, rid, env={"STATETRACE_GUARD_ACTIVE": "1"})
         assert result.exit_code == 1
         assert "operator action" in result.output
-        assert cli("approvals", "--pending").output.startswith(rid)
+        assert cli("approvals", "--pending").output.splitlines()[1].startswith(rid)
 
-    def test_empty_listing(self, cli):
-        """No requests at all."""
-        assert cli("approvals").output.strip() == "no requests"
+    def test_empty_listing(self, cli, workspace):
+        """No requests at all: says for which workspace."""
+        assert (
+            cli("approvals").output.strip() == f"no requests for workspace {workspace}"
+        )
         assert cli("approvals", "--json").output == ""
+
+    def test_found_from_any_directory_inside(
+        self, cli, session, workspace, monkeypatch
+    ):
+        """From a subdirectory, even one that is its own git repository."""
+        rid = escalate(cli, session)
+        nested = workspace / "vendor" / "lib"
+        (nested / ".git").mkdir(parents=True)
+        monkeypatch.chdir(nested)
+        listing = cli("approvals", "--pending")
+        assert listing.output.splitlines()[0] == (
+            f"pending requests for workspace {workspace}:"
+        )
+        assert rid in listing.output
+        rows = [
+            json.loads(line) for line in cli("approvals", "--json").output.splitlines()
+        ]
+        assert rows[0]["workspace"] == str(workspace)
+        assert cli("approve", rid).exit_code == 0
