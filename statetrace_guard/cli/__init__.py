@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "deny": "statetrace_guard.cli.approval_cmd:deny",
     "approvals": "statetrace_guard.cli.approval_cmd:approvals",
     "replay": "statetrace_guard.cli.replay_cmd:replay",
+    "report": "statetrace_guard.cli.report_cmd:report",
 }
 
 
