@@ -399,10 +399,17 @@ def record_row(record: dict[str, Any]) -> Row:
     return Row(record, state)
 
 
-def _is_shown_event(record: dict[str, Any], used: set[str]) -> bool:
-    """True for session events that get a row; one per approval's first use."""
+# Bookkeeping records no reader needs as a row of their own.
+_QUIET_EVENTS = frozenset({"log.header", "session.denial"})
+
+
+def _is_shown_event(record: dict[str, Any], used: set[str], every: bool) -> bool:
+    """True for events that get a row; one per approval's first use.
+
+    Known session events always; with ``every``, any event but bookkeeping.
+    """
     event = str(record.get("event"))
-    if event not in EVENT_TAGS:
+    if event not in EVENT_TAGS and (not every or event in _QUIET_EVENTS):
         return False
     if event == "approval.used":
         approval = str(record.get("approval_id"))
@@ -420,20 +427,23 @@ class _Slot:
     row: Row
 
 
-def rows(entries: Iterable[Entry], pending_limit: int = 10_000) -> Iterator[Row]:
+def rows(
+    entries: Iterable[Entry], pending_limit: int = 10_000, *, every_event: bool = False
+) -> Iterator[Row]:
     """Turn records into rows, in the order commands started, streaming.
 
     A ``command.finished`` replaces its ``command.started`` (same session, pid
     and argv). Rows wait until the commands before them finished; at most
     ``pending_limit`` wait, after which the oldest is shown as ``unfinished``
     (a finish that comes later gets a row of its own), so memory stays bounded
-    even when a start never gets its finish.
+    even when a start never gets its finish. ``every_event`` also gives events
+    this version does not know a row (``guard report`` shows them).
     """
     queue: deque[_Slot] = deque()
     waiting: dict[tuple[str, ...], deque[_Slot]] = {}
     used: set[str] = set()
     for entry in entries:
-        _place(entry.record, queue, waiting, used)
+        _place(entry.record, queue, waiting, (used, every_event))
         yield from _release(queue, waiting, pending_limit)
     yield from _release(queue, waiting, 0)
 
@@ -442,7 +452,7 @@ def _place(
     record: dict[str, Any],
     queue: deque[_Slot],
     waiting: dict[tuple[str, ...], deque[_Slot]],
-    used: set[str],
+    shown: tuple[set[str], bool],
 ) -> None:
     """Queue a record's row, or complete the row of the command it finishes."""
     event = record.get("event")
@@ -455,7 +465,7 @@ def _place(
     elif event in COMMAND_EVENTS:
         state = "finished" if event == "command.finished" else "blocked"
         queue.append(_Slot(None, Row(record, state)))
-    elif _is_shown_event(record, used):
+    elif _is_shown_event(record, *shown):
         queue.append(_Slot(None, Row(record, "event")))
 
 

@@ -1,5 +1,9 @@
 """The report's data: one JSON document built from the session and NetOps logs.
 
+Commands refer to their reasons by index into ``texts`` (a 10,000-command
+session repeats a few hundred reasons), and name their session only when the
+report has several, so a large session stays a few MB.
+
 Reading is tolerant of records this version does not know yet: fields other
 workstreams add (``contained``, more ``enforcement`` layers, ``mac``,
 ``file.edited``, ``job.started``/``job.ended``, per-connection NetOps
@@ -67,6 +71,22 @@ class Scope:
 
 
 @dataclass
+class _Texts:
+    """Reasons stored once: commands refer to them by index (they repeat a lot)."""
+
+    items: list[str] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def index(self, text: str | None) -> int | None:
+        if text is None:
+            return None
+        if text not in self.seen:
+            self.seen[text] = len(self.items)
+            self.items.append(text)
+        return self.seen[text]
+
+
+@dataclass
 class _Collect:
     """Everything gathered while streaming the records once."""
 
@@ -76,6 +96,7 @@ class _Collect:
     edits: list[dict[str, Any]] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     levels: dict[str, str] = field(default_factory=dict)
+    texts: _Texts = field(default_factory=_Texts)
 
     def session(self, session_id: str) -> dict[str, Any]:
         return self.sessions.setdefault(
@@ -94,7 +115,8 @@ def build(scope: Scope, programs: TestPrograms, verify: bool = True) -> dict[str
     """
     wanted = Filter(since=scope.since, until=scope.until)
     collect = _Collect(programs)
-    for row in rows(_accepted(merged_entries(scope.sessions), wanted), 50_000):
+    accepted = _accepted(merged_entries(scope.sessions), wanted)
+    for row in rows(accepted, 50_000, every_event=True):
         _add(collect, row)
     ids = set(collect.sessions)
     short = short_session_ids(ids)
@@ -110,7 +132,8 @@ def build(scope: Scope, programs: TestPrograms, verify: bool = True) -> dict[str
         },
         "window": _window(collect),
         "sessions": [_finish(info, short) for info in collect.sessions.values()],
-        "commands": collect.commands,
+        "commands": _drop_single_session(collect.commands, ids),
+        "texts": collect.texts.items,
         "events": collect.events,
         "edits": collect.edits,
         "tests": _tests(collect.commands),
@@ -133,7 +156,7 @@ def _add(collect: _Collect, row: Row) -> None:
     info = collect.session(session_id)
     _note_level(collect, info, record)
     if row.is_command:
-        collect.commands.append(_command(len(collect.commands), row, collect.programs))
+        collect.commands.append(_command(row, collect.programs, collect.texts))
         return
     event = str(record.get("event"))
     _session_facts(info, record, event)
@@ -199,31 +222,29 @@ def _session_facts(info: dict[str, Any], record: dict[str, Any], event: str) -> 
         )
 
 
-def _command(index: int, row: Row, programs: TestPrograms) -> dict[str, Any]:
+def _command(row: Row, programs: TestPrograms, texts: _Texts) -> dict[str, Any]:
+    """One command as the page shows it (fields absent when empty or unknown)."""
     record = row.record
     started = row.started or (record if row.state == "unfinished" else {})
     item: dict[str, Any] = {
-        "i": index,
         "session": record.get("session_id"),
         "start": started.get("ts") or record.get("ts"),
         "end": record.get("ts") if row.state == "finished" else None,
         "duration_ms": record.get("duration_ms"),
         "state": row.state,
-        "decision": record.get("decision"),
         "level": record.get("level"),
-        "required_level": record.get("required_level"),
         "effects": list(record.get("effects") or []),
-        "argv": [str(word) for word in record.get("argv") or []],
         "command": command_text(record),
-        "reason": deciding_text(record),
-        "rules": list(record.get("rules") or []),
-        "urls": list(record.get("urls") or []),
+        "reason": texts.index(deciding_text(record)),
+        "urls": list(record.get("urls") or []) or None,
     }
     if row.state == "blocked":
-        item["reasons"] = list(record.get("reasons") or [])
+        item["required_level"] = record.get("required_level") or "never"
+        item["reasons"] = [texts.index(str(r)) for r in record.get("reasons") or []]
     for key in _COPIED:
-        if record.get(key) not in (None, [], False):
-            item[key] = record[key]
+        value = record.get(key)
+        if value is not None and value is not False and value != []:
+            item[key] = value
     resources = {key: record[key] for key in _RESOURCES if key in record}
     if resources:
         item["resources"] = resources
@@ -231,22 +252,25 @@ def _command(index: int, row: Row, programs: TestPrograms) -> dict[str, Any]:
         value = started.get(key, record.get(key))
         if value is not None:
             item[key] = value
-    is_test = programs.find(item["argv"]) is not None or _decided_by_test_rule(
-        item, programs
-    )
-    if row.state == "finished" and is_test:
-        _test_outcome(item, programs)
+    argv = [str(word) for word in record.get("argv") or []]
+    rules = [str(rule) for rule in record.get("rules") or []]
+    if row.state == "finished" and (
+        programs.find(argv) is not None or _decided_by_test_rule(rules, programs)
+    ):
+        _test_outcome(item, argv, programs)
     return {key: value for key, value in item.items() if value is not None}
 
 
-def _decided_by_test_rule(item: Mapping[str, Any], programs: TestPrograms) -> bool:
+def _decided_by_test_rule(rules: Sequence[str], programs: TestPrograms) -> bool:
     tests = {rule.id for rule in programs.rules}
-    return bool(tests.intersection(item.get("rules") or []))
+    return bool(tests.intersection(rules))
 
 
-def _test_outcome(item: dict[str, Any], programs: TestPrograms) -> None:
+def _test_outcome(
+    item: dict[str, Any], argv: list[str], programs: TestPrograms
+) -> None:
     found = outcome_of(
-        item["argv"],
+        argv,
         item.get("exit_code"),
         programs,
         timed_out=bool(item.get("timed_out")),
@@ -262,21 +286,31 @@ def _edit(record: Mapping[str, Any]) -> dict[str, Any]:
         "tool": record.get("tool") or record.get("tool_name"),
         "paths": [str(p) for p in paths],
         "bytes": record.get("bytes"),
-        "sha256": record.get("sha256"),
+        "sha256": record.get("content_sha256") or record.get("new_sha256"),
     }
+
+
+def _drop_single_session(
+    commands: list[dict[str, Any]], ids: set[str]
+) -> list[dict[str, Any]]:
+    """With one session, commands need not each name it (the page knows it)."""
+    if len(ids) == 1:
+        for item in commands:
+            item.pop("session", None)
+    return commands
 
 
 def _tests(commands: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
-            "i": item["i"],
+            "i": index,
             "ts": item.get("start"),
             "session": item.get("session"),
             "command": item["command"],
             "exit_code": item.get("exit_code"),
             **item["test"],
         }
-        for item in commands
+        for index, item in enumerate(commands)
         if "test" in item
     ]
 
