@@ -1,10 +1,12 @@
 """The ``guard`` console script.
 
-``guard run`` first tries the resident helper (:mod:`statetrace_guard.daemon`),
-which keeps the path to the program at a few milliseconds; everything else,
-and ``run`` whenever the helper cannot serve it, goes through the click
-layer. Failures of ``guard run`` itself never look like the program's own
-status: click's usage errors under ``run`` become 125 (see errors.py).
+``guard hook RUNTIME`` (called before every tool call of an agent runtime)
+skips click altogether. ``guard run`` first tries the resident helper
+(:mod:`statetrace_guard.daemon`), which keeps the path to the program at a
+few milliseconds; everything else, and ``run`` whenever the helper cannot
+serve it, goes through the click layer. Failures of ``guard run`` itself
+never look like the program's own status: click's usage errors under ``run``
+become 125 (see errors.py).
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ def _exit_now(status: int) -> None:
 
 
 def main() -> None:
-    """Dispatch ``guard run`` to the fast path, everything else to click."""
+    """Dispatch ``guard hook`` and ``guard run`` to lean paths, the rest to click."""
     args = sys.argv[1:]
+    if args[:1] == ["hook"] and len(args) == 2 and not args[1].startswith("-"):  # noqa: PLR2004 - hook RUNTIME
+        from statetrace_guard.hooks.main import main as hook_main  # noqa: PLC0415 - lean path
+
+        _exit_now(hook_main(args[1:]))
     if args[:1] == ["run"]:
         from statetrace_guard.daemon.client import fast_run  # noqa: PLC0415 - lean path
 

@@ -52,9 +52,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIVE_VARIABLE",
     "SESSION_VARIABLE",
+    "Assessed",
     "Blocked",
     "Prepared",
     "RunOptions",
+    "assess",
     "block_message",
     "finish",
     "guarded_run",
@@ -108,6 +110,8 @@ class Blocked:
 
     exit_status: int
     message: str
+    # The judgement that blocked it; None when the session refused to start.
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +173,28 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
         shutil.rmtree(prepared.private_tmp, ignore_errors=True)
 
 
-def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
-    """Judge the command and, if allowed, write ``command.started``.
+@dataclass(frozen=True, slots=True)
+class Assessed:
+    """A command judged allowed at its session's level; nothing recorded yet.
+
+    ``invocation`` carries the session's level.
+    """
+
+    invocation: Invocation
+    session: SessionContext
+    verdict: Verdict
+    trail: Trail
+    facts: CommandFacts
+
+
+def assess(invocation: Invocation, options: RunOptions) -> Assessed | Blocked:
+    """Judge the command at its session's level; record it only when refused.
 
     The session decides the level (its approvals raise it, budgets and stop
     conditions block). Returns Blocked (after recording ``command.blocked``)
-    when the policy or the session says no. Raises GuardError (exit 125
-    under ``run``) when the start cannot be recorded or required enforcement
-    is missing: nothing runs then.
+    when the policy or the session says no; an inline escalation request is
+    served here too (Blocked with exit 0). Agent-runtime hooks call this to
+    answer before anything runs, ``prepare`` to go on to the start.
     """
     session_id = _session_id(invocation, options)
     escalation = _inline_escalation(invocation, options, session_id)
@@ -194,10 +212,28 @@ def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
     )
     trail = _open_trail(invocation, session_id, options)
     facts = _facts(invocation, options, judgement, session)
-    verdict = judgement.verdict
-    blocked = _refuse(trail, facts, session, invocation, verdict)
+    blocked = _refuse(trail, facts, session, invocation, judgement.verdict)
     if blocked is not None:
         return blocked
+    return Assessed(invocation, session, judgement.verdict, trail, facts)
+
+
+def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
+    """Judge the command and, if allowed, write ``command.started``.
+
+    Returns Blocked as :func:`assess` does. Raises GuardError (exit 125
+    under ``run``) when the start cannot be recorded or required enforcement
+    is missing: nothing runs then.
+    """
+    assessed = assess(invocation, options)
+    if isinstance(assessed, Blocked):
+        return assessed
+    invocation, session, verdict = (
+        assessed.invocation,
+        assessed.session,
+        assessed.verdict,
+    )
+    trail, facts = assessed.trail, assessed.facts
     private_tmp = _private_tmp()
     try:
         plan, backend, warnings = _plan(invocation, options, private_tmp)
@@ -218,7 +254,7 @@ def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
         private_tmp=private_tmp,
         argv=options.argv,
         cwd=str(invocation.cwd),
-        env=_child_env(invocation.env, session_id, private_tmp),
+        env=_child_env(invocation.env, session.session_id, private_tmp),
         timeout=_first(options.timeout, limits.get("timeout")),
         grace=_first(options.grace, invocation.policy.settings.grace_seconds) or 0.0,
         max_memory=_first(options.max_memory, limits.get("max_memory")),
@@ -295,7 +331,7 @@ def _block(
     _session_events(
         trail, session, invocation.log_dir, invocation.policy, verdict, None
     )
-    return Blocked(ExitCode.RUN_BLOCKED, message)
+    return Blocked(ExitCode.RUN_BLOCKED, message, verdict)
 
 
 def _session_events(

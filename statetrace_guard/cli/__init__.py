@@ -33,6 +33,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "approvals": "statetrace_guard.cli.approval_cmd:approvals",
     "replay": "statetrace_guard.cli.replay_cmd:replay",
     "report": "statetrace_guard.cli.report_cmd:report",
+    "hook": "statetrace_guard.cli.hook_cmd:hook",
+    "record": "statetrace_guard.cli.hook_cmd:record",
+    "install": "statetrace_guard.cli.install_cmd:install",
 }
 
 
