@@ -50,6 +50,14 @@ class GuardRunner:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
 
+    def command(self, *args: str) -> list[str]:
+        """The argv that runs ``guard ARGS``."""
+        return guard_argv(*args)
+
+    def recorded_argv(self, argv: list[str]) -> list[str]:
+        """The argv a ``guard run -- ARGV`` record names."""
+        return argv
+
     def __call__(
         self,
         *args: str,
@@ -62,7 +70,7 @@ class GuardRunner:
         if env:
             full_env.update(env)
         return subprocess.run(
-            guard_argv(*args),
+            self.command(*args),
             cwd=cwd or self.cwd,
             env=full_env,
             input=input_,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 
@@ -58,4 +59,31 @@ def test_check_json_contract_keys(tmp_path):
         "opt_in",
         "writes",
         "urls",
+    }
+
+
+def test_package_exports_the_api():
+    """`statetrace_guard` exports the typed API (loaded on first use)."""
+
+    assert set(statetrace_guard.__all__) == {
+        "__version__",
+        "CheckResult",
+        "CommandResult",
+        "EditResult",
+        "RunResult",
+        "check",
+        "check_edit",
+        "record",
+        "run",
+    }
+    api_fields = {f.name for f in dataclasses.fields(statetrace_guard.CheckResult)}
+    assert api_fields == {
+        "schema_version",
+        "decision",
+        "level",
+        "required_level",
+        "opt_in",
+        "effects",
+        "commands",
+        "reasons",
     }

@@ -1,9 +1,15 @@
-"""``guard run`` end to end: real processes, real files, the real log."""
+"""``guard run`` end to end: real processes, real files, the real log.
+
+Every scenario runs twice more: through ``guard run`` itself and through the
+``guard-sh`` shim (``guard-sh OPTIONS -c 'ARGV...'``), which must give the
+same exit codes, stdio and records (the shim's record names ``bash -c``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import GuardRunner
 from resident_helper import wait_for_helper
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -32,6 +39,32 @@ def events(log_dir: Path) -> list[str]:
 
 def py(code: str) -> list[str]:
     return ["--policy", ALLOW_PYTHON, "--", "python3", "-c", code]
+
+
+class ShimRunner(GuardRunner):
+    """Runs ``guard run OPTIONS -- ARGV`` as ``guard-sh OPTIONS -c 'ARGV'``."""
+
+    def command(self, *args: str) -> list[str]:
+        """The argv that runs these guard arguments through the shim."""
+        if args[:1] != ("run",):
+            return super().command(*args)
+        split = args.index("--")
+        shim = Path(sys.executable).parent / "guard-sh"
+        return [str(shim), *args[1:split], "-c", shlex.join(args[split + 1 :])]
+
+    def recorded_argv(self, argv: list[str]) -> list[str]:
+        """What the record names: the shim runs ``bash -c`` on the script."""
+        return ["bash", "-c", shlex.join(argv)]
+
+
+@pytest.fixture(params=["guard run", "guard-sh"])
+def guard(request, workspace) -> GuardRunner:
+    """`guard run` itself, or the shim standing in for `sh -c`."""
+    return (
+        GuardRunner(workspace)
+        if request.param == "guard run"
+        else ShimRunner(workspace)
+    )
 
 
 @pytest.fixture(autouse=True, params=["in-process", "helper"])
@@ -96,7 +129,7 @@ class TestReadmeScenario:
         finished = [r for r in logged if r["event"] == "command.finished"]
         assert len(started) == 1
         assert len(finished) == 1
-        assert started[0]["argv"] == ["grep", "-rn", "TODO", "."]
+        assert started[0]["argv"] == guard.recorded_argv(["grep", "-rn", "TODO", "."])
         assert finished[0]["exit_code"] == 0
         for key in (
             "schema_version",
@@ -246,12 +279,12 @@ class TestNetOps:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups and signals: Linux")
-def test_sigterm_to_guard_reaches_the_child(workspace):
+def test_sigterm_to_guard_reaches_the_child(guard, workspace):
     """SIGTERM sent to guard is forwarded to the program's process group."""
     marker = workspace / "got-term"
     code = f"import signal, time, pathlib\nsignal.signal(signal.SIGTERM, lambda *a: (pathlib.Path({str(marker)!r}).write_text('x'), exit(3)))\nprint('ready', flush=True)\ntime.sleep(30)"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "statetrace_guard", "run", *py(code)],
+        guard.command("run", *py(code)),
         cwd=workspace,
         stdout=subprocess.PIPE,
     )
