@@ -36,7 +36,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["IDLE_VARIABLE", "fast_run", "parse_run_args"]
+__all__ = ["IDLE_VARIABLE", "ask", "fast_run", "parse_run_args"]
 
 IDLE_VARIABLE = "STATETRACE_GUARD_DAEMON_IDLE"
 _MISS_WINDOW_S = 600.0
@@ -73,6 +73,28 @@ def fast_run(args: list[str]) -> int | None:
         return None
     try:
         return _exchange(sock, options, argv)
+    finally:
+        sock.close()
+
+
+def ask(request: dict[str, Any]) -> dict[str, Any] | None:
+    """One request, one reply (``guard hook``); None means "do it in-process".
+
+    A miss starts the helper as ``fast_run`` does (from the second miss in
+    the window on), so a runtime's hook calls get it from their second one.
+    """
+    if os.environ.get(DAEMON_VARIABLE) == "off" or sys.platform != "linux":
+        return None
+    sock = _connect(socket_path())
+    if sock is None:
+        if _wanted_again():
+            _start_daemon(socket_path())
+        return None
+    try:
+        send_message(sock, request)
+        return recv_message(sock)
+    except (ProtocolError, OSError):
+        return None
     finally:
         sock.close()
 

@@ -187,7 +187,7 @@ class Daemon:
                 ),
             )
             return False
-        answer = _prepare(request)
+        answer = _answer(request)
         if not isinstance(answer, Prepared):
             send_message(conn, answer)
             return False
@@ -417,6 +417,15 @@ def trail_wire(prepared: Prepared) -> dict[str, Any]:
         "session_id": facts.session_id,
         "facts": plain | {"env": dict(facts.env), "extra": dict(facts.extra)},
     }
+
+
+def _answer(request: dict[str, Any]) -> Prepared | dict[str, Any]:
+    """A ``run`` request's preparation, or the answer to a ``guard hook`` call."""
+    if request.get("op") == "hook":
+        from statetrace_guard.hooks.main import serve_hook  # noqa: PLC0415
+
+        return serve_hook(request)
+    return _prepare(request)
 
 
 def _prepare(request: dict[str, Any]) -> Prepared | dict[str, Any]:

@@ -21,7 +21,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,11 +68,16 @@ if TYPE_CHECKING:
 
 __all__ = ["handle", "next_step"]
 
-Handler = Callable[[HookInput, Sequence[str]], Answer]
+Handler = Callable[[HookInput, Invocation, Sequence[str]], Answer]
 
 
-def handle(hook: HookInput, guard: Sequence[str]) -> Answer:
-    """Answer one hook call; ``guard`` is the argv prefix that runs this guard.
+def handle(hook: HookInput, guard: Sequence[str], env: Mapping[str, str]) -> Answer:
+    """Answer one hook call.
+
+    Args:
+        hook: the call.
+        guard: the argv prefix that runs this guard (for rewritten commands).
+        env: the hook process's environment (the runtime's).
 
     Raises:
         HookInputError: a tool the hook has no rule for, or a malformed input.
@@ -84,11 +89,12 @@ def handle(hook: HookInput, guard: Sequence[str]) -> Answer:
         "SessionStart": _session_start,
         "SessionEnd": _session_end,
     }
-    return handlers[hook.event](hook, guard)
-
-
-def _invocation(hook: HookInput) -> Invocation:
-    return resolve_invocation(level=None, policy=None, log_dir=None, cwd=Path(hook.cwd))
+    if hook.tool_name is not None:
+        _kind(hook)  # an unknown tool blocks before anything is loaded
+    invocation = resolve_invocation(
+        level=None, policy=None, log_dir=None, env=env, cwd=Path(hook.cwd)
+    )
+    return handlers[hook.event](hook, invocation, guard)
 
 
 def _kind(hook: HookInput) -> str:
@@ -102,9 +108,10 @@ def _kind(hook: HookInput) -> str:
     return kind
 
 
-def _pre_tool_use(hook: HookInput, guard: Sequence[str]) -> Answer:
+def _pre_tool_use(
+    hook: HookInput, invocation: Invocation, guard: Sequence[str]
+) -> Answer:
     kind = _kind(hook)
-    invocation = _invocation(hook)
     mapped = ensure_session(invocation, hook)
     if mapped.ad_hoc_level is not None:
         invocation = replace(invocation, requested_level=mapped.ad_hoc_level)
@@ -256,12 +263,13 @@ def _trail(invocation: Invocation, session_id: str) -> Trail:
     )
 
 
-def _post_tool_use(hook: HookInput, _guard: Sequence[str]) -> Answer:
+def _post_tool_use(
+    hook: HookInput, invocation: Invocation, _guard: Sequence[str]
+) -> Answer:
     if _kind(hook) == "shell":
         return no_objection()  # guard run recorded the command itself
     tool = hook.tool_name or ""
     paths = file_targets(hook.runtime, tool, hook.tool_input or {})
-    invocation = _invocation(hook)
     mapped = ensure_session(invocation, hook)
     if mapped.ad_hoc_level is not None:
         invocation = replace(invocation, requested_level=mapped.ad_hoc_level)
@@ -282,8 +290,9 @@ def _post_tool_use(hook: HookInput, _guard: Sequence[str]) -> Answer:
     return no_objection()
 
 
-def _session_start(hook: HookInput, _guard: Sequence[str]) -> Answer:
-    invocation = _invocation(hook)
+def _session_start(
+    hook: HookInput, invocation: Invocation, _guard: Sequence[str]
+) -> Answer:
     mapped = ensure_session(invocation, hook)
     level = mapped.ad_hoc_level
     where = f"guard session {mapped.session_id}" + (
@@ -303,14 +312,15 @@ def _session_start(hook: HookInput, _guard: Sequence[str]) -> Answer:
     return Answer(answer.exit_code, answer.stdout, note)
 
 
-def _session_end(hook: HookInput, _guard: Sequence[str]) -> Answer:
+def _session_end(
+    hook: HookInput, invocation: Invocation, _guard: Sequence[str]
+) -> Answer:
     from statetrace_guard.sessions.lifecycle import end_session  # noqa: PLC0415
     from statetrace_guard.sessions.report import (  # noqa: PLC0415
         render_cli,
         render_markdown,
     )
 
-    invocation = _invocation(hook)
     mapped = find_session(invocation.log_dir, hook.runtime, hook.session_id)
     if mapped is None:
         return no_objection(f"guard: no guard session for {hook.runtime} session")

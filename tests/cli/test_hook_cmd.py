@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -299,8 +298,8 @@ class TestFailClosed:
 
         monkeypatch.setattr("statetrace_guard.hooks.handler.handle", crash)
         payload = {"session_id": "s", "cwd": "/w", "hook_event_name": "SessionStart"}
-        stdin = io.BytesIO(json.dumps(payload).encode())
-        answer = hook_main.answer_hook("codex", stdin, "/x/guard", "/py")
+        data = json.dumps(payload).encode()
+        answer = hook_main.answer_hook("codex", data, "/x/guard", "/py", {})
         assert answer.exit_code == 2
         assert answer.stderr == (
             "guard: hook codex: internal error RuntimeError: boom; blocked"

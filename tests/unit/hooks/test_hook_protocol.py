@@ -90,3 +90,12 @@ class TestAnswers:
             "",
             "guard: hook: bad input",
         )
+
+
+def test_the_lean_entry_agrees_with_the_protocol():
+    """hooks.main keeps copies of two constants to stay import-free."""
+    from statetrace_guard.hooks import main, protocol  # noqa: PLC0415
+
+    assert main._RUNTIMES == protocol.RUNTIMES
+    assert main._MAX_INPUT == protocol.MAX_INPUT
+    assert main._BLOCK_EXIT == protocol.BLOCK_EXIT
