@@ -35,12 +35,51 @@ def main(argv: Sequence[str]) -> int:
     """Run ``guard hook RUNTIME`` on this process's stdio; return the exit code."""
     runtime = argv[0] if len(argv) == 1 else ""
     data = sys.stdin.buffer.read(_MAX_INPUT + 1)
+    if _is_session_end(data) and not _in_detached_child():
+        note = "guard: the guard session ends in the background (Logs/Sessions/ID.md)"
+        _emit((0, "", note), sys.stdout, sys.stderr)
+        return 0
     answer = _from_helper(runtime, data)
     if answer is None:
         here = answer_hook(runtime, data, sys.argv[0], sys.executable, os.environ)
         answer = (here.exit_code, here.stdout, here.stderr)
     _emit(answer, sys.stdout, sys.stderr)
     return answer[0]
+
+
+def _is_session_end(data: bytes) -> bool:
+    """True for a well-formed SessionEnd call (nothing to decide, only work)."""
+    import json  # noqa: PLC0415 - a few hundred microseconds, only here
+
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("hook_event_name") == "SessionEnd"
+
+
+def _in_detached_child() -> bool:
+    """Fork the rest of the work off; True in the detached child, False in the hook.
+
+    Runtimes give a SessionEnd hook well under a second before they kill it
+    at exit (Codex 0.169 does; a report takes longer on a loaded machine), so
+    the ending runs in a child of its own session with stdio on /dev/null.
+    Where there is no fork, the work is done here (True).
+    """
+    if not hasattr(os, "fork"):
+        return True
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return False
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, 1 << 20)
+    return True
 
 
 def answer_hook(

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -360,9 +361,13 @@ class TestSessions:
         session = events(ws, "session.runtime")[0]["session_id"]
         result = hook("SessionEnd", reason="other")
         assert result.returncode == 0
-        assert b"NEXT STEP" in result.stderr
+        assert b"ends in the background" in result.stderr
+        report = ws / "Logs" / "Sessions" / f"{session}.md"
+        deadline = time.monotonic() + 60
+        while not report.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the ending runs detached: the runtime may exit now
+        assert "Next step" in report.read_text()
         assert [r["session_id"] for r in events(ws, "session.ended")] == [session]
-        assert (ws / "Logs" / "Sessions" / f"{session}.md").is_file()
         decision(hook("SessionStart", source="resume"))
         later = events(ws, "session.runtime")[1]
         assert later["replaces"] == session

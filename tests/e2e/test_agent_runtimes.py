@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,10 +105,20 @@ def assert_pipe_blocked(records: list[dict], session: str, result_text: str) -> 
     assert "Next step:" in result_text
 
 
-def assert_ended(records: list[dict], session: str) -> None:
-    """SessionEnd ended the mapped guard session with its report."""
-    ended = [r for r in records if r["event"] == "session.ended"]
-    assert [r["session_id"] for r in ended] == [session]
+def assert_ended(workspace: Path, session: str, output: str) -> None:
+    """SessionEnd ended the mapped guard session with its report.
+
+    The runtime may exit before its SessionEnd hook finishes (on a loaded
+    machine a cold `guard hook` takes a while): wait for the record.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        records = session_records(workspace)
+        ended = [r["session_id"] for r in records if r["event"] == "session.ended"]
+        if ended or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ended == [session], output[-3000:]
 
 
 def assert_verified(workspace: Path) -> None:
@@ -194,7 +205,7 @@ class TestClaudeCode:
         assert "self-protect" in results[3]["text"]
         denied = [r for r in records if r["event"] == "file.blocked"]
         assert [r["paths"] for r in denied] == [[str(forged)]]
-        assert_ended(records, session)
+        assert_ended(git_workspace, session, run.stdout + run.stderr)
         assert_verified(git_workspace)
 
 
@@ -282,5 +293,5 @@ class TestCodex:
         assert (
             edited[0]["files"][0]["sha256"] == hashlib.sha256(NOTE.encode()).hexdigest()
         )
-        assert_ended(records, session)
+        assert_ended(git_workspace, session, run.stdout + run.stderr)
         assert_verified(git_workspace)
