@@ -330,7 +330,7 @@ def _session_end(
             invocation.log_dir,
             invocation.policy,
             mapped.session_id,
-            status="done",
+            status=None,  # the honest default: blocked when halted, failed, done
             next_step=None,
         )
     except SessionError as error:  # already ended: nothing left to do
