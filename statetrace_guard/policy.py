@@ -33,12 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from statetrace_guard.errors import PolicyError
 from statetrace_guard.levels import Effect, Level
+from statetrace_guard.online.egress import NetRule, parse_example
+from statetrace_guard.online.hosts import parse_pattern
 
 __all__ = [
     "BUILTIN_POLICIES",
     "BUILTIN_POLICY_NAME",
     "CompiledPolicy",
     "CompiledRule",
+    "NetworkRule",
     "Policy",
     "Rule",
     "Settings",
@@ -106,6 +109,70 @@ class Rule(_Strict):
             raise ValueError(msg)
 
 
+_METHOD = r"^[A-Z]{1,20}$"
+
+
+class NetworkRule(_Strict):
+    """One ``[[network]]`` entry: a host an L3 program may reach, or never.
+
+    ``host`` is ``github.com``, ``*.github.com`` (names below it only), ``*``,
+    an IP address or a CIDR network. Empty ``ports`` / ``methods`` allow any;
+    ``methods`` restrict plain-HTTP requests and ``guard fetch``, and a TLS
+    tunnel is allowed only when they are empty or include ``CONNECT``.
+    ``match`` / ``not_match`` examples (``https://host/path``,
+    ``GET http://host/``, ``host:port``) are checked when the policy loads.
+    """
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:*-]*$")] | None = None
+    host: str
+    description: str = ""
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
+    methods: tuple[Annotated[str, Field(pattern=_METHOD)], ...] = ()
+    schemes: tuple[Literal["https", "http"], ...] = ("https",)
+    level: Literal["L3", "never"] = "L3"
+    match: tuple[str, ...] = ()
+    not_match: tuple[str, ...] = ()
+
+    @field_validator("host")
+    @classmethod
+    def _host_parses(cls, value: str) -> str:
+        parse_pattern(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def rule_id(self) -> str:
+        """The id, or ``network:<host>`` when none is given."""
+        return self.id or f"network:{parse_pattern(self.host).text}"
+
+    def compiled(self) -> NetRule:
+        """The entry ready for matching."""
+        return NetRule(
+            id=self.rule_id,
+            pattern=parse_pattern(self.host),
+            ports=frozenset(self.ports),
+            methods=frozenset(self.methods),
+            schemes=frozenset(self.schemes),
+            never=self.level == "never",
+            description=self.description,
+        )
+
+    def model_post_init(self, _context: object) -> None:
+        """Check the examples: each ``match`` allowed, each ``not_match`` not."""
+        rule = self.compiled()
+        for kind, examples in (("match", self.match), ("not_match", self.not_match)):
+            for example in examples:
+                request = parse_example(example)
+                matched = (
+                    rule.pattern.matches(request.host)
+                    if rule.never
+                    else rule.admits(request)
+                )
+                if matched != (kind == "match"):
+                    verb = "is not matched" if kind == "match" else "is matched"
+                    msg = f"example {example!r} {verb} by {rule.id}"
+                    raise ValueError(msg)
+
+
 class EffectLevels(_Strict):
     """The level each effect needs when no rule names the command."""
 
@@ -143,6 +210,20 @@ class Policy(_Strict):
     settings: Settings = Settings()
     effects: EffectLevels = EffectLevels()
     rules: tuple[Rule, ...] = ()
+    network: tuple[NetworkRule, ...] = ()
+
+    @field_validator("network")
+    @classmethod
+    def _unique_network_ids(
+        cls, entries: tuple[NetworkRule, ...]
+    ) -> tuple[NetworkRule, ...]:
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.rule_id in seen:
+                msg = f"duplicate [[network]] id {entry.rule_id!r} (give each an id)"
+                raise ValueError(msg)
+            seen.add(entry.rule_id)
+        return entries
 
     @field_validator("rules")
     @classmethod
@@ -188,6 +269,7 @@ class CompiledPolicy:
     by_program: dict[str, tuple[CompiledRule, ...]]
     script_rules: tuple[CompiledRule, ...]
     model: Policy
+    network: tuple[NetRule, ...] = ()
 
 
 def load_policy(path: Path | None) -> CompiledPolicy:
@@ -348,6 +430,7 @@ def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:
         by_program={name: tuple(found) for name, found in by_program.items()},
         script_rules=tuple(rule for rule in rules if rule.script_pattern),
         model=model,
+        network=tuple(entry.compiled() for entry in model.network),
     )
 
 

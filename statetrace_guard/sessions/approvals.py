@@ -35,6 +35,7 @@ from statetrace_guard.audit.chain import SCHEMA_VERSION, header_record, rfc3339_
 from statetrace_guard.audit.log import ChainWriter
 from statetrace_guard.errors import SessionError, UsageError
 from statetrace_guard.levels import Level
+from statetrace_guard.online.hosts import normalized_pattern
 from statetrace_guard.paths import guard_home, workspace_root
 from statetrace_guard.sessions.store import parse_ts, read_records
 
@@ -60,7 +61,6 @@ EVENT_GRANTED = "approval.granted"
 EVENT_DENIED = "approval.denied"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 60, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_HOST = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +303,12 @@ def grant_request(
         AuditError: the store cannot be written.
     """
     request = _pending(workspace, request_id)
-    bad = [host for host in hosts if not _HOST.match(host)]
-    if bad:
-        raise UsageError(f"not a host name: {', '.join(bad)}")
+    patterns = []
+    for host in hosts:
+        try:
+            patterns.append(normalized_pattern(host))
+        except ValueError as error:
+            raise UsageError(str(error)) from error
     written = _append(
         workspace,
         {
@@ -315,7 +318,7 @@ def grant_request(
             "level": request.level.name,
             "expires_at": rfc3339_ms(now + expires) if expires else None,
             "max_commands": max_commands,
-            "hosts": [host.lower() for host in hosts],
+            "hosts": patterns,
         },
     )
     return _grant_of(written)

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from statetrace_guard.audit.chain import rfc3339_ms
 from statetrace_guard.decision import Verdict
 from statetrace_guard.errors import SessionError
 from statetrace_guard.levels import Effect, Level
+from statetrace_guard.online.hosts import parse_pattern, url_host_port
 from statetrace_guard.policy import CompiledPolicy, Settings
 from statetrace_guard.sessions.approvals import Grant, load_book
 from statetrace_guard.sessions.loops import detect_loop, intent_of
@@ -156,27 +156,25 @@ def _needs_approval(ctx: SessionContext, verdict: Verdict) -> bool:
     return required is not None and required > ctx.base_level
 
 
-def _hosts(verdict: Verdict) -> set[str] | None:
-    """The hosts a network command names; None when one cannot be told."""
-    hosts: set[str] = set()
+def _hosts(verdict: Verdict) -> set[tuple[str, int | None]] | None:
+    """The hosts (and ports) a network command names; None when one is unknown."""
+    hosts: set[tuple[str, int | None]] = set()
     for item in verdict.commands:
         if Effect.NETWORK not in item.effects:
             continue
         if not item.command.urls:
             return None
         for url in item.command.urls:
-            host = urlsplit(url).hostname
-            if not host:
+            found = url_host_port(url)
+            if found is None:
                 return None
-            hosts.add(host.lower())
+            hosts.add(found)
     return hosts
 
 
-def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    return any(
-        host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
-        for pattern in allowed
-    )
+def _host_allowed(host: tuple[str, int | None], allowed: tuple[str, ...]) -> bool:
+    name, port = host
+    return any(parse_pattern(p, with_port=True).matches(name, port) for p in allowed)
 
 
 def _approval_reason(
@@ -192,7 +190,9 @@ def _approval_reason(
     hosts = _hosts(verdict)
     if hosts is None:
         return f"approval {grant.request_id} is limited to hosts and one is unknown"
-    outside = sorted(host for host in hosts if not _host_allowed(host, grant.hosts))
+    outside = sorted(
+        host for host, port in hosts if not _host_allowed((host, port), grant.hosts)
+    )
     if outside:
         return f"approval {grant.request_id} does not cover {', '.join(outside)}"
     return None
