@@ -28,15 +28,36 @@ from statetrace_guard.audit.chain import SCHEMA_VERSION
 from statetrace_guard.levels import OPT_IN_INSTALL, OPT_IN_NET
 
 __all__ = [
+    "CONNECTION_EVENT",
     "NETOPS_EVENT",
+    "PROXY_EVENT",
+    "connection_netops",
+    "connection_record",
     "extract_arguments",
     "host_of",
     "netops_path",
     "netops_record",
+    "proxy_record",
     "simple_commands",
 ]
 
 NETOPS_EVENT = "netops"
+# Session-log events of the L3 egress proxy (one per connection, and one when
+# the proxy itself failed); each has a NetOps line too.
+CONNECTION_EVENT = "network.connection"
+PROXY_EVENT = "network.proxy"
+_COMMAND_CONTEXT = (
+    "session_id",
+    "task_id",
+    "task_ids",
+    "plan_refs",
+    "level",
+    "pid",
+    "cwd",
+    "policy_sha256",
+    "env",
+    "extra",
+)
 _OUT_OPTIONS = frozenset(
     {
         "-o",
@@ -325,4 +346,111 @@ def _result(outcome: Mapping[str, Any] | None, *, blocked: bool) -> dict[str, An
         "Status": _status(outcome, blocked=blocked),
         "DurationMs": None if duration is None else round(float(duration)),
         "ExitCode": None if outcome is None else outcome.get("exit_code"),
+    }
+
+
+def connection_record(
+    command: Mapping[str, Any], connection: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The session record of one proxied connection.
+
+    Args:
+        command: the fields of the command whose program opened it
+            (``CommandFacts.fields()``); its argv is kept as ``command``.
+        connection: the proxy's figures (``Connection.as_fields()``).
+
+    Returns:
+        A ``network.connection`` record whose ``argv`` is the connection
+        (``CONNECT host:port`` or ``GET URL``), so ``guard log`` lists it,
+        with ``effects`` ``["network"]``, the decision, rule and reason.
+    """
+    figures = {
+        key: connection.get(key)
+        for key in (
+            "action",
+            "host",
+            "port",
+            "addresses",
+            "bytes_up",
+            "bytes_down",
+            "duration_ms",
+            "status",
+            "error",
+        )
+    }
+    reason = connection.get("reason")
+    return {
+        **{key: command.get(key) for key in _COMMAND_CONTEXT if key in command},
+        "event": CONNECTION_EVENT,
+        "argv": [str(connection.get("method", "")), str(connection.get("target", ""))],
+        "command": list(command.get("argv") or []),
+        "effects": ["network"],
+        "decision": connection.get("decision", "block"),
+        "reasons": [reason] if reason else [],
+        "rules": [connection.get("rule")] if connection.get("rule") else [],
+        "network": True,
+        "urls": [str(connection.get("target", ""))],
+        "connection": figures,
+    }
+
+
+def proxy_record(command: Mapping[str, Any], error: str) -> dict[str, Any]:
+    """The session record saying the command's proxy failed (``error``)."""
+    return {
+        **{key: command.get(key) for key in _COMMAND_CONTEXT if key in command},
+        "event": PROXY_EVENT,
+        "argv": ["proxy"],
+        "command": list(command.get("argv") or []),
+        "effects": ["network"],
+        "decision": "allow",
+        "reasons": [error],
+        "rules": [],
+        "network": True,
+        "urls": [],
+        "connection": {"action": "proxy", "status": "failed", "error": error},
+    }
+
+
+def connection_netops(session: Mapping[str, Any]) -> dict[str, Any]:
+    """The NetOps line of a written (redacted) connection or proxy record."""
+    figures = session.get("connection") or {}
+    argv = [str(word) for word in session.get("argv") or []]
+    host = figures.get("host")
+    arguments: dict[str, Any] = {"Hosts": [host] if host else []}
+    if session.get("urls"):
+        arguments["Uri"] = session["urls"][0]
+    optional = {
+        "Host": host,
+        "Port": figures.get("port"),
+        "Method": argv[0] if figures.get("action") != "proxy" and argv else None,
+        "Addresses": figures.get("addresses"),
+        "BytesUp": figures.get("bytes_up"),
+        "BytesDown": figures.get("bytes_down"),
+        "Decision": session.get("decision"),
+        "Rule": (session.get("rules") or [None])[0],
+        "Reason": "; ".join(session.get("reasons") or []) or None,
+        "Error": figures.get("error"),
+    }
+    arguments.update(
+        {key: value for key, value in optional.items() if value is not None}
+    )
+    env = session.get("env") or {}
+    duration = figures.get("duration_ms")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event": NETOPS_EVENT,
+        "SessionId": str(session.get("session_id", "")),
+        "TaskBoardIds": _task_ids(session),
+        "PlanReferences": list(session.get("plan_refs") or []),
+        "Action": str(figures.get("action", "connect")),
+        "Program": _program_name(
+            session, [str(w) for w in session.get("command") or []]
+        ),
+        "Arguments": arguments,
+        "Environment": {name: env.get(name) for name in (OPT_IN_NET, OPT_IN_INSTALL)},
+        "Result": {
+            "Status": figures.get("status", "failed"),
+            "DurationMs": None if duration is None else round(float(duration)),
+            "ExitCode": None,
+        },
     }

@@ -146,7 +146,7 @@ class NetOpsRecord(ChainFields):
     SessionId: str
     TaskBoardIds: list[str]
     PlanReferences: list[str]
-    Action: Literal["run", "blocked", "download"]
+    Action: Literal["run", "blocked", "download", "connect", "request", "proxy"]
     Program: str
     Arguments: dict[str, Any]
     Environment: dict[str, str | None]

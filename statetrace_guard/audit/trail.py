@@ -23,7 +23,11 @@ from typing import Any, Literal, Protocol
 from statetrace_guard._version import __version__
 from statetrace_guard.audit.chain import SCHEMA_VERSION, header_record, now_ms
 from statetrace_guard.audit.log import ChainWriter
-from statetrace_guard.audit.netops import netops_path, netops_record
+from statetrace_guard.audit.netops import (
+    connection_netops,
+    netops_path,
+    netops_record,
+)
 from statetrace_guard.audit.redact import Redactor, load_key
 from statetrace_guard.errors import AuditError
 
@@ -284,6 +288,18 @@ class Trail:
         written = self._session({**base, **outcome, "event": "command.finished"})
         if facts.network:
             self._netops(netops_record(written, outcome))
+
+    def connection(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Write a proxied connection's session record and its NetOps line.
+
+        ``record`` comes from ``connection_record`` or ``proxy_record``.
+
+        Raises:
+            AuditError: a record cannot be written.
+        """
+        written = self._session(record)
+        self._netops(connection_netops(written))
+        return written
 
     def event(self, event: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Write any other chained record to the session file; return it.
