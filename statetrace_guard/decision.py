@@ -12,13 +12,19 @@ Three invariants hold whatever the rules say:
 * setting ``STATETRACE_GUARD_*`` is never allowed, and setting an opt-in
   variable is allowed only at L3 when the operator already set it to ``1``
   (it then grants nothing new; the plan lists that form at L3).
+
+A network command's hosts (those the classifier sees in its URLs) are
+judged against the policy's ``[[network]]`` entries by the same code the
+L3 egress proxy uses (:meth:`Egress.host_verdict`): a host the proxy would
+refuse blocks the command even where its level and opt-in suffice, so the
+agent hears it before anything runs. Hosts it cannot see are the proxy's.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from statetrace_guard.classify.model import Classification, SimpleCommand
@@ -30,12 +36,15 @@ from statetrace_guard.levels import (
     Level,
     format_level,
 )
+from statetrace_guard.online.egress import Egress
+from statetrace_guard.online.hosts import url_host_port
 from statetrace_guard.policy import CompiledPolicy, CompiledRule
 
 __all__ = [
     "CommandVerdict",
     "Decision",
     "DecisionContext",
+    "HostVerdict",
     "Verdict",
     "decide",
     "describe_command",
@@ -73,6 +82,16 @@ class DecisionContext:
 
 
 @dataclass(frozen=True, slots=True)
+class HostVerdict:
+    """A host a network command names, and the ``[[network]]`` answer on it."""
+
+    host: str
+    allowed: bool
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CommandVerdict:
     """What one simple command needs, and the rule that said so."""
 
@@ -83,12 +102,20 @@ class CommandVerdict:
     reasons: tuple[str, ...]
     opt_ins: frozenset[str]
     matched: CompiledRule | None
+    hosts: tuple[HostVerdict, ...] = ()
 
     def allowed_at(self, level: Level, env: Mapping[str, str]) -> bool:
         """Return whether this command may run at ``level`` with ``env``."""
         if self.required is None or level < self.required:
             return False
-        return all(env.get(name) == "1" for name in self.opt_ins)
+        if not all(env.get(name) == "1" for name in self.opt_ins):
+            return False
+        return self.refused_host is None
+
+    @property
+    def refused_host(self) -> HostVerdict | None:
+        """The first host the ``[[network]]`` entries refuse, if any."""
+        return next((host for host in self.hosts if not host.allowed), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +138,26 @@ class Verdict:
 
     @property
     def rules(self) -> tuple[str, ...]:
-        """The distinct rules that decided, in order of first use."""
-        return tuple(dict.fromkeys(verdict.rule for verdict in self.commands))
+        """The distinct rules that decided, in order of first use.
+
+        A command blocked only by a refused host names that host's rule too.
+        """
+        found = [verdict.rule for verdict in self.commands]
+        host = self.host_block
+        if host is not None:
+            found.append(host.rule)
+        return tuple(dict.fromkeys(found))
+
+    @property
+    def host_block(self) -> HostVerdict | None:
+        """The refused host that alone blocks the command (level and opt-in suffice)."""
+        item = self.blocking
+        if item is None or item.refused_host is None:
+            return None
+        required = item.required
+        if required is None or self.level < required:
+            return None
+        return item.refused_host
 
 
 def max_required(levels: Sequence[Level | None]) -> Level | None:
@@ -191,7 +236,30 @@ def _judge_fresh(
     parts.extend(_floor_parts(command.effects | effects))
     parts.extend(_write_parts(command, policy, ctx))
     parts.extend(_env_parts(command))
-    return _combine(command, frozenset(effects), parts, rule)
+    verdict = _combine(command, frozenset(effects), parts, rule)
+    if Effect.NETWORK not in verdict.effects or not command.urls:
+        return verdict
+    hosts = _host_verdicts(command, policy)
+    refused = [f"{command.name}: {host.reason}" for host in hosts if not host.allowed]
+    return replace(verdict, hosts=hosts, reasons=(*verdict.reasons, *refused))
+
+
+def _host_verdicts(
+    command: SimpleCommand, policy: CompiledPolicy
+) -> tuple[HostVerdict, ...]:
+    """Each host the command's URLs name, judged as the egress proxy would."""
+    egress = Egress(policy.network)
+    found: dict[str, HostVerdict] = {}
+    for url in command.urls:
+        # A bare word may be a host or a file name (curl -o x.bin): only
+        # URLs with a scheme are judged here; the rest are the proxy's.
+        host_port = url_host_port(url) if "://" in url else None
+        if host_port is None or host_port[0] in found:
+            continue
+        host = host_port[0]
+        answer = egress.host_verdict(host)
+        found[host] = HostVerdict(host, answer.allowed, answer.rule, answer.reason)
+    return tuple(found.values())
 
 
 @dataclass(frozen=True, slots=True)

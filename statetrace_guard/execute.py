@@ -93,6 +93,12 @@ def block_message(verdict: Verdict) -> str:
     item = verdict.blocking
     if item is None:  # pragma: no cover - only called for blocked verdicts
         return "guard: blocked"
+    host = verdict.host_block
+    if host is not None:
+        return (
+            f"guard: blocked: {describe_command(item.command)} (network): "
+            f"{host.reason} (rule {host.rule})"
+        )
     effects = ", ".join(sorted(effect.value for effect in item.effects))
     need = format_level(item.required)
     # At a level that suffices, what blocks is the operator's opt-in: name it.

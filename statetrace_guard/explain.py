@@ -74,7 +74,12 @@ def _command_lines(number: int, item: CommandVerdict) -> list[str]:
         f"   effects: {effects}; spec {item.command.spec}; "
         f"rule {item.rule}; needs {need}"
     )
-    return [head, *(f"   - {reason}" for reason in item.reasons)]
+    hosts = [
+        f"   host {host.host}: {'allowed' if host.allowed else 'refused'} "
+        f"(rule {host.rule})"
+        for host in item.hosts
+    ]
+    return [head, *hosts, *(f"   - {reason}" for reason in item.reasons)]
 
 
 def _hints(verdict: Verdict) -> list[str]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from statetrace_guard.audit.chain import GENESIS, HEADER_EVENT
+from statetrace_guard.decision import Verdict
 from statetrace_guard.errors import AuditError
 from statetrace_guard.evaluate import Place, evaluate, make_place
 from statetrace_guard.levels import Level
@@ -587,7 +588,7 @@ class Replayer:
             effects=tuple(sorted(effect.value for effect in verdict.effects)),
             rules=verdict.rules,
             reasons=verdict.reasons,
-            why=verdict.blocking.reasons[0] if verdict.blocking else None,
+            why=_why(verdict),
         )
 
     @contextlib.contextmanager
@@ -805,3 +806,11 @@ def _recorded_json(command: RecordedCommand) -> dict[str, Any]:
         "rules": list(command.rules) if "rules" in command.compared else None,
         "exit_status": command.exit_status,
     }
+
+
+def _why(verdict: Verdict) -> str | None:
+    """The reason that blocks: a refused host's, else the blocking command's first."""
+    host = verdict.host_block
+    if host is not None:
+        return host.reason
+    return verdict.blocking.reasons[0] if verdict.blocking else None

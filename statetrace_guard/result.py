@@ -31,6 +31,10 @@ def command_json(verdict: CommandVerdict) -> dict[str, Any]:
         "opt_in": sorted(verdict.opt_ins),
         "writes": list(command.written),
         "urls": list(command.urls),
+        "hosts": [
+            {"host": host.host, "allowed": host.allowed, "rule": host.rule}
+            for host in verdict.hosts
+        ],
     }
 
 

@@ -24,6 +24,7 @@ from statetrace_guard.online.hosts import (
     Address,
     HostPattern,
     normalize_host,
+    parse_address,
     parse_pattern,
     refused_kind,
 )
@@ -187,6 +188,34 @@ class Egress:
                     "that no [[network]] entry names",
                 )
         return None
+
+    def host_verdict(self, host: str) -> EgressVerdict:
+        """Decide by host alone, as the classifier can from a URL it sees.
+
+        Ports, methods and what a name resolves to are the proxy's to judge;
+        an IP literal is refused here as there unless an entry names it.
+        """
+        matching = [rule for rule in self.rules if rule.pattern.matches(host)]
+        refusal = next((rule for rule in matching if rule.never), None)
+        if refusal is not None:
+            return EgressVerdict(
+                allowed=False,
+                rule=refusal.id,
+                reason=f"{host} is refused by [[network]] {refusal.id}",
+            )
+        address = parse_address(host)
+        if address is not None:
+            refused = self.address_refusal(host, [address])
+            if refused is not None:
+                return refused
+        if not matching:
+            return EgressVerdict(
+                allowed=False,
+                rule=NO_RULE,
+                reason=f"no [[network]] entry allows {host}",
+            )
+        first = matching[0].id
+        return EgressVerdict(allowed=True, rule=first, reason=f"allowed by {first}")
 
     def to_wire(self) -> dict[str, Any]:
         """Plain values for the proxy process."""

@@ -103,7 +103,7 @@ class TestBatch:
             ),
             json.dumps(
                 {
-                    "command": "curl http://example.com",
+                    "command": "curl https://pypi.org/simple/",
                     "shell": "bash",
                     "level": "L3",
                     "env": {"STATETRACE_AGENT_ALLOW_NET": "1"},

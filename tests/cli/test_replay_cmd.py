@@ -202,7 +202,9 @@ class TestTranscripts:
         result = invoke(
             "--from", "codex", "--level", "L3", str(ASSETS / "codex-rollout.jsonl")
         )
-        assert "wget" not in result.stdout
+        # The opt-in applied: what blocks now is the host the policy lacks.
+        assert "needs L3 with" not in result.stdout
+        assert "why: no [[network]] entry allows example.com" in result.stdout
 
 
 class TestProgress:

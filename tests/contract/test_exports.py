@@ -58,6 +58,7 @@ def test_check_json_contract_keys(tmp_path):
         "required_level",
         "opt_in",
         "writes",
+        "hosts",
         "urls",
     }
 

@@ -25,7 +25,7 @@ class TestBlockMessage:
 
     def test_names_the_missing_opt_in_at_l3(self, tmp_path):
         """At L3 what is missing is the operator's variable: the line says so."""
-        text = message(tmp_path, Level.L3, ("curl", "http://example.com"))
+        text = message(tmp_path, Level.L3, ("curl", "https://pypi.org/simple/"))
         assert "needs L3 with STATETRACE_AGENT_ALLOW_NET=1, session is L3" in text
 
     def test_never_for_dynamic(self, tmp_path):

@@ -4,7 +4,9 @@ Cases live in ``tests/corpus/*.jsonl``, one per line:
 ``{"shell": "bash"|"pwsh"|"exec", "command": ..., "effects": [...],
 "level": "L0".."L3"|"never", "note": ...}``. The lowest level is found by
 deciding at every level with both opt-in variables set; "never" means no
-level allows it.
+level allows it. The corpus is about classification, so the built-in policy
+gets one ``[[network]]`` entry allowing every host name (addresses that are
+not globally routable stay refused, as the egress proxy refuses them).
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import pytest
 from statetrace_guard.batch import argv_for
 from statetrace_guard.evaluate import evaluate, make_place
 from statetrace_guard.levels import Level
-from statetrace_guard.policy import load_policy
+from statetrace_guard.policy import load_policy_bytes
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 OPT_IN = {"STATETRACE_AGENT_ALLOW_NET": "1", "STATETRACE_AGENT_ALLOW_INSTALL": "1"}
 WORKSPACE = Path("/tmp/guard-corpus-ws")
-POLICY = load_policy(None)
+BUILTIN = (
+    Path(__file__).resolve().parents[2] / "statetrace_guard" / "default_policy.toml"
+)
+POLICY = load_policy_bytes(
+    BUILTIN.read_bytes() + b'\n[[network]]\nid = "any-host"\nhost = "*"\n', "corpus"
+)
 
 
 def load_cases() -> list[tuple[str, int, dict]]:

@@ -378,12 +378,12 @@ class TestReplay:
     def test_recorded_opt_in_is_used(self, recorder):
         """An L3 download recorded with the opt-in stays allowed on replay."""
         recorder.record(
-            ("curl", "-o", "x.bin", "http://127.0.0.1:8000/x"),
+            ("curl", "-o", "x.bin", "https://files.pythonhosted.org/x"),
             level=Level.L3,
             env={OPT_IN_NET: "1"},
         )
         recorder.record(
-            ("curl", "-o", "x.bin", "http://127.0.0.1:8000/x"), level=Level.L3
+            ("curl", "-o", "x.bin", "https://files.pythonhosted.org/x"), level=Level.L3
         )
         result = replay(recorder.path)
         assert [row.now.decision for row in result.rows] == ["allow", "block"]
@@ -490,7 +490,7 @@ class TestReplay:
         command = RecordedCommand(
             source="x",
             line=1,
-            argv=("curl", "http://example.com"),
+            argv=("curl", "https://pypi.org/simple/"),
             level=Level.L3,
             cwd="/tmp",
             decision="allow",
