@@ -14,8 +14,9 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,7 +27,7 @@ from statetrace_guard.errors import (
     SandboxUnavailable,
     SessionError,
 )
-from statetrace_guard.evaluate import Judgement, evaluate
+from statetrace_guard.evaluate import Judgement, Place, evaluate
 from statetrace_guard.invocation import Invocation
 from statetrace_guard.levels import (
     OPT_IN_INSTALL,
@@ -41,12 +42,15 @@ from statetrace_guard.session_ids import allocate_session_id, check_session_id
 from statetrace_guard.sessions.gate import (
     SessionContext,
     admit,
+    effective_grant,
     join_session,
     note_outcome,
 )
+from statetrace_guard.sessions.store import load_session
 
 if TYPE_CHECKING:
     from statetrace_guard.audit.trail import CommandFacts, Trail
+    from statetrace_guard.online.egress import Egress
     from statetrace_guard.sandbox.base import SandboxPlan
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "RunOptions",
     "assess",
     "block_message",
+    "egress_for",
     "finish",
     "guarded_run",
     "prepare",
@@ -93,6 +98,12 @@ def block_message(verdict: Verdict) -> str:
     item = verdict.blocking
     if item is None:  # pragma: no cover - only called for blocked verdicts
         return "guard: blocked"
+    host = verdict.host_block
+    if host is not None:
+        return (
+            f"guard: blocked: {describe_command(item.command)} (network): "
+            f"{host.reason} (rule {host.rule})"
+        )
     host = verdict.host_block
     if host is not None:
         return (
@@ -193,7 +204,12 @@ class Assessed:
     facts: CommandFacts
 
 
-def assess(invocation: Invocation, options: RunOptions) -> Assessed | Blocked:
+Judge = Callable[[Sequence[str], Level, CompiledPolicy, Place], Judgement]
+
+
+def assess(
+    invocation: Invocation, options: RunOptions, *, judge: Judge = evaluate
+) -> Assessed | Blocked:
     """Judge the command at its session's level; record it only when refused.
 
     The session decides the level (its approvals raise it, budgets and stop
@@ -201,6 +217,8 @@ def assess(invocation: Invocation, options: RunOptions) -> Assessed | Blocked:
     when the policy or the session says no; an inline escalation request is
     served here too (Blocked with exit 0). Agent-runtime hooks call this to
     answer before anything runs, ``prepare`` to go on to the start.
+    ``judge`` replaces classification for work the guard does itself
+    (``guard fetch``).
     """
     session_id = _session_id(invocation, options)
     escalation = _inline_escalation(invocation, options, session_id)
@@ -213,7 +231,7 @@ def assess(invocation: Invocation, options: RunOptions) -> Assessed | Blocked:
     except SessionError as error:
         return Blocked(ExitCode.RUN_BLOCKED, f"guard: blocked: {error.message}")
     invocation = replace(invocation, level=session.level)
-    judgement = evaluate(
+    judgement = judge(
         options.argv, invocation.level, invocation.policy, invocation.place
     )
     trail = _open_trail(invocation, session_id, options)
@@ -224,14 +242,22 @@ def assess(invocation: Invocation, options: RunOptions) -> Assessed | Blocked:
     return Assessed(invocation, session, judgement.verdict, trail, facts)
 
 
-def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
+def prepare(
+    invocation: Invocation,
+    options: RunOptions,
+    *,
+    judge: Judge = evaluate,
+    own_enforcement: Mapping[str, str] | None = None,
+) -> Prepared | Blocked:
     """Judge the command and, if allowed, write ``command.started``.
 
     Returns Blocked as :func:`assess` does. Raises GuardError (exit 125
     under ``run``) when the start cannot be recorded or required enforcement
-    is missing: nothing runs then.
+    is missing: nothing runs then. For work the guard does itself (``guard
+    fetch``), ``judge`` replaces classification and ``own_enforcement`` is
+    what the record says enforces it (no program, no sandbox plan).
     """
-    assessed = assess(invocation, options)
+    assessed = assess(invocation, options, judge=judge)
     if isinstance(assessed, Blocked):
         return assessed
     invocation, session, verdict = (
@@ -242,7 +268,10 @@ def prepare(invocation: Invocation, options: RunOptions) -> Prepared | Blocked:
     trail, facts = assessed.trail, assessed.facts
     private_tmp = _private_tmp()
     try:
-        plan, backend, warnings = _plan(invocation, options, private_tmp)
+        if own_enforcement is None:
+            plan, backend, warnings = _plan(invocation, options, private_tmp)
+        else:
+            plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
         trail.started(facts, plan.enforcement)
     except BaseException:
         shutil.rmtree(private_tmp, ignore_errors=True)
@@ -417,6 +446,35 @@ def _plan(
         f"guard: warning: not enforced here: {gap}" for gap in plan.missing
     )
     return plan, backend, warnings
+
+
+def _own_plan(invocation: Invocation, enforcement: Mapping[str, str]) -> SandboxPlan:
+    """The plan of work the guard does itself: its own code enforces it."""
+    from statetrace_guard.sandbox.base import SandboxPlan  # noqa: PLC0415
+
+    return SandboxPlan(
+        level=invocation.level,
+        network_open=True,
+        enforcement=dict(enforcement),
+        backend="guard",
+    )
+
+
+def egress_for(prepared: Prepared) -> Egress:
+    """The allow-list in force: the policy's entries, narrowed by the approval."""
+    from statetrace_guard.online.egress import Egress  # noqa: PLC0415
+    from statetrace_guard.online.hosts import parse_pattern  # noqa: PLC0415
+
+    grant = None
+    if prepared.session.approval_id is not None:
+        state = load_session(
+            Path(prepared.log_dir), prepared.session.session_id, details=False
+        )
+        grant = effective_grant(state, datetime.now(UTC))
+    if grant is None or not grant.hosts:
+        return Egress(prepared.policy.network)
+    hosts = tuple(parse_pattern(host, with_port=True) for host in grant.hosts)
+    return Egress(prepared.policy.network, grant.request_id, hosts)
 
 
 def _private_tmp() -> str:

@@ -1,8 +1,9 @@
 """Loopback HTTP and TLS servers the online tests start (and stop).
 
 ``GET /bytes/N`` answers N bytes; ``GET /slow/N`` answers N bytes slowly
-(64 KiB every 50 ms, for cutting a transfer in the middle); ``POST /echo``
-answers the body it got. The TLS server uses a self-signed certificate for
+(64 KiB every 50 ms, for cutting a transfer in the middle);
+``GET /redirect/URL`` answers 302 to URL; ``POST /echo`` answers the body
+it got. The TLS server uses a self-signed certificate for
 ``localhost`` and ``127.0.0.1`` made with openssl in the test's directory.
 """
 
@@ -46,6 +47,12 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def do_GET(self) -> None:
+        if self.path.startswith("/redirect/"):
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/redirect/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         kind, _, size = self.path.strip("/").partition("/")
         count = int(size) if size.isdigit() else 2
         self.send_response(200)

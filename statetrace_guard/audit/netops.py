@@ -223,12 +223,11 @@ def extract_arguments(
         t for c in commands if _program(c) in _SSH_PROGRAMS for t in _ssh_targets(c)
     ]
     arguments: dict[str, Any] = {"Hosts": _hosts(urls, targets)}
-    found: dict[str, list[str]] = {}
+    # What the runtime supplies (a computed hash) comes before the arguments.
+    found: dict[str, list[str]] = dict(_found([], [], extra, []).items())
     for command in commands:
         for key, values in _found(command, urls, None, targets).items():
             found.setdefault(key, []).extend(values)
-    for key, values in _found([], [], extra, []).items():
-        found[key].extend(values)
     for key, values in found.items():
         if values:
             arguments[key] = (

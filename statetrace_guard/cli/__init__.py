@@ -36,6 +36,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "hook": "statetrace_guard.cli.hook_cmd:hook",
     "record": "statetrace_guard.cli.hook_cmd:record",
     "install": "statetrace_guard.cli.install_cmd:install",
+    "fetch": "statetrace_guard.cli.fetch_cmd:fetch",
 }
 
 

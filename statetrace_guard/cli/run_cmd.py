@@ -105,4 +105,13 @@ def run(
         max_memory=max_memory,
         max_processes=max_processes,
     )
+    if len(argv) > 1 and argv[1] == "fetch":
+        from statetrace_guard.online.fetch import (  # noqa: PLC0415 - rare path
+            guarded_fetch,
+            parse_fetch,
+        )
+
+        request = parse_fetch(argv)
+        if request is not None:  # the guard downloads it itself
+            sys.exit(guarded_fetch(invocation, request, options))
     sys.exit(guarded_run(invocation, options))

@@ -66,6 +66,8 @@ def fast_run(args: list[str]) -> int | None:
     if parsed is None:
         return None
     options, argv = parsed
+    if len(argv) > 1 and argv[1] == "fetch":
+        return None  # `guard run -- guard fetch`: the guard downloads in-process
     sock = _connect(socket_path())
     if sock is None:
         if _wanted_again():
