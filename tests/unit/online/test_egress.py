@@ -152,6 +152,32 @@ class TestPolicySection:
         with pytest.raises(PolicyError, match=field_error):
             load_policy_bytes(raw, "t.toml")
 
+    def test_under_extends(self):
+        """Entries of an extending policy are appended; a refusal there wins."""
+        raw = (
+            b'extends = "builtin:statetrace"\nname = "mine"\n'
+            b'[[network]]\nid = "mirror"\nhost = "mirror.example"\n'
+            b'[[network]]\nid = "no-raw"\nhost = "*.githubusercontent.com"\n'
+            b'level = "never"\n'
+        )
+        policy = load_policy_bytes(raw, "mine.toml")
+        ids = [rule.id for rule in policy.network]
+        assert ids[: len(load_policy(None).network)] == [
+            rule.id for rule in load_policy(None).network
+        ]
+        assert ids[-2:] == ["mirror", "no-raw"]
+        egress = Egress(policy.network)
+        assert egress.judge(tunnel("mirror.example")).allowed
+        assert egress.judge(tunnel("pypi.org")).allowed
+        refused = egress.judge(tunnel("objects.githubusercontent.com"))
+        assert (refused.allowed, refused.rule) == (False, "no-raw")
+
+    def test_extends_cannot_reuse_an_id(self):
+        """An extending policy's entry may not take a built-in entry's id."""
+        raw = b'extends = "builtin:statetrace"\nname = "m"\n[[network]]\nid = "pypi"\nhost = "x.example"\n'
+        with pytest.raises(PolicyError, match="duplicate"):
+            load_policy_bytes(raw, "m.toml")
+
     def test_duplicate_ids(self):
         """Two entries for one host need ids of their own."""
         raw = b'name = "t"\n[[network]]\nhost = "a.com"\n[[network]]\nhost = "A.com."\n'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import resources
 
 import pytest
 from netservers import LoopbackServer, have_tools, make_certificate
@@ -14,7 +13,7 @@ from statetrace_guard.online.fetch import parse_fetch
 pytestmark = pytest.mark.skipif(have_tools() is not None, reason=str(have_tools()))
 
 BODY_SHA = hashlib.sha256(b"x" * 1000).hexdigest()
-LOCAL = '\n[[network]]\nid = "lo"\nhost = "127.0.0.1"\n'
+LOCAL = 'extends = "builtin:statetrace"\nname = "t"\n[[network]]\nid = "lo"\nhost = "127.0.0.1"\n'
 
 
 @pytest.fixture
@@ -27,8 +26,7 @@ def tls(tmp_path):
 @pytest.fixture
 def online(guard, workspace, tls):
     """The built-in policy plus 127.0.0.1 over https; L3 with the opt-in."""
-    builtin = resources.files("statetrace_guard").joinpath("default_policy.toml")
-    (workspace / "guard.toml").write_text(builtin.read_text() + LOCAL)
+    (workspace / "guard.toml").write_text(LOCAL)
     (workspace / "dl").mkdir()
     server, cert = tls
     env = {"STATETRACE_AGENT_ALLOW_NET": "1", "SSL_CERT_FILE": str(cert)}
