@@ -16,8 +16,9 @@ Scenarios:
    with override parameters, an override variable and an edited settings
    file, then the reset of both.
 4. ``l3-download``: escalation to L3 approved for 127.0.0.1, a download from a
-   loopback HTTP server this script starts with the operator's opt-in, and
-   the same download without the opt-in, blocked.
+   loopback HTTP server this script starts, with the operator's opt-in:
+   refused all the same, since the built-in policy's ``[[network]]`` entries
+   name no loopback address; and the same download without the opt-in.
 5. ``denial-loop``: the same blocked intent retried under other spellings
    until the guard halts the session.
 
@@ -314,7 +315,11 @@ SCENARIOS = (
     ("l0-observe", "L0 observation; a write attempt is blocked"),
     ("l1-edit-test", "L1 edit and test; blocked network and log-directory write"),
     ("l2-pipeline", "L2 pipeline with overrides and their reset, after approval"),
-    ("l3-download", "L3 approved loopback download; the same without opt-in blocked"),
+    (
+        "l3-download",
+        "L3 approved for 127.0.0.1; a loopback download refused (no [[network]] "
+        "entry names it); the same without opt-in blocked",
+    ),
     ("denial-loop", "a blocked intent retried until the guard halts the session"),
 )
 
