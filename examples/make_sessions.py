@@ -317,8 +317,10 @@ SCENARIOS = (
     ("l2-pipeline", "L2 pipeline with overrides and their reset, after approval"),
     (
         "l3-download",
-        "L3 approved for 127.0.0.1; a loopback download refused (no [[network]] "
-        "entry names it); the same without opt-in blocked",
+        (
+            "L3 approved for 127.0.0.1; a loopback download refused (no "
+            "[[network]] entry names it); the same without opt-in blocked"
+        ),
     ),
     ("denial-loop", "a blocked intent retried until the guard halts the session"),
 )

@@ -86,7 +86,9 @@ def test_scenarios_show_what_they_claim():
     assert any("self-protect" in c.rules for c in blocked_l1)
     assert any(c.level.name == "L2" for c in commands["l2-pipeline"])
     l3 = commands["l3-download"]
-    assert [c.decision for c in l3 if c.argv[0] == "curl"] == ["allow", "block"]
+    curls = [c for c in l3 if c.argv[0] == "curl"]
+    assert [c.decision for c in curls] == ["block", "block"]
+    assert "network:address" in curls[0].rules  # opted in, refused by the host
     assert any(c.decision == "block" for c in commands["denial-loop"])
 
 
