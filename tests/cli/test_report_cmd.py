@@ -14,6 +14,11 @@ from statetrace_guard.cli import main
 from statetrace_guard.report.page import DATA_ELEMENT_ID
 
 GOLDEN = Path(__file__).resolve().parents[2] / "examples" / "sessions"
+# Golden session ids change when the examples are regenerated: read the index.
+GOLDEN_IDS = {
+    name: entry["session_id"]
+    for name, entry in json.loads((GOLDEN / "index.json").read_text()).items()
+}
 SID = "2026-12-01_session-0001"
 
 
@@ -114,7 +119,7 @@ class TestData:
 
     def test_golden_counts_and_verify(self):
         """The golden denial-loop session: blocked, halted, verified intact."""
-        found = data(GOLDEN, "--session", "2026-11-24_session-0005")
+        found = data(GOLDEN, "--session", GOLDEN_IDS["denial-loop"])
         assert found["counts"]["by_state"] == {"blocked": 6}
         assert found["sessions"][0]["halts"][0]["kind"] == "denial_loop"
         assert found["sessions"][0]["status"] == "blocked"
@@ -128,7 +133,7 @@ class TestData:
         """A tampered log is reported in the header, with its first bad record."""
         log_dir = tmp_path / "Logs"
         (log_dir / "Sessions").mkdir(parents=True)
-        source = GOLDEN / "Sessions" / "2026-11-24_session-0001.jsonl"
+        source = GOLDEN / "Sessions" / f"{GOLDEN_IDS['l0-observe']}.jsonl"
         lines = source.read_text().splitlines()
         lines[3] = lines[3].replace('"ls"', '"rm"')
         (log_dir / "Sessions" / source.name).write_text("\n".join(lines) + "\n")
