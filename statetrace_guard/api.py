@@ -62,6 +62,8 @@ class CommandResult:
     opt_in: tuple[str, ...]
     writes: tuple[str, ...]
     urls: tuple[str, ...]
+    # {"host", "allowed", "rule"} for each host a network command's URLs name
+    hosts: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ program. That forks the proxy process, which waits on one end of a socket
 pair; the other end (:attr:`ProxyProcess.channel`) goes to the program's
 child setup, which, once inside the program's network namespace, creates
 the listening socket on ``127.0.0.1:3128`` there and sends it over
-(:func:`send_listener`). A socket belongs to the namespace it was made in,
-so the proxy serves the program's loopback from outside, with no bridge
+(``sandbox.proxy_socket.send_listener``). A socket belongs to the namespace
+it was made in, so the proxy serves the program's loopback from outside, with no bridge
 process inside and no extra copy.
 
 NOTE(online): chosen over a Unix socket bridged to a loopback port inside the
@@ -39,7 +39,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from statetrace_guard.online.proxy import PROXY_PORT
+from statetrace_guard.sandbox.proxy_socket import (
+    PROXY_PORT,
+    proxy_environment,
+    send_listener,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -56,36 +60,6 @@ __all__ = [
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
-_LOOPBACK = "localhost,127.0.0.1,::1"
-
-
-def proxy_environment(port: int = PROXY_PORT) -> dict[str, str]:
-    """The variables that point a program's tools at the proxy."""
-    url = f"http://127.0.0.1:{port}"
-    env = {}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        env[name] = env[name.lower()] = url
-    env["NO_PROXY"] = env["no_proxy"] = _LOOPBACK
-    env["NODE_USE_ENV_PROXY"] = "1"  # Node's own fetch honours the above
-    return env
-
-
-def send_listener(channel: int, port: int = PROXY_PORT) -> None:
-    """In the program's child, inside its namespace: listen, hand it out.
-
-    Raises:
-        OSError: the socket cannot be made or sent (the program must not run).
-    """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
-        listener.listen(128)
-        with socket.socket(fileno=os.dup(channel)) as sender:
-            socket.send_fds(sender, [b"L"], [listener.fileno()])
-    finally:
-        listener.close()
-        os.close(channel)
 
 
 @dataclass

@@ -48,14 +48,12 @@ from statetrace_guard.online.hosts import (
 )
 
 __all__ = [
-    "PROXY_PORT",
     "Connection",
     "ProxyServer",
     "Recorder",
     "resolve",
 ]
 
-PROXY_PORT = 3128
 _MAX_HEAD = 65536
 _HEAD_TIMEOUT = 30.0
 _CONNECT_TIMEOUT = 10.0
