@@ -8,7 +8,8 @@ Three invariants hold whatever the rules say:
   operator's opt-in variable set to exactly ``1``;
 * a write to the guard's own files (its log subdirectories, its home, the
   policy file) or outside the workspace and temporary directories is never
-  allowed;
+  allowed, and a write to a protected path (the policy's ``[protect]`` list
+  and git's minimum, :mod:`statetrace_guard.protect`) needs L2;
 * setting ``STATETRACE_GUARD_*`` is never allowed, and setting an opt-in
   variable is allowed only at L3 when the operator already set it to ``1``
   (it then grants nothing new; the plan lists that form at L3).
@@ -39,6 +40,7 @@ from statetrace_guard.levels import (
 from statetrace_guard.online.egress import Egress
 from statetrace_guard.online.hosts import url_host_port
 from statetrace_guard.policy import CompiledPolicy, CompiledRule
+from statetrace_guard.protect import contains_protected, protection
 
 __all__ = [
     "CommandVerdict",
@@ -375,7 +377,7 @@ def _write_parts(
 ) -> list[_Part]:
     parts = []
     for target in command.written:
-        where = _classify_target(target, ctx)
+        where, glob = _classify_target(target, ctx, policy)
         if where == "protected":
             parts.append(
                 _Part(
@@ -390,11 +392,9 @@ def _write_parts(
                     f"writes {target}, outside the workspace",
                 )
             )
-        elif where == "repo-config":
-            why = (
-                f"writes {target}: git hooks and config run later, outside any sandbox"
-            )
-            parts.append(_Part(Level.L2, "git-hooks-config", why))
+        elif where == "protected-data":
+            why = f"writes {target}, protected below L2 ([protect] {glob})"
+            parts.append(_Part(Level.L2, "protected-path", why))
         elif where == "inside":
             required = policy.effect_levels[Effect.WRITE]
             parts.append(_Part(required, "effect:write", f"writes {target}"))
@@ -419,23 +419,31 @@ def _env_parts(command: SimpleCommand) -> list[_Part]:
     return parts
 
 
-def _classify_target(target: str, ctx: DecisionContext) -> str:
-    """Say where a written path lands: sink, inside, repo-config, outside, protected."""
+def _classify_target(
+    target: str, ctx: DecisionContext, policy: CompiledPolicy
+) -> tuple[str, str | None]:
+    """Say where a written path lands, and the ``[protect]`` glob that holds it.
+
+    ``sink``, ``inside``, ``outside``, ``protected`` (the guard's) or
+    ``protected-data`` (read-only below L2: the path, or a protected path
+    below it, as ``rm -rf Data`` removes ``Data/**/*.accdb``).
+    """
     if target in {"$null", "&1", "&2", "-"} or target.startswith(_SINK_PATHS):
-        return "sink"
+        return "sink", None
     resolved = _resolve(target, ctx.cwd)
     if resolved is None:
-        return "outside"
+        return "outside", None
     if _is_protected(resolved, ctx):
-        return "protected"
-    git = f"{ctx.workspace}/.git"
-    if is_within(resolved, f"{git}/hooks") or resolved == f"{git}/config":
-        return "repo-config"
-    if is_within(resolved, ctx.workspace) or any(
-        is_within(resolved, tmp) for tmp in ctx.temp_dirs
-    ):
-        return "inside"
-    return "outside"
+        return "protected", None
+    if is_within(resolved, ctx.workspace):
+        rel = resolved[len(ctx.workspace) + 1 :]
+        glob = protection(rel, policy.protect) or contains_protected(
+            rel, policy.protect
+        )
+        return ("protected-data", glob) if glob else ("inside", None)
+    if any(is_within(resolved, tmp) for tmp in ctx.temp_dirs):
+        return "inside", None
+    return "outside", None
 
 
 def _is_protected(resolved: str, ctx: DecisionContext) -> bool:

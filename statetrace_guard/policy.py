@@ -35,6 +35,12 @@ from statetrace_guard.errors import PolicyError
 from statetrace_guard.levels import Effect, Level
 from statetrace_guard.online.egress import NetRule, parse_example
 from statetrace_guard.online.hosts import parse_pattern
+from statetrace_guard.protect import (
+    DEFAULT_PROTECT,
+    ProtectPatterns,
+    check_glob,
+    compile_protect,
+)
 
 __all__ = [
     "BUILTIN_POLICIES",
@@ -43,6 +49,7 @@ __all__ = [
     "CompiledRule",
     "NetworkRule",
     "Policy",
+    "Protect",
     "Rule",
     "Settings",
     "compile_policy",
@@ -200,6 +207,24 @@ class Settings(_Strict):
     watched_files: tuple[str, ...] = ()
 
 
+class Protect(_Strict):
+    """``[protect]``: workspace-relative globs kept read-only below L2.
+
+    ``paths`` replaces the default list (an ``extends`` overlay that sets it
+    replaces its base's); the git minimum of :mod:`statetrace_guard.protect`
+    is added whatever it says.
+    """
+
+    paths: tuple[str, ...] = DEFAULT_PROTECT
+
+    @field_validator("paths")
+    @classmethod
+    def _globs(cls, paths: tuple[str, ...]) -> tuple[str, ...]:
+        for text in paths:
+            check_glob(text)
+        return paths
+
+
 class Policy(_Strict):
     """A whole policy file."""
 
@@ -209,6 +234,7 @@ class Policy(_Strict):
     description: str = ""
     settings: Settings = Settings()
     effects: EffectLevels = EffectLevels()
+    protect: Protect = Protect()
     rules: tuple[Rule, ...] = ()
     network: tuple[NetworkRule, ...] = ()
 
@@ -269,6 +295,7 @@ class CompiledPolicy:
     by_program: dict[str, tuple[CompiledRule, ...]]
     script_rules: tuple[CompiledRule, ...]
     model: Policy
+    protect: ProtectPatterns
     network: tuple[NetRule, ...] = ()
 
 
@@ -431,6 +458,7 @@ def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:
         script_rules=tuple(rule for rule in rules if rule.script_pattern),
         model=model,
         network=tuple(entry.compiled() for entry in model.network),
+        protect=compile_protect(model.protect.paths),
     )
 
 

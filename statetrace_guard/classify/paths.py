@@ -1,38 +1,23 @@
 """Path arithmetic for classification: lexical, pure, never touching the disk.
 
 Shared by the bash and PowerShell halves: script paths are normalised to the
-workspace-relative POSIX form policy rules name (``Tools/X.ps1``), and write
-targets are placed in a zone (workspace, temp, guard-owned, outside) so the
-policy can decide without resolving anything itself.
+workspace-relative POSIX form policy rules name (``Tools/X.ps1``). Where a
+written path lands (guard-owned, protected, workspace, outside) is decided in
+one place, ``decision.py`` with :mod:`statetrace_guard.protect`.
 """
 
 from __future__ import annotations
 
 import posixpath
-from typing import Literal
 
 from statetrace_guard.classify.model import ClassifyContext
 
 __all__ = [
-    "GUARD_OWNED_DIRS",
-    "GUARD_OWNED_FILES",
     "SINK_FILES",
-    "TEMP_ROOTS",
-    "Zone",
     "is_within",
     "normalize_script_path",
     "resolve_path",
-    "write_zone",
 ]
-
-Zone = Literal["workspace", "temp", "guard", "outside", "unknown"]
-
-# NOTE(bash): workspace-relative, compared case-insensitively because the
-# StateTrace workspace is also checked out on Windows (case-insensitive FS).
-GUARD_OWNED_DIRS = ("logs/sessions", "logs/netops", "logs/approvals")
-GUARD_OWNED_FILES = ("guard.toml",)
-# Names, not files we create: S108 is about creating predictable temp files.
-TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108
 
 _NOT_STATIC = ("$", "`")
 
@@ -98,26 +83,3 @@ def normalize_script_path(raw: str, ctx: ClassifyContext) -> str | None:
         return None
     rel = posixpath.relpath(resolved, ctx.workspace)
     return "." if rel == "." else rel
-
-
-def write_zone(raw: str, ctx: ClassifyContext) -> Zone:  # noqa: PLR0911 - one return per zone, read top-down
-    """Place a write target: the policy's input for the write rules.
-
-    ``guard`` (the guard's own logs and policy; never writable), ``workspace``,
-    ``temp`` (``/tmp`` and friends), ``outside`` or ``unknown`` (not static).
-    """
-    if raw.startswith("~"):
-        return "outside"
-    resolved = resolve_path(raw, ctx.cwd)
-    if resolved is None:
-        return "unknown"
-    if is_within(resolved, ctx.workspace):
-        rel = posixpath.relpath(resolved, ctx.workspace).lower()
-        if rel in GUARD_OWNED_FILES or rel == "logs":
-            return "guard"
-        if any(rel == d or rel.startswith(d + "/") for d in GUARD_OWNED_DIRS):
-            return "guard"
-        return "workspace"
-    if any(is_within(resolved, root) for root in TEMP_ROOTS):
-        return "temp"
-    return "outside"

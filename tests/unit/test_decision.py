@@ -266,7 +266,7 @@ class TestGitConfig:
         assert not judge(command, level=Level.L1).allowed
         verdict = judge(command, level=Level.L2)
         assert verdict.allowed
-        assert verdict.commands[0].rule == "git-hooks-config"
+        assert verdict.commands[0].rule == "protected-path"
 
     def test_other_git_files_are_ordinary_writes(self):
         assert judge(

@@ -14,7 +14,6 @@ from statetrace_guard.classify.paths import (
     is_within,
     normalize_script_path,
     resolve_path,
-    write_zone,
 )
 from statetrace_guard.classify.sedscan import scan_sed
 from statetrace_guard.classify.wrappers import dangerous_env
@@ -275,26 +274,6 @@ class TestPaths:
     def test_normalize_script_path(self, raw, expected, ctx):
         """Script paths normalise to workspace-relative POSIX form."""
         assert normalize_script_path(raw, ctx) == expected
-
-    @pytest.mark.parametrize(
-        ("raw", "zone"),
-        [
-            ("a/b", "workspace"),
-            ("/tmp/x", "temp"),
-            ("/etc/x", "outside"),
-            ("~/x", "outside"),
-            ("$X", "unknown"),
-            ("Logs/Sessions/a.jsonl", "guard"),
-            ("logs/netops", "guard"),
-            ("Logs", "guard"),
-            ("Logs/Reports/r.json", "workspace"),
-            ("guard.toml", "guard"),
-            ("sub/guard.toml", "workspace"),
-        ],
-    )
-    def test_write_zone(self, raw, zone, ctx):
-        """Write targets are placed in zones."""
-        assert write_zone(raw, ctx) == zone
 
     def test_is_within(self):
         """is_within respects path boundaries."""
