@@ -3,8 +3,9 @@
 Times, in this process and interleaved, ``run()`` of ``/bin/true``:
 
 * ``bare``: no plan (no sandbox);
-* ``L1``: plan (probe cached, directory split) + ruleset + namespaces, as
-  ``guard run --level L1`` does per command;
+* ``L1``: layout (placeholders, the built-in [protect] list expanded) + plan
+  (probe cached) + ruleset + namespaces + mount view, as ``guard run --level
+  L1`` does per command;
 * ``L0``: the same at L0.
 
 and, as the scale of issue 8, ``python -c pass`` as a subprocess. Prints the
@@ -24,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from statetrace_guard.layout import fs_layout
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import default_log_dir, guard_owned_paths, workspace_root
+from statetrace_guard.policy import load_policy
 from statetrace_guard.runner import RunSpec, run
 from statetrace_guard.sandbox import select_backend
 from statetrace_guard.sandbox.base import FsLayout, make_private_tmp, remove_private_tmp
@@ -33,15 +36,16 @@ from statetrace_guard.sandbox.base import FsLayout, make_private_tmp, remove_pri
 TRUE = "/bin/true"
 
 
-def layout_for(workspace: Path, private: str) -> FsLayout:
+def layout_for(workspace: Path, private: str, level: Level) -> FsLayout:
+    """The layout `guard run` builds: guard's paths and the built-in [protect] list."""
     owned = guard_owned_paths(default_log_dir(workspace), None)
-    git = workspace / ".git"
-    return FsLayout(
-        str(workspace),
-        private,
-        os.path.realpath(tempfile.gettempdir()),
-        tuple(str(p) for p in owned),
-        str(git) if git.is_dir() else None,
+    return fs_layout(
+        level=level,
+        workspace=os.path.realpath(workspace),
+        log_dir=str(default_log_dir(workspace)),
+        private_tmp=private,
+        guard_owned=tuple(os.path.realpath(p) for p in owned),
+        patterns=load_policy(None).protect,
     )
 
 
@@ -57,7 +61,7 @@ def once_enforced(env: dict[str, str], workspace: Path, level: Level) -> float:
     start = time.perf_counter()
     private = make_private_tmp(os.path.realpath(tempfile.gettempdir()))
     plan = backend.plan(
-        level, network_open=False, layout=layout_for(workspace, private)
+        level, network_open=False, layout=layout_for(workspace, private, level)
     )
     outcome = run(
         RunSpec(
@@ -100,12 +104,16 @@ def main() -> None:
 
 
 def scratch_workspace(scratch: str) -> Path:
-    """A workspace shaped like StateTrace's: 20 entries, .git, Logs."""
+    """A workspace shaped like StateTrace's: 20 entries, .git, Logs, Data."""
     root = Path(os.path.realpath(scratch)) / "ws"
     for sub in ("Sessions", "NetOps", "Approvals", "Reports", "IngestionMetrics"):
         (root / "Logs" / sub).mkdir(parents=True)
     (root / ".git" / "hooks").mkdir(parents=True)
     (root / ".git" / "config").write_text("")
+    for site in ("BOS1", "NYC2", "SFO3"):
+        (root / "Data" / site).mkdir(parents=True)
+        (root / "Data" / site / f"{site}.accdb").write_text("")
+    (root / "Data" / "StateTraceSettings.json").write_text("{}")
     for i in range(10):
         (root / f"dir{i}").mkdir()
         (root / f"file{i}.txt").write_text("")
@@ -118,11 +126,14 @@ def measure(workspace: Path, runs: int) -> None:
     backend = select_backend()
     print(f"backend {backend.name}: {backend.probe().as_dict()}")
     plan = backend.plan(
-        Level.L1, network_open=False, layout=layout_for(workspace, "/nonexistent")
+        Level.L1,
+        network_open=False,
+        layout=layout_for(workspace, "/nonexistent", Level.L1),
     )
     print(
         f"L1 plan: {plan.enforcement}, {len(plan.grants)} grants, "
-        f"{len(plan.readonly)} read-only mounts, protect={plan.details.get('protect')}"
+        f"{len(plan.readonly)} read-only mounts, {len(plan.pinned)} pinned, "
+        f"protect={plan.details.get('protect')}"
     )
     times: dict[str, list[float]] = {
         "bare": [],

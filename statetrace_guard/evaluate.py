@@ -16,8 +16,9 @@ from pathlib import Path
 from statetrace_guard.classify.model import Classification, ClassifyContext
 from statetrace_guard.decision import DecisionContext, Verdict, decide
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import guard_owned_paths
+from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_owned_paths
 from statetrace_guard.policy import CompiledPolicy
+from statetrace_guard.workspaces import known_log_dirs
 
 __all__ = ["POLICY_FILE_NAME", "Judgement", "Place", "evaluate", "make_place"]
 
@@ -52,7 +53,12 @@ def make_place(
     workspace_text = os.path.realpath(workspace)
     # guard.toml at the workspace root is protected even while absent: an
     # agent that could create it would choose the next command's policy.
-    owned = (*guard_owned_paths(log_dir, policy_file), workspace / POLICY_FILE_NAME)
+    # The log subdirectories of every workspace guard has written are too.
+    owned = (
+        *(str(path) for path in guard_owned_paths(log_dir, policy_file)),
+        str(workspace / POLICY_FILE_NAME),
+        *(f"{known}/{sub}" for known in known_log_dirs() for sub in GUARD_LOG_SUBDIRS),
+    )
     protected = tuple(dict.fromkeys(os.path.realpath(path) for path in owned))
     temp_dirs = tuple(
         dict.fromkeys(

@@ -36,7 +36,6 @@ from statetrace_guard.levels import (
     Level,
     format_level,
 )
-from statetrace_guard.paths import GUARD_LOG_SUBDIRS
 from statetrace_guard.policy import CompiledPolicy
 from statetrace_guard.session_ids import allocate_session_id, check_session_id
 from statetrace_guard.sessions.gate import (
@@ -47,11 +46,13 @@ from statetrace_guard.sessions.gate import (
     note_outcome,
 )
 from statetrace_guard.sessions.store import load_session
+from statetrace_guard.sweep import START_MARGIN_NS
 
 if TYPE_CHECKING:
     from statetrace_guard.audit.trail import CommandFacts, Trail
     from statetrace_guard.online.egress import Egress
     from statetrace_guard.sandbox.base import SandboxPlan
+    from statetrace_guard.sweep import Planted, TreeCache
 
 __all__ = [
     "ACTIVE_VARIABLE",
@@ -157,6 +158,12 @@ class Prepared:
     allow_background: bool
     warnings: tuple[str, ...] = ()
     started_at: float = 0.0  # time.monotonic() when the start was recorded
+    # For the sweep after the program (statetrace_guard.sweep): the resolved
+    # workspace, the wall time the program may first write (ns, with the
+    # coarse-clock margin), and guard's files in it that did not exist.
+    workspace: str = ""
+    started_ns: int = 0
+    absent_guard_files: tuple[str, ...] = ()
 
 
 def guarded_run(invocation: Invocation, options: RunOptions) -> int:
@@ -297,6 +304,19 @@ def prepare(
         allow_background=bool(limits.get("background")),
         warnings=warnings,
         started_at=time.monotonic(),
+        workspace=os.path.realpath(invocation.workspace),
+        started_ns=time.time_ns() - START_MARGIN_NS,
+        absent_guard_files=_absent_guard_files(invocation),
+    )
+
+
+def _absent_guard_files(invocation: Invocation) -> tuple[str, ...]:
+    """Guard-owned paths inside the workspace that do not exist (its guard.toml)."""
+    workspace = os.path.realpath(invocation.workspace) + "/"
+    return tuple(
+        path
+        for path in invocation.place.decide.protected
+        if path.startswith(workspace) and not os.path.lexists(path)
     )
 
 
@@ -381,14 +401,21 @@ def _session_events(
         trail.event(event, fields)
 
 
-def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> list[str]:
-    """Record ``command.finished`` and the session's events after it.
+def finish(
+    prepared: Prepared, outcome: Mapping[str, Any], tree: TreeCache | None = None
+) -> list[str]:
+    """Sweep, then record ``command.finished`` and the session's events after it.
 
     The program already ran, so a record that cannot be written only warns:
     the warnings are returned, for whoever holds the agent's stderr.
+    ``tree`` is the resident helper's listing cache for this workspace.
     """
     warnings = []
     record = dict(outcome)
+    planted = _sweep(prepared, tree)
+    if planted:
+        record["planted"] = [item.as_record() for item in planted]
+        warnings.extend(_planted_lines(planted))
     record.setdefault("exit_code", record.get("exit_status"))
     # An outcome nobody measured (a client or supervisor lost) still ends
     # a valid record: the time until the guard learned of it.
@@ -413,24 +440,59 @@ def finish(prepared: Prepared, outcome: Mapping[str, Any]) -> list[str]:
     return warnings
 
 
+def _sweep(prepared: Prepared, tree: TreeCache | None) -> list[Planted]:
+    """Move away what the program created that may not exist (see sweep.py).
+
+    Only a command that may write anything runs it: one that only reads
+    (known programs, nothing dynamic) cannot have created a path.
+    """
+    if not prepared.workspace or prepared.verdict.effects <= {Effect.READ}:
+        return []
+    if prepared.plan.level < Level.L1:
+        return []  # nothing in the workspace was writable
+    from statetrace_guard.paths import guard_home  # noqa: PLC0415
+    from statetrace_guard.sweep import sweep  # noqa: PLC0415
+
+    return sweep(
+        level=prepared.plan.level,
+        workspace=prepared.workspace,
+        started_ns=prepared.started_ns,
+        patterns=prepared.policy.protect,
+        guard_files=prepared.absent_guard_files,
+        quarantine=str(guard_home() / "quarantine"),
+        cache=tree,
+    )
+
+
+def _planted_lines(planted: list[Planted]) -> list[str]:
+    lines = []
+    for item in planted:
+        where = (
+            f"kept in {item.kept_at}"
+            if item.kept_at not in {None, "removed"}
+            else (item.kept_at or "COULD NOT BE REMOVED")
+        )
+        lines.append(
+            f"guard: removed {item.path}: created by the program, protected "
+            f"({item.protected_by}); {where}"
+        )
+    return lines
+
+
 def _plan(
     invocation: Invocation, options: RunOptions, private_tmp: str
 ) -> tuple[SandboxPlan, Any, tuple[str, ...]]:
+    from statetrace_guard.layout import fs_layout  # noqa: PLC0415
     from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
-    from statetrace_guard.sandbox.base import FsLayout  # noqa: PLC0415
 
     backend = select_backend()
-    git_dir = os.path.realpath(invocation.workspace / ".git")
-    layout = FsLayout(
+    layout = fs_layout(
+        level=invocation.level,
         workspace=os.path.realpath(invocation.workspace),
-        private_tmp=os.path.realpath(private_tmp),
-        system_tmp=os.path.realpath(tempfile.gettempdir()),
-        protected=_kernel_protected(invocation),
-        protected_data=tuple(
-            path
-            for path in (f"{git_dir}/hooks", f"{git_dir}/config")
-            if os.path.lexists(path)
-        ),
+        log_dir=str(invocation.log_dir),
+        private_tmp=private_tmp,
+        guard_owned=invocation.place.decide.protected,
+        patterns=invocation.policy.protect,
     )
     network_open = (
         invocation.level >= Level.L3 and invocation.env.get(OPT_IN_NET) == "1"
@@ -442,9 +504,7 @@ def _plan(
             "enforcement required but unavailable: " + ", ".join(plan.missing),
             hint="run `guard doctor` to see what this machine offers",
         )
-    warnings = tuple(
-        f"guard: warning: not enforced here: {gap}" for gap in plan.missing
-    )
+    warnings = tuple(_gap_line(plan, gap) for gap in plan.missing)
     return plan, backend, warnings
 
 
@@ -477,26 +537,20 @@ def egress_for(prepared: Prepared) -> Egress:
     return Egress(prepared.policy.network, grant.request_id, hosts)
 
 
+def _gap_line(plan: SandboxPlan, gap: str) -> str:
+    line = f"guard: warning: not enforced here: {gap}"
+    if gap == "mounts":
+        from statetrace_guard.sandbox.linux import FILE_MODES  # noqa: PLC0415
+
+        line += f" ({FILE_MODES[str(plan.details.get('protect'))]})"
+    return line
+
+
 def _private_tmp() -> str:
     """A per-command temporary directory, mode 0700 (TMPDIR for the program)."""
     from statetrace_guard.sandbox.base import make_private_tmp  # noqa: PLC0415
 
     return make_private_tmp(os.path.realpath(tempfile.gettempdir()))
-
-
-def _kernel_protected(invocation: Invocation) -> tuple[str, ...]:
-    """The guard-owned paths the kernel must keep read-only, created first.
-
-    A path that exists can be bind-mounted read-only over itself; a missing
-    one would force the sandbox to refuse new entries in every directory
-    above it. So the log subdirectories are created now, and a policy file
-    that does not exist is left to the classifier (which blocks writing it).
-    """
-    for sub in GUARD_LOG_SUBDIRS:
-        (invocation.log_dir / sub).mkdir(parents=True, exist_ok=True)
-    return tuple(
-        path for path in invocation.place.decide.protected if os.path.lexists(path)
-    )
 
 
 def _child_env(

@@ -2,22 +2,26 @@
 
 Options win over environment variables, which win over defaults:
 ``--level`` > ``STATETRACE_GUARD_LEVEL`` > L1; ``--policy`` > ``guard.toml`` at
-the workspace root > the built-in policy; ``--log-dir`` > ``Logs/`` under the
-workspace root (the git top level, else the current directory).
+the workspace root (once the operator accepted it, see
+:mod:`statetrace_guard.workspaces`) > the built-in policy; ``--log-dir`` >
+``Logs/`` under the workspace root (the git top level, else the current
+directory).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from statetrace_guard.errors import UsageError
+from statetrace_guard.errors import PolicyError, UsageError
 from statetrace_guard.evaluate import POLICY_FILE_NAME, Place, make_place
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import default_log_dir, guard_home, workspace_root
-from statetrace_guard.policy import CompiledPolicy, load_policy
+from statetrace_guard.policy import CompiledPolicy, load_policy, load_policy_bytes
+from statetrace_guard.workspaces import check_policy_pin
 
 __all__ = [
     "LEVEL_VARIABLE",
@@ -69,8 +73,11 @@ def resolve_invocation(
     environ = dict(os.environ if env is None else env)
     here = Path.cwd() if cwd is None else cwd
     workspace = workspace_root(here)
-    policy_file = policy if policy is not None else _workspace_policy(workspace)
-    compiled = load_policy(policy_file)
+    if policy is not None:
+        policy_file: Path | None = policy
+        compiled = load_policy(policy)
+    else:
+        policy_file, compiled = _trusted_workspace_policy(workspace)
     if policy_file is not None:
         _check_examples_once(compiled)
     logs = (log_dir or default_log_dir(workspace)).absolute()
@@ -110,6 +117,26 @@ def _check_examples_once(policy: CompiledPolicy) -> None:
         return  # a read-only home only costs the check again next time
 
 
-def _workspace_policy(workspace: Path) -> Path | None:
+def _trusted_workspace_policy(workspace: Path) -> tuple[Path | None, CompiledPolicy]:
+    """The workspace's ``guard.toml`` if the operator accepted it, else the built-in.
+
+    Its bytes are read once: the digest checked against the pin is the one
+    of the policy then compiled (see :mod:`statetrace_guard.workspaces`).
+
+    Raises:
+        PolicyError: the file is unreadable, invalid, or not accepted.
+    """
     candidate = workspace / POLICY_FILE_NAME
-    return candidate if candidate.is_file() else None
+    raw: bytes | None = None
+    if candidate.is_file():
+        try:
+            raw = candidate.read_bytes()
+        except OSError as exc:
+            raise PolicyError(
+                f"cannot read: {exc.strerror}", file=str(candidate)
+            ) from exc
+    digest = None if raw is None else hashlib.sha256(raw).hexdigest()
+    check_policy_pin(os.path.realpath(workspace), str(candidate), digest)
+    if raw is None:
+        return None, load_policy(None)
+    return candidate, load_policy_bytes(raw, str(candidate))

@@ -11,8 +11,10 @@ from typing import Any
 
 import click
 
+from statetrace_guard.invocation import resolve_invocation
+from statetrace_guard.layout import fs_layout
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import default_log_dir, guard_owned_paths, workspace_root
+from statetrace_guard.paths import default_log_dir, workspace_root
 from statetrace_guard.result import SCHEMA_VERSION
 from statetrace_guard.sandbox import select_backend
 from statetrace_guard.sandbox.base import (
@@ -21,44 +23,46 @@ from statetrace_guard.sandbox.base import (
     make_private_tmp,
     remove_private_tmp,
 )
+from statetrace_guard.sandbox.linux import FILE_MODES
+from statetrace_guard.sweep import MISSING_PATHS
 
 __all__ = ["doctor", "doctor_report"]
 
 _YES_NO = {True: "yes", False: "no"}
 
 
-def _layout(workspace: Path, private_tmp: str) -> FsLayout:
-    policy = workspace / "guard.toml"
-    owned = guard_owned_paths(
-        default_log_dir(workspace), policy if policy.exists() else None
-    )
-    git = workspace / ".git"
-    return FsLayout(
-        workspace=str(workspace),
+def _layout(workspace: Path, private_tmp: str, level: Level) -> FsLayout:
+    invocation = resolve_invocation(level=level.name, policy=None, log_dir=None)
+    return fs_layout(
+        level=level,
+        workspace=os.path.realpath(workspace),
+        log_dir=str(default_log_dir(workspace)),
         private_tmp=private_tmp,
-        system_tmp=os.path.realpath(tempfile.gettempdir()),
-        protected=tuple(str(p) for p in owned),
-        protected_data=tuple(
-            str(p) for p in (git / "hooks", git / "config") if p.exists()
-        ),
+        guard_owned=invocation.place.decide.protected,
+        patterns=invocation.policy.protect,
+        create=False,
     )
 
 
-def _level_rows(backend: SandboxBackend, layout: FsLayout) -> dict[str, Any]:
+def _level_rows(
+    backend: SandboxBackend, workspace: Path, private_tmp: str
+) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     cases = [(level.name, level, False) for level in Level]
     cases.append(("L3+opt-in", Level.L3, True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # UnsafeNoSandbox warns per plan
         for name, level, network_open in cases:
+            layout = _layout(workspace, private_tmp, level)
             plan = backend.plan(level, network_open, layout)
             rows[name] = {
                 "enforcement": plan.enforcement,
                 "missing": list(plan.missing),
                 "protected": plan.details.get("protect", "none"),
-                "writable": sorted({g.path for g in plan.grants if g.kind == "write"})[
-                    :8
-                ],
+                "writable": [g.path for g in plan.grants if g.kind == "write"],
+                "devices": [g.path for g in plan.grants if g.kind == "device"],
+                "readonly": list(plan.readonly),
+                "pinned": list(plan.pinned),
             }
     return rows
 
@@ -69,14 +73,20 @@ def doctor_report(cwd: Path) -> dict[str, Any]:
     workspace = workspace_root(cwd)
     private = make_private_tmp(os.path.realpath(tempfile.gettempdir()))
     try:
-        levels = _level_rows(backend, _layout(workspace, private))
+        levels = _level_rows(backend, workspace, private)
     finally:
         remove_private_tmp(private)
+    mode = str(levels["L1"]["protected"])
     return {
         "schema_version": SCHEMA_VERSION,
         "backend": backend.name,
         "capabilities": backend.probe().as_dict(),
         "workspace": str(workspace),
+        "files": {
+            "mode": mode,
+            "means": FILE_MODES.get(mode, FILE_MODES["none"]),
+            "missing_paths": MISSING_PATHS,
+        },
         "levels": levels,
     }
 
@@ -103,7 +113,41 @@ def _render(report: dict[str, Any]) -> None:
             f"{name:<10} {enf['network']:<9} {enf['filesystem']:<15} "
             f"{row['protected']:<15} {missing}"
         )
+    files = report["files"]
+    lines += [
+        "",
+        f"files: {files['mode']}: {files['means']}",
+        f"paths not there yet: {files['missing_paths']}",
+        "",
+        *_envelope_lines(report),
+    ]
     click.echo("\n".join(lines))
+
+
+def _envelope_lines(report: dict[str, Any]) -> list[str]:
+    """Each level's writes and read-only paths, as what it adds to the one below."""
+    workspace = report["workspace"]
+    lines = [f"envelopes (workspace {workspace}):"]
+    before: set[str] = set()
+    for name, row in report["levels"].items():
+        writes = [*row["writable"], *row["devices"]]
+        added = [path for path in writes if path not in before]
+        before |= set(writes)
+        lines.append(f"{name:<10} writes {_short(added, workspace) or '(no more)'}")
+        if row["readonly"]:
+            shown = _short(row["readonly"], workspace)
+            lines.append(f"{'':<10} read-only {shown}")
+    return lines
+
+
+def _short(paths: list[str], workspace: str, limit: int = 8) -> str:
+    """Paths, workspace-relative where inside it, at most ``limit`` of them."""
+    text = [
+        os.path.relpath(path, workspace) if path.startswith(workspace + "/") else path
+        for path in paths
+    ]
+    more = f" (+{len(text) - limit} more)" if len(text) > limit else ""
+    return ", ".join(text[:limit]) + more
 
 
 @click.command()

@@ -1,17 +1,23 @@
-"""``guard policy show`` and ``guard policy lint``."""
+"""``guard policy show``, ``guard policy lint`` and ``guard policy accept``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import click
 
 from statetrace_guard.cli.common import guard_errors, level_option, policy_option
+from statetrace_guard.evaluate import POLICY_FILE_NAME
 from statetrace_guard.invocation import resolve_invocation, resolve_level
-from statetrace_guard.policy import load_policy
+from statetrace_guard.paths import workspace_root
+from statetrace_guard.policy import load_policy, load_policy_bytes
 from statetrace_guard.policy_examples import check_examples
 from statetrace_guard.policy_view import policy_lines
+from statetrace_guard.sessions.operator import require_operator
+from statetrace_guard.workspaces import accept_policy
 
 __all__ = ["policy"]
 
@@ -51,3 +57,26 @@ def lint(file: Path) -> None:
     compiled = load_policy(file)
     checked = check_examples(compiled)
     click.echo(f"ok: {file}: {len(compiled.rules)} rules, {checked} examples hold")
+
+
+@policy.command("accept")
+@guard_errors
+def accept() -> None:
+    """Accept this workspace's guard.toml as it is now (operators only).
+
+    guard pins a workspace's policy the first time it runs there; a policy
+    that appears or changes afterwards is refused until it is accepted here.
+    Refused inside a guarded command. Exit 3 when the file is invalid.
+    """
+    require_operator("guard policy accept", os.environ)
+    workspace = workspace_root(Path.cwd())
+    candidate = workspace / POLICY_FILE_NAME
+    if not candidate.is_file():
+        accept_policy(os.path.realpath(workspace), None)
+        click.echo(f"accepted: no {POLICY_FILE_NAME} in {workspace} (built-in policy)")
+        return
+    raw = candidate.read_bytes()
+    load_policy_bytes(raw, str(candidate))  # an invalid file is never accepted
+    digest = hashlib.sha256(raw).hexdigest()
+    accept_policy(os.path.realpath(workspace), digest)
+    click.echo(f"accepted: {candidate} (sha256 {digest[:16]})")

@@ -48,6 +48,10 @@ from statetrace_guard.daemon.wire import (
     run_spec_from_wire,
 )
 from statetrace_guard.runner import run
+from statetrace_guard.sandbox.mounts import (
+    make_mount_namespace,
+    reserve_mount_namespace,
+)
 from statetrace_guard.sandbox.netns import (
     make_network_namespace,
     reserve_network_namespace,
@@ -142,6 +146,7 @@ class Launcher:
         self.channel = channel
         self.running: dict[int, int] = {}  # supervisor pid -> command id
         self.spare_network: int | None = None  # the next program's netns
+        self.spare_mounts: int | None = None  # and its mount namespace
 
     def serve(self) -> None:
         """Until the helper goes away; running supervisors carry on."""
@@ -162,6 +167,7 @@ class Launcher:
             backend = backend_from_wire(message["plan"])
             backend.keep_prepared(plan)  # a ruleset for every later supervisor
             network = self._take_network(plan)
+            mounts = self._take_mounts(plan)
             pid = os.fork()
         except Exception as exc:  # noqa: BLE001 - reported, never fatal here
             self._report_lost(message.get("id"), f"cannot start: {exc}")
@@ -172,13 +178,17 @@ class Launcher:
             try:
                 if network is not None:
                     reserve_network_namespace(network)
+                if mounts is not None:
+                    reserve_mount_namespace(mounts)
                 status = _supervise(self.channel, message, fds, plan, backend)
             finally:
                 os._exit(status)
-        _close_all(fds if network is None else [*fds, network])
+        _close_all([*fds, *(fd for fd in (network, mounts) if fd is not None)])
         self.running[pid] = message["id"]
         if network is not None or self.spare_network is None:
             self._make_spare_network(plan)
+        if mounts is not None or self.spare_mounts is None:
+            self._make_spare_mounts(plan)
 
     def _take_network(self, plan: SandboxPlan) -> int | None:
         """The spare namespace, when this plan wants a private network."""
@@ -186,6 +196,20 @@ class Launcher:
             return None
         network, self.spare_network = self.spare_network, None
         return network
+
+    def _take_mounts(self, plan: SandboxPlan) -> int | None:
+        """The spare mount namespace, when this plan builds a mount view."""
+        if plan.details.get("protect") != "mount" or not _as_root(plan):
+            return None
+        mounts, self.spare_mounts = self.spare_mounts, None
+        return mounts
+
+    def _make_spare_mounts(self, plan: SandboxPlan) -> None:
+        """Prepare the next program's mount namespace while this one runs."""
+        if self.spare_mounts is not None or not _as_root(plan):
+            return
+        with contextlib.suppress(OSError):
+            self.spare_mounts = make_mount_namespace()
 
     def _make_spare_network(self, plan: SandboxPlan) -> None:
         """Prepare the next program's namespace while this one runs."""

@@ -51,6 +51,7 @@ from statetrace_guard.daemon.wire import plan_to_wire, spec_to_wire
 from statetrace_guard.errors import ExitCode, GuardError, run_exit_code
 from statetrace_guard.execute import Blocked, Prepared, RunOptions, finish, prepare
 from statetrace_guard.invocation import resolve_invocation
+from statetrace_guard.sweep import TreeCache
 
 __all__ = [
     "CLIENT_LOST",
@@ -107,6 +108,8 @@ class Daemon:
         self._next_id = 0
         self._launcher: socket.socket | None = None
         self._launcher_pid = 0
+        # Directory listings per workspace for the sweep after each command.
+        self._trees: dict[str, TreeCache] = {}
 
     def serve_forever(self) -> None:
         """Serve until idle or stale, and until no command is in flight."""
@@ -286,7 +289,8 @@ class Daemon:
         said: list[str] = (),  # type: ignore[assignment]
     ) -> None:
         """Record the finish, answer the client with the warnings, clean up."""
-        warnings = [*said, *finish(command.prepared, outcome)]
+        tree = self._trees.setdefault(command.prepared.workspace, TreeCache())
+        warnings = [*said, *finish(command.prepared, outcome, tree)]
         with contextlib.suppress(OSError, ProtocolError):
             send_message(command.conn, answer | {"warnings": warnings})
         command.conn.close()

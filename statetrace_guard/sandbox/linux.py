@@ -50,7 +50,13 @@ from statetrace_guard.sandbox.base import (
     Grant,
     SandboxPlan,
 )
-from statetrace_guard.sandbox.mounts import MountPlan, apply_mounts, plan_pins
+from statetrace_guard.sandbox.mounts import (
+    MountPlan,
+    apply_mounts,
+    enter_mount_namespace,
+    plan_pins,
+    take_reserved_mount_namespace,
+)
 from statetrace_guard.sandbox.netns import (
     enter_namespaces,
     take_reserved_network_namespace,
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     from statetrace_guard.sandbox.landlock import Ruleset
 
 __all__ = [
+    "FILE_MODES",
     "GrantPlan",
     "LinuxBackend",
     "LinuxChildSetup",
@@ -70,6 +77,23 @@ __all__ = [
 ]
 
 _L0_DEVICES = ("/dev/null", "/dev/tty", "/dev/ptmx", "/dev/pts")
+
+# What each way of protecting files gives, and costs (guard doctor, and the
+# warning `guard run` prints where mounts are missing).
+FILE_MODES = {
+    "mount": "a private mount view: everything read-only (metadata too), the "
+    "level's grants bound read-write on top, each protected path bound "
+    "read-only over itself and the directories above it pinned",
+    "landlock-split": "Landlock only, no mount namespaces: a directory that "
+    "holds a protected path (the workspace root, .git/, Logs/) takes no new "
+    "entries and loses none (no `mkdir d` at the root, no `git rebase` or "
+    "`git commit` below L2), and chmod, chown, utime and extended attributes "
+    "outside the grants are not refused",
+    "outside": "Landlock only, no mount namespaces: nothing protected lies "
+    "inside a grant here; chmod, chown, utime and extended attributes "
+    "outside the grants are not refused",
+    "none": "no filesystem enforcement",
+}
 _MIN_LANDLOCK_NET = 4
 
 
@@ -265,6 +289,13 @@ class LinuxChildSetup:
             if self._network and self._as_root
             else None
         )
+        # Held open by this (supervisor) process until it exits: see
+        # mounts.make_mount_namespace. Never closed by close().
+        self._prepared_mounts = (
+            take_reserved_mount_namespace()
+            if self._mounts is not None and self._as_root
+            else None
+        )
 
     def __call__(self, cwd: str) -> None:
         """Enter the namespaces, build the mount view, enter ``cwd``, then Landlock.
@@ -272,13 +303,16 @@ class LinuxChildSetup:
         The working directory is entered only in the new view (issue 12 K3):
         a directory entered before the mounts would keep the writable one.
         """
+        prepared = self._prepared_mounts is not None
         if self._network or self._mounts is not None:
             enter_namespaces(
                 as_root=self._as_root,
                 network=self._network,
-                mounts=self._mounts is not None,
+                mounts=self._mounts is not None and not prepared,
                 prepared_network=self._prepared_network,
             )
+        if self._prepared_mounts is not None:
+            enter_mount_namespace(self._prepared_mounts)
         if self._mounts is not None:
             apply_mounts(self._mounts)
         os.chdir(cwd)
@@ -319,6 +353,8 @@ class LinuxBackend:
         if caps.landlock_abi >= 1:
             filesystem = f"landlock-abi-{caps.landlock_abi}"
             files = plan_grants(level, layout, can_mount=caps.mountns)
+            if not caps.mountns:
+                missing.append("mounts")
         else:
             missing.append("filesystem")
         return SandboxPlan(

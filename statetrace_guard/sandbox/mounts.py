@@ -36,7 +36,15 @@ from dataclasses import dataclass
 
 from statetrace_guard.sandbox.landlock import libc as c_library
 
-__all__ = ["MountPlan", "apply_mounts", "plan_pins"]
+__all__ = [
+    "MountPlan",
+    "apply_mounts",
+    "enter_mount_namespace",
+    "make_mount_namespace",
+    "plan_pins",
+    "reserve_mount_namespace",
+    "take_reserved_mount_namespace",
+]
 
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
@@ -55,6 +63,7 @@ _MOUNT_ATTR_RDONLY = 0x1
 _MOUNT_ATTR_NOSUID = 0x2
 _MOUNT_ATTR_NODEV = 0x4
 _MS_SLAVE = 1 << 19
+_CLONE_NEWNS = 0x00020000
 
 
 class _MountAttr(ctypes.Structure):
@@ -207,6 +216,12 @@ def _mount_proc() -> None:
             _bind_over(f"/proc/{name}", set_flags=_MOUNT_ATTR_RDONLY)
 
 
+def _read_only_view() -> None:
+    """Every mount read-only and a slave of the host's (nothing flows back)."""
+    everything = _MountAttr(_MOUNT_ATTR_RDONLY, 0, _MS_SLAVE, 0)
+    _setattr(_AT_FDCWD, b"/", _AT_RECURSIVE, everything, "/")
+
+
 def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
     """Build the plan's view; the caller is alone in a new mount namespace.
 
@@ -218,8 +233,9 @@ def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
     Raises:
         OSError: a step failed; the program must not run.
     """
-    everything = _MountAttr(_MOUNT_ATTR_RDONLY, 0, _MS_SLAVE, 0)
-    _setattr(_AT_FDCWD, b"/", _AT_RECURSIVE, everything, "/")
+    # Also in a prepared namespace: a mount the host made since then has
+    # propagated into it (it is a slave) and must be read-only too.
+    _read_only_view()
     for path in plan.writable:
         _bind_over(path, clear_flags=_MOUNT_ATTR_RDONLY)
     for path in plan.pinned:
@@ -231,3 +247,62 @@ def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
         )
     if fresh_proc:
         _mount_proc()
+
+
+def make_mount_namespace() -> int:
+    """Make a mount namespace ahead of time; return a descriptor to it.
+
+    Root only, in a single-threaded process (the helper's launcher, between
+    programs). A mount namespace is torn down by its last process, and its
+    teardown waits for an RCU grace period: a few milliseconds the program's
+    exit would otherwise charge to the command. A program that enters a
+    prepared one leaves its supervisor holding it, so the teardown happens
+    when the supervisor exits, after the outcome was reported.
+
+    Raises:
+        OSError: it cannot be made; the caller is back in its own namespace.
+    """
+    libc = c_library()
+    home = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
+    try:
+        if libc.unshare(_CLONE_NEWNS) != 0:
+            _fail("unshare(mnt)")
+        try:
+            _read_only_view()
+            return os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            if libc.setns(home, _CLONE_NEWNS) != 0:
+                # Stuck in a read-only view that is not ours: nothing this
+                # process does next may be trusted. End it.
+                os._exit(70)
+            os.fchdir(cwd)
+    finally:
+        os.close(home)
+        os.close(cwd)
+
+
+def enter_mount_namespace(fd: int) -> None:
+    """Join the prepared namespace ``fd`` (in the child, before the binds)."""
+    if c_library().setns(fd, _CLONE_NEWNS) != 0:
+        _fail("setns(mnt)")
+
+
+_reserved: list[int] = []
+# Prepared namespaces handed to a program: kept open by its supervisor until
+# that exits (see make_mount_namespace), never closed early.
+_held: list[int] = []
+
+
+def reserve_mount_namespace(fd: int) -> None:
+    """In a supervisor: the prepared namespace its one program enters."""
+    _reserved[:] = [fd]
+
+
+def take_reserved_mount_namespace() -> int | None:
+    """The reserved namespace, once (held open until this process exits)."""
+    if not _reserved:
+        return None
+    fd = _reserved.pop()
+    _held.append(fd)
+    return fd

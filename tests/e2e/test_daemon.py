@@ -671,18 +671,32 @@ class TestHelperRunsPrograms:
         assert result.stdout == b"tty\n"
         assert finished_records(workspace)[-1]["supervised_by"] == "client"
 
-    def test_every_program_gets_its_own_network_namespace(self, guard):
+    def test_every_program_gets_its_own_network_namespace(self, guard, workspace):
+        """Programs alive at the same time never share a network namespace.
+
+        (They run at once: a namespace's inode number is reused once it is
+        freed, so programs one after another may show the same number.)
+        """
         start_daemon(guard)
+        go = workspace / "go"
         check = (
-            "import os, socket\n"
+            "import os, socket, time\n"
             "s = socket.create_server(('127.0.0.1', 0))\n"
             "c = socket.create_connection(s.getsockname())\n"
-            "print(os.readlink('/proc/self/ns/net'))"
+            "print(os.readlink('/proc/self/ns/net'), flush=True)\n"
+            f"while not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
         )
-        seen = {
-            guard("run", "--policy", ALLOW_PYTHON, "--", "python3", "-c", check).stdout
+        argv = [sys.executable, "-m", "statetrace_guard", "run", "--policy"]
+        argv += [ALLOW_PYTHON, "--", "python3", "-c", check]
+        runs = [
+            subprocess.Popen(argv, cwd=workspace, stdout=subprocess.PIPE)
             for _ in range(3)
-        }
+        ]
+        seen = {run.stdout.readline() for run in runs}
+        go.write_text("")
+        for run in runs:
+            run.stdout.close()
+            assert run.wait(timeout=60) == 0
         assert len(seen) == 3
         assert all(line.startswith(b"net:[") for line in seen)
         assert os.readlink("/proc/self/ns/net").encode() + b"\n" not in seen

@@ -258,6 +258,7 @@ class TestWithRun:
         policy.write_text(
             policy.read_text().replace('program = ["guard"]', 'program = ["x"]')
         )
+        ok(guard("policy", "accept", env=env))  # the operator changed it
         sid = start(guard, env)
         argv = ["guard", "escalate", "--to", "L2", "--reason", "pipeline run"]
         result = guard("run", "--", *argv, env=env)

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from statetrace_guard.cli.doctor_cmd import doctor
+from statetrace_guard.execute import _gap_line
 from statetrace_guard.levels import Level
 from statetrace_guard.sandbox import select_backend
 from statetrace_guard.sandbox.base import (
@@ -180,8 +181,13 @@ class TestBackend:
         [
             (FULL, False, "netns", ()),
             (FULL, True, "open", ()),
-            (Capabilities("linux", landlock_abi=4), False, "landlock", ()),
-            (Capabilities("linux", landlock_abi=3), False, "none", ("network",)),
+            (Capabilities("linux", landlock_abi=4), False, "landlock", ("mounts",)),
+            (
+                Capabilities("linux", landlock_abi=3),
+                False,
+                "none",
+                ("network", "mounts"),
+            ),
             (Capabilities("linux"), False, "none", ("network", "filesystem")),
         ],
     )
@@ -275,6 +281,34 @@ class TestDoctor:
         assert result.exit_code == 0, result.output
         assert "landlock" in result.output
         assert "L3+opt-in" in result.output
+        assert "envelopes (workspace" in result.output
+        assert "paths not there yet:" in result.output
+
+    def test_report_lists_each_envelope(self, workspace):
+        """Each level lists its writable roots and read-only paths; files say how."""
+        (workspace / ".git" / "hooks").mkdir()
+        report = json.loads(CliRunner().invoke(doctor, ["--json"]).output)
+        assert {"mode", "means", "missing_paths"} <= set(report["files"])
+        if not sys.platform.startswith("linux"):
+            return
+        levels = report["levels"]
+        hooks = str(workspace / ".git" / "hooks")
+        assert str(workspace) not in levels["L0"]["writable"]
+        assert hooks in levels["L1"]["readonly"]
+        assert hooks not in levels["L2"]["readonly"]
+
+
+class TestLandlockOnlyWarning:
+    def test_run_warns_what_missing_mounts_cost(self, layout):
+        """Without mount namespaces `guard run` says what that costs."""
+        plan = LinuxBackend(Capabilities("linux", landlock_abi=6, netns=True)).plan(
+            Level.L1, network_open=False, layout=layout
+        )
+        assert plan.missing == ("mounts",)
+        line = _gap_line(plan, "mounts")
+        assert line.startswith("guard: warning: not enforced here: mounts (Landlock")
+        assert "mkdir d" in line
+        assert "chmod" in line
 
 
 class TestNestedGrants:
