@@ -180,8 +180,8 @@ class TestFileTools:
             ("/etc/guard-test-file", "outside the workspace"),
             ("Logs/Sessions/x.jsonl", "belongs to the guard"),
             ("guard.toml", "belongs to the guard"),
-            (".git/hooks/pre-commit", "git hooks and config"),
-            (".git/config", "git hooks and config"),
+            (".git/hooks/pre-commit", "protected below L2"),
+            (".git/config", "protected below L2"),
             ("/var/lib/guard-test.txt", "outside the workspace"),
         ],
     )
