@@ -90,14 +90,26 @@ class _Glob:
 
 @dataclass(frozen=True, slots=True)
 class ProtectPatterns:
-    """Compiled ``[protect]`` globs (with the git minimum)."""
+    """Compiled ``[protect]`` globs (with the git minimum).
+
+    ``by_head`` files each glob under its literal first segment, so a path
+    whose first segment none names (``src/...``, ``.venv/...``: nearly every
+    path the sweep sees) is answered without a regular expression; ``wild``
+    holds the globs whose first segment is itself a pattern.
+    """
 
     globs: tuple[_Glob, ...]
+    by_head: dict[str, tuple[_Glob, ...]]
+    wild: tuple[_Glob, ...]
 
     @property
     def texts(self) -> tuple[str, ...]:
         """The globs as written."""
         return tuple(glob.text for glob in self.globs)
+
+    def candidates(self, head: str) -> tuple[_Glob, ...]:
+        """The globs that can match a path starting with segment ``head``."""
+        return self.by_head.get(head, ()) + self.wild
 
 
 def check_glob(text: str) -> str:
@@ -118,7 +130,17 @@ def check_glob(text: str) -> str:
 def compile_protect(globs: Iterable[str]) -> ProtectPatterns:
     """Compile ``globs`` and the git minimum (duplicates once)."""
     texts = dict.fromkeys(check_glob(text) for text in (*GIT_MINIMUM, *globs))
-    return ProtectPatterns(tuple(_compile(text) for text in texts))
+    compiled = tuple(_compile(text) for text in texts)
+    by_head: dict[str, list[_Glob]] = {}
+    wild = []
+    for glob in compiled:
+        if _WILD.search(glob.segments[0]):
+            wild.append(glob)
+        else:
+            by_head.setdefault(glob.segments[0], []).append(glob)
+    return ProtectPatterns(
+        compiled, {head: tuple(found) for head, found in by_head.items()}, tuple(wild)
+    )
 
 
 def _compile(text: str) -> _Glob:
@@ -154,8 +176,11 @@ def protection(rel: str, patterns: ProtectPatterns) -> str | None:
     parts = lowered.split("/")
     if ".git" in parts[1:]:
         return NESTED_GIT
+    candidates = patterns.candidates(parts[0])
+    if not candidates:
+        return None
     prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    for glob in patterns.globs:
+    for glob in candidates:
         if any(glob.pattern.fullmatch(prefix) for prefix in prefixes):
             return glob.text
     return None
@@ -172,7 +197,7 @@ def contains_protected(rel: str, patterns: ProtectPatterns) -> str | None:
     if lowered in {"", "."}:
         return None
     parts = lowered.split("/")
-    for glob in patterns.globs:
+    for glob in patterns.candidates(parts[0]):
         if _prefix_of(parts, glob.segments):
             return glob.text
     return None
