@@ -183,6 +183,9 @@ class TestFileTools:
             (".git/hooks/pre-commit", "protected below L2"),
             (".git/config", "protected below L2"),
             ("/var/lib/guard-test.txt", "outside the workspace"),
+            (".claude/settings.json", "protected below L2"),
+            (".claude/settings.local.json", "protected below L2"),
+            (".codex/hooks.json", "protected below L2"),
         ],
     )
     def test_protected_targets_are_denied(self, hook, ws, target, why):
@@ -192,6 +195,18 @@ class TestFileTools:
         assert answer["permissionDecision"] == "deny"
         assert why in json.dumps(events(ws, "file.blocked")[0]["reasons"])
         assert "guard: blocked: Edit " in answer["permissionDecisionReason"]
+
+    def test_an_agent_cannot_unhook_itself(self, guard, hook, ws):
+        """The hooks `guard install` wrote stay as they are below L2."""
+        assert guard("install", "claude-code").returncode == 0
+        settings = ws / ".claude" / "settings.json"
+        answer = decision(
+            hook.pre("Edit", {"file_path": str(settings), "old_string": "hook"})
+        )
+        assert answer["permissionDecision"] == "deny"
+        rewritten = decision(hook.pre("Bash", {"command": f"echo '{{}}' > {settings}"}))
+        assert rewritten["permissionDecision"] == "deny"
+        assert "hook claude-code" in settings.read_text()
 
     def test_every_edit_is_denied_at_l0(self, hook, ws):
         """At L0 the write effect itself is refused."""

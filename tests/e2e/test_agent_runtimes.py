@@ -143,11 +143,15 @@ class TestClaudeCode:
         assert installed.returncode == 0, installed.stderr
         note = git_workspace / "notes.txt"
         forged = git_workspace / "Logs" / "Sessions" / "x.jsonl"
+        settings = git_workspace / ".claude" / "settings.json"
+        hooked = settings.read_text()
         calls = [
             ToolCall("Bash", {"command": ALLOWED, "description": "greet"}),
             ToolCall("Bash", {"command": NETWORK_PIPE, "description": "install"}),
             ToolCall("Write", {"file_path": str(note), "content": NOTE}),
             ToolCall("Write", {"file_path": str(forged), "content": "{}\n"}),
+            ToolCall("Read", {"file_path": str(settings)}),  # Write wants a Read first
+            ToolCall("Write", {"file_path": str(settings), "content": "{}\n"}),
         ]
         with ModelServer(calls) as server:
             env = {
@@ -164,7 +168,7 @@ class TestClaudeCode:
                     "-p",
                     "do the task",
                     "--allowedTools",
-                    "Bash,Write",
+                    "Bash,Write,Read",
                     "--output-format",
                     "json",
                 ],
@@ -178,7 +182,7 @@ class TestClaudeCode:
             )
             assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
             output = json.loads(run.stdout)
-            results = [result_for(server, f"toolu_{n:04d}") for n in range(4)]
+            results = [result_for(server, f"toolu_{n:04d}") for n in range(6)]
         records = session_records(git_workspace)
         session = mapped_session(git_workspace, "claude-code", output["session_id"])
         assert_allowed_ran(records, session)
@@ -204,7 +208,10 @@ class TestClaudeCode:
         assert "guard: blocked: Write" in results[3]["text"]
         assert "self-protect" in results[3]["text"]
         denied = [r for r in records if r["event"] == "file.blocked"]
-        assert [r["paths"] for r in denied] == [[str(forged)]]
+        # ... and so is a Write that would unhook the guard
+        assert settings.read_text() == hooked
+        assert "needs L2, session is L1" in results[5]["text"]
+        assert [r["paths"] for r in denied] == [[str(forged)], [str(settings)]]
         assert_ended(git_workspace, session, run.stdout + run.stderr)
         assert_verified(git_workspace)
 
