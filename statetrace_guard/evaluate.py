@@ -10,7 +10,7 @@ import gc
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from statetrace_guard.classify.model import Classification, ClassifyContext
@@ -85,6 +85,10 @@ def evaluate(
     from statetrace_guard.classify.argv import (  # noqa: PLC0415 - parsers load on first use
         classify_argv,
     )
+    from statetrace_guard.classify.registry import knowledge_for  # noqa: PLC0415
+
+    knowledge = knowledge_for(policy.programs, policy.trusted_dirs)
+    ctx = replace(place.classify, knowledge=knowledge)
 
     # NOTE(gc): the classifiers bound their work by CPU time and fail closed
     # past it; a collector pause (a long-lived helper has a large heap) must
@@ -92,7 +96,7 @@ def evaluate(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        classification = classify_argv(argv, place.classify)
+        classification = classify_argv(argv, ctx)
     finally:
         if collecting:
             gc.enable()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from typing import Annotated, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from statetrace_guard.classify.knowledge import DEFAULT_TRUSTED_DIRS, RegistryError
+from statetrace_guard.classify.specs_schema import ProgramSpec
 from statetrace_guard.errors import PolicyError
 from statetrace_guard.levels import Effect, Level
 from statetrace_guard.online.egress import NetRule, parse_example
@@ -250,6 +253,12 @@ class Policy(_Strict):
                 raise ValueError(msg)
             seen.add(entry.rule_id)
         return entries
+    # Program knowledge the policy adds (the registry's schema: see
+    # classify/specs/*.toml): a project tool the guard does not know, or an
+    # option of a known one. Beside a built-in entry both apply.
+    programs: tuple[ProgramSpec, ...] = ()
+    # Directories whose programs are judged by name when given by path.
+    trusted_dirs: tuple[str, ...] = DEFAULT_TRUSTED_DIRS
 
     @field_validator("rules")
     @classmethod
@@ -297,6 +306,10 @@ class CompiledPolicy:
     model: Policy
     protect: ProtectPatterns
     network: tuple[NetRule, ...] = ()
+    # The classifier's view of the policy: [[programs]] as canonical JSON and
+    # the trusted directories (hashable: one registry per policy content).
+    programs: tuple[str, ...] = ()
+    trusted_dirs: tuple[str, ...] = DEFAULT_TRUSTED_DIRS
 
 
 def load_policy(path: Path | None) -> CompiledPolicy:
@@ -333,7 +346,21 @@ def load_policy_bytes(raw: bytes, source: str) -> CompiledPolicy:
         field = ".".join(str(part) for part in loc)
         raise PolicyError(first["msg"], file=file, field=field) from exc
     digest = hashlib.sha256(raw).hexdigest() if len(parts) == 1 else _chain(parts)
-    return compile_policy(model, source, digest)
+    compiled = compile_policy(model, source, digest)
+    _check_programs(compiled)
+    return compiled
+
+
+def _check_programs(policy: CompiledPolicy) -> None:
+    """``[[programs]]`` name known handlers, each name once."""
+    if not policy.programs:
+        return
+    from statetrace_guard.classify.registry import validate_programs  # noqa: PLC0415
+
+    try:
+        validate_programs([json.loads(text) for text in policy.programs], policy.source)
+    except RegistryError as exc:
+        raise PolicyError(str(exc), file=policy.source, field="programs") from exc
 
 
 def _chain(parts: list[bytes]) -> str:
@@ -459,6 +486,11 @@ def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:
         model=model,
         network=tuple(entry.compiled() for entry in model.network),
         protect=compile_protect(model.protect.paths),
+        programs=tuple(
+            json.dumps(p.model_dump(mode="json"), sort_keys=True)
+            for p in model.programs
+        ),
+        trusted_dirs=model.trusted_dirs,
     )
 
 

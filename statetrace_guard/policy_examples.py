@@ -8,6 +8,8 @@ rule, so a policy can never silently stop meaning what its author wrote.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from statetrace_guard.batch import argv_for
 from statetrace_guard.classify import ClassifyContext, classify_argv
 from statetrace_guard.decision import matching_rules
@@ -44,7 +46,11 @@ def check_examples(policy: CompiledPolicy) -> int:
 
 
 def _matches(policy: CompiledPolicy, rule_id: str, example: str, shell: str) -> bool:
-    classification = classify_argv(argv_for(example, shell), _EXAMPLE_CONTEXT)
+    from statetrace_guard.classify.registry import knowledge_for  # noqa: PLC0415
+
+    knowledge = knowledge_for(policy.programs, policy.trusted_dirs)
+    ctx = replace(_EXAMPLE_CONTEXT, knowledge=knowledge)
+    classification = classify_argv(argv_for(example, shell), ctx)
     return any(
         rule.id == rule_id
         for command in classification.commands

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from statetrace_guard.classify.assigns import arithmetic_names
 from statetrace_guard.classify.bashwords import word_of
+from statetrace_guard.classify.environment import dangerous_env, variable_kind
 from statetrace_guard.classify.model import ClassifyContext, Shell, SimpleCommand, Word
 from statetrace_guard.classify.nodes import (
     CONTAINERS,
@@ -35,7 +36,6 @@ from statetrace_guard.classify.nodes import (
 )
 from statetrace_guard.classify.paths import SINK_FILES, resolve_path
 from statetrace_guard.classify.verdict import texts, unresolvable
-from statetrace_guard.classify.wrappers import dangerous_env
 from statetrace_guard.levels import Effect
 
 if TYPE_CHECKING:
@@ -147,11 +147,12 @@ def _parse(src: bytes, deadline: float) -> tree_sitter.Tree | None:
 class _Redirects:
     """What the redirections of one command do."""
 
-    __slots__ = ("network", "targets")
+    __slots__ = ("network", "socket", "targets")
 
     def __init__(self) -> None:
         self.targets: list[Word] = []
         self.network = False
+        self.socket = False  # a path known only at run time may be /dev/tcp
 
 
 class _Walker:
@@ -173,10 +174,16 @@ class _Walker:
         self.classify = classify
         self.out: list[SimpleCommand] = []
         self.errors: list[str] = []
-        self.functions: dict[str, tuple[bytes, Node]] = {}
-        self.aliases: dict[str, str] = {}
+        # NOTE(bash): every definition of a name is kept, not the last one: a
+        # redefinition in a dead branch or a subshell (`f() { curl x; };
+        # (f() { :; }); f`) does not replace what runs. A call classifies all.
+        self.functions: dict[str, list[tuple[bytes, Node]]] = {}
+        self.aliases: dict[str, list[str]] = {}
+        self.tainted: set[str] = set()  # variables set from run-time text
+        self.integers: set[str] = set()  # declare -i: assignments evaluate
         self.traps: list[str] = []
         self.values: dict[str, str] = {}  # assigned source text, for arithmetic
+        self.assigned: dict[str, Word] = {}  # assigned values, as words
         self.nest = 0  # trap and alias sources parsed inside this walk
         self.calling: set[str] = set()
         self.excused = False  # an ERROR node we understood (``<>``)
@@ -233,6 +240,9 @@ class _Walker:
             variable = node.child_by_field_name("variable")
             if variable is not None:
                 self.emit_assignments([self.text(variable)], self.text(variable))
+                self.taint_loop(node, self.text(variable))
+        elif kind == "test_command" and self.text(node).startswith("[["):
+            self.test_evaluations(node)
         elif kind == "c_style_for_statement" or (
             kind == "compound_statement" and self.text(node).startswith("((")
         ):
@@ -248,6 +258,79 @@ class _Walker:
         names = self.arithmetic_targets(text)
         if names:
             self.emit_assignments(names, text)
+        self.evaluates(text)
+
+    # -- evaluation paths -------------------------------------------------
+    # NOTE(bash): bash evaluates some text a second time: arithmetic
+    # ($((x)), ((x)), let, [[ x -eq y ]], declare -i, array subscripts)
+    # evaluates a variable's *value* as an expression, whose subscripts run
+    # command substitutions (x='a[$(id)]'; echo $((x)) runs id); ${x@P} and
+    # ${!x} expand the value again. The parse never sees that text, so such
+    # a use is dynamic when the text is known to hold $( or `, or comes from
+    # run time (a command's output, read, a loop over a substitution). A
+    # variable the script never assigns comes from the runtime's environment.
+    def evaluates(self, text: str, why: str = "evaluates") -> None:
+        """Record a dynamic command when evaluating ``text`` may run code."""
+        risk = self.evaluation_risk(text)
+        if risk is not None:
+            reason = f"bash {why} {risk}"
+            self.out.append(
+                SimpleCommand(
+                    (text[:80],), "bash", "", _DYN, "bash:evaluation", (reason,)
+                )
+            )
+
+    def evaluation_risk(self, text: str) -> str | None:
+        """Why evaluating ``text`` (an expression) may run code, else ``None``."""
+        if _SUBSTITUTION.search(text):
+            return "a command's output or a subscript that runs commands"
+        seen: set[str] = set()
+        pending = [text]
+        while pending and len(seen) < 64:  # noqa: PLR2004 - a bound on chains
+            for ref in _IDENT.findall(pending.pop()):
+                if ref in seen:
+                    continue
+                seen.add(ref)
+                if ref in self.tainted:
+                    return f"{ref}, whose value is known only at run time"
+                value = self.values.get(ref)
+                if value is None:
+                    continue
+                if _SUBSTITUTION.search(value):
+                    return f"{ref}, whose value runs commands when evaluated"
+                pending.append(value)
+        return None
+
+    def runs_substitution(self, node: Node) -> bool:
+        """A value holding a command's output, or a variable set at run time."""
+        for child in _descendants(node):
+            if child.type in SUBSTITUTIONS:
+                return True
+            if child.type == "variable_name" and self.text(child) in self.tainted:
+                return True
+        return False
+
+    def taint_loop(self, node: Node, variable: str) -> None:
+        """``for x in $(cmd)``: x holds run-time text."""
+        words = list(node.children_by_field_name("value"))
+        if any(not word_of(self.src, w).static for w in words):
+            self.tainted.add(variable)
+
+    def test_evaluations(self, node: Node) -> None:
+        """``[[ a -eq b ]]`` evaluates both sides; ``[[ -v a[i] ]]`` the subscript."""
+        for child in _descendants(node):
+            if child.type == "binary_expression":
+                operator = next(
+                    (c for c in child.children if c.type == "test_operator"), None
+                )
+                if operator is not None and self.text(operator) in _ARITH_TESTS:
+                    self.evaluates(self.text(child), "[[ ]] evaluates")
+            elif child.type == "unary_expression":
+                operator = next(
+                    (c for c in child.children if c.type == "test_operator"), None
+                )
+                if operator is not None and self.text(operator) == "-v":
+                    self.evaluates(self.text(child), "[[ -v ]] evaluates")
 
     def arithmetic_targets(self, text: str) -> list[str]:
         """Names an arithmetic text assigns, following variables' values.
@@ -267,11 +350,25 @@ class _Walker:
         return list(names)
 
     def expansion_assigns(self, node: Node) -> None:
-        """Record what ``$((X=1))`` or ``${X:=1}`` assigns."""
+        """Record what ``$((X=1))`` or ``${X:=1}`` assigns; check re-evaluation."""
         if node.type == "arithmetic_expansion":
             self.arithmetic(node)
         elif node.type == "expansion":
             self.default_assign(node)
+            self.indirect(node)
+        elif node.type == "subscript":
+            index = node.child_by_field_name("index")
+            if index is not None:
+                self.evaluates(self.text(index), "evaluates the subscript")
+
+    def indirect(self, node: Node) -> None:
+        """``${x@P}`` expands x's value as a prompt; ``${!x}`` names a variable."""
+        ops = [c.type for c in node.children if not c.is_named]
+        name = next((c for c in node.named_children if c.type == "variable_name"), None)
+        if name is None:
+            return
+        if ("@" in ops and "P" in ops) or (ops[1:2] == ["!"] and "@" not in ops):
+            self.evaluates(self.text(name), "expands again")
 
     def default_assign(self, node: Node) -> None:
         """``${X:=1}`` and ``${X=1}`` assign X when it is unset (or empty)."""
@@ -329,13 +426,20 @@ class _Walker:
                 self.statement(child, depth + 1)
 
     def define(self, node: Node) -> None:
-        """Remember a function body; it is classified where it is called."""
+        """Remember a function body; it is classified where it is called.
+
+        ``command_not_found_handle`` runs for any command bash cannot find:
+        its body is classified as called (at the end, every function known).
+        """
         name = node.child_by_field_name("name")
         body = node.child_by_field_name("body")
         if name is None or body is None:
             self.fail(node, "incomplete function definition")
             return
-        self.functions[self.text(name)] = (self.src, body)
+        label = self.text(name)
+        self.functions.setdefault(label, []).append((self.src, body))
+        if label == "command_not_found_handle":
+            self.traps.append(label)
 
     def assignments(self, node: Node, depth: int) -> None:
         """``X=1`` alone: sets a shell variable (exported ones reach children)."""
@@ -355,6 +459,19 @@ class _Walker:
         bare = self.text(name).split("[", 1)[0] if name is not None else ""
         if bare and value is not None:
             self.values[bare] = self.text(value)
+            self.assigned[bare] = (
+                word_of(self.src, value)
+                if value.type in WORDS
+                else Word(self.text(value), static=False)
+            )
+            if self.runs_substitution(value):
+                self.tainted.add(bare)
+            else:
+                self.tainted.discard(bare)
+            if bare in self.integers:
+                self.evaluates(self.text(value), f"evaluates (declare -i {bare})")
+        if name is not None and name.type == "subscript":
+            self.expansion_assigns(name)
         return bare
 
     def emit_assignments(self, names: list[str], source: str) -> None:
@@ -362,16 +479,36 @@ class _Walker:
         risky = [n for n in names if dangerous_env(n)]
         effects = _DYN if risky else _READ
         why = f"sets {', '.join(risky)}" if risky else "assigns shell variables"
-        self.out.append(
-            SimpleCommand(
-                (source,),
-                "bash",
-                "",
-                effects,
-                "bash:assign",
-                (why,),
-                env_sets=tuple(n for n in names if n),
-            )
+        command = SimpleCommand(
+            (source,),
+            "bash",
+            "",
+            effects,
+            "bash:assign",
+            (why,),
+            env_sets=tuple(n for n in names if n),
+        )
+        self.out.append(self.with_dir_writes(command, names))
+
+    def with_dir_writes(
+        self, command: SimpleCommand, names: list[str]
+    ) -> SimpleCommand:
+        """``TMPDIR=/x sort``: programs write into the directory TMPDIR names."""
+        targets = [
+            self.assigned.get(n, Word("$" + n, static=False))
+            for n in names
+            if n and variable_kind(n) == "write-dir"
+        ]
+        if not targets:
+            return command
+        effects = set(command.effects) | {Effect.WRITE}
+        if any(unresolvable(t) for t in targets):
+            effects.add(Effect.DYNAMIC)
+        return replace(
+            command,
+            effects=frozenset(effects),
+            writes=(*command.writes, *texts(targets)),
+            reasons=(*command.reasons, "programs write into the directory it names"),
         )
 
     def redirected(self, node: Node, depth: int) -> None:
@@ -424,7 +561,7 @@ class _Walker:
 
     def emit_redirect_only(self, found: _Redirects) -> None:
         """Record the redirections of a compound statement as their own command."""
-        if not found.targets and not found.network:
+        if not found.targets and not found.network and not found.socket:
             return
         command = SimpleCommand(("<redirect>",), "bash", "", _READ, "bash:redirect")
         command = self.apply_redirects(command, found)
@@ -479,6 +616,8 @@ class _Walker:
         effects = set(command.effects)
         if found.network:
             effects.add(Effect.NETWORK)
+        if found.socket:
+            effects.add(Effect.DYNAMIC)
         if found.targets:
             effects.add(Effect.WRITE)
         if any(unresolvable(t) for t in found.targets):
@@ -537,7 +676,8 @@ class _Walker:
                 effects=effects,
                 env_sets=(*first.env_sets, *[n for n in names if n]),
             )
-        if found.targets or found.network:
+            first = self.with_dir_writes(first, names)
+        if found.targets or found.network or found.socket:
             first = self.apply_redirects(first, found)
         self.out[start] = first
         if self.cwd != self.ctx.cwd:
@@ -579,18 +719,28 @@ class _Walker:
                 self.define_aliases(words)
             if name in ("cd", "pushd", "popd"):
                 self.change_dir(words)
+            start = len(self.out)
             self.out.extend(self.classify(words, self.here(), "bash"))
+            self.taint_reads(self.out[start:])
 
     def let(self, words: list[Word]) -> None:
         """``let a``: the builtin's own spec, plus what ``a``'s value assigns."""
         names = self.arithmetic_targets(" ".join(texts(words[1:])))
         if names:
             self.emit_assignments(names, " ".join(texts(words)))
+        for word in words[1:]:
+            self.evaluates(word.text, "let evaluates")
         self.out.extend(self.classify(words, self.here(), "bash"))
+
+    def taint_reads(self, commands: list[SimpleCommand]) -> None:
+        """``read x``, ``mapfile a``, ``printf -v x``: x holds run-time text."""
+        for command in commands:
+            if command.spec in _READERS:
+                self.tainted.update(command.env_sets)
 
     def here(self) -> ClassifyContext:
         """The context for a command at this point of the script (cwd followed)."""
-        return ClassifyContext(self.cwd, self.ctx.workspace, self.ctx.depth)
+        return self.ctx.at(self.cwd)
 
     def call(self, name: str, words: list[Word], depth: int) -> None:
         """A call of a function defined earlier: classify its body here."""
@@ -607,10 +757,11 @@ class _Walker:
         if name in self.calling:
             return  # recursion: the body's effects are already counted
         self.calling.add(name)
-        src, body = self.functions[name]
-        saved, self.src = self.src, src  # the body may come from a trap or alias
+        saved = self.src
         try:
-            self.statement(body, depth + 1)
+            for src, body in list(self.functions[name]):
+                self.src = src  # the body may come from a trap or alias
+                self.statement(body, depth + 1)
         finally:
             self.src = saved
             self.calling.discard(name)
@@ -620,7 +771,8 @@ class _Walker:
         for word in words[1:]:
             name, sep, value = word.text.partition("=")
             if sep:
-                self.aliases[name] = value if word.static else "$UNKNOWN_ALIAS"
+                value = value if word.static else "$UNKNOWN_ALIAS"
+                self.aliases.setdefault(name, []).append(value)
 
     def expand_alias(self, name: str, words: list[Word], depth: int) -> None:
         """A use of an alias: classify its expansion as bash source."""
@@ -636,14 +788,22 @@ class _Walker:
                 )
             )
             return
-        source = " ".join(
-            [self.aliases.pop(name), *(shlex.quote(w.text) for w in words[1:])]
-        )
-        self.nested_source(source, depth)
+        values = self.aliases.pop(name)  # popped: an alias never expands itself
+        try:
+            for value in values:
+                source = " ".join([value, *(shlex.quote(w.text) for w in words[1:])])
+                self.nested_source(source, depth)
+        finally:
+            self.aliases.setdefault(name, values)
 
     def trap(self, words: list[Word]) -> None:
-        """``trap 'cmd' SIG``: the handler is code that will run."""
-        handler = words[1]
+        """``trap [-lp] [--] 'cmd' SIG``: the handler is code that will run."""
+        args = list(words[1:])
+        if args and args[0].static and args[0].text in ("-l", "-p", "-lp", "-pl"):
+            args = []  # listing
+        elif args and args[0].static and args[0].text == "--":
+            args = args[1:]
+        handler = args[0] if args else Word("-")
         self.out.append(
             SimpleCommand(
                 tuple(w.text for w in words),
@@ -654,7 +814,7 @@ class _Walker:
                 ("sets a signal handler",),
             )
         )
-        if handler.text in ("-", "", "-p", "-l", "--"):
+        if handler.static and handler.text in ("-", ""):
             return
         if not handler.static:
             self.out.append(
@@ -724,6 +884,16 @@ class _Walker:
     def declaration(self, node: Node, depth: int) -> None:
         """``export``/``declare``/``local``/``readonly``/``unset``."""
         words: list[Word] = []
+        flags = "".join(
+            self.text(c)[1:]
+            for c in node.named_children
+            if c.type == "word" and self.text(c)[:1] in "-+"
+        )
+        if "i" in flags:  # declare -i x: every assignment to x is arithmetic
+            for child in node.named_children:
+                target = child.child_by_field_name("name") or child
+                if child.type in ("variable_name", "variable_assignment"):
+                    self.integers.add(self.text(target).split("[", 1)[0])
         for child in node.children:
             if not child.is_named:
                 words.append(Word(child.type))
@@ -740,19 +910,56 @@ class _Walker:
             else:
                 self.statement(child, depth + 1)
         if words:
-            ctx = ClassifyContext(self.cwd, self.ctx.workspace, self.ctx.depth)
+            ctx = self.ctx.at(self.cwd)
             self.out.extend(self.classify(words, ctx, "bash"))
 
 
+# A command substitution in text: $( not followed by ( ($(( is arithmetic),
+# or a backquote.
+_SUBSTITUTION = re.compile(r"\$\((?!\()|`")
+# [[ ]] operators whose operands bash evaluates as arithmetic.
+_ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+# Builtins that set their variables from input (their values are run time).
+_READERS = frozenset(
+    {"posix:read", "posix:mapfile", "posix:getopts", "posix:printf", "posix:wait"}
+)
+
+
+def _descendants(node: Node) -> list[Node]:
+    """Every node below ``node`` (bounded by the tree, which is bounded)."""
+    out: list[Node] = []
+    pending = list(node.children)
+    while pending:
+        child = pending.pop()
+        out.append(child)
+        pending.extend(child.children)
+    return out
+
+
 def _place(op: str, dest: Word, found: _Redirects) -> None:
-    """Record what redirecting with ``op`` to ``dest`` does."""
+    """Record what redirecting with ``op`` to ``dest`` does.
+
+    NOTE(bash): bash opens ``/dev/tcp/HOST/PORT`` itself; a path computed at
+    run time (``< "$p"``, ``< /dev/$t/h/80``) whose known start could begin
+    one may be a socket, for reading too.
+    """
     if dest.text.startswith(_SOCKETS):
         found.network = True
         return
+    if not dest.static and not (op in (">&", "<&") and _is_fd(dest.text)):
+        known = _static_prefix(dest.text)
+        if any(s.startswith(known) or known.startswith(s) for s in _SOCKETS):
+            found.socket = True
     if op in ("<", "<&", "<&-", ">&-") or (op in (">&", "<&") and _is_fd(dest.text)):
         return
     if dest.text not in _NOT_FILES:
         found.targets.append(dest)
+
+
+def _static_prefix(text: str) -> str:
+    """The text of a word before its first expansion (quotes dropped)."""
+    cut = min((i for i, ch in enumerate(text) if ch in "$`{~*?["), default=len(text))
+    return text[:cut].replace('"', "").replace("'", "")
 
 
 def _is_fd(text: str) -> bool:

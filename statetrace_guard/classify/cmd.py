@@ -4,6 +4,9 @@ The line is split on ``&``, ``&&``, ``||`` and ``|`` outside double quotes;
 each part is split into words (double quotes removed, ``^`` escapes the next
 character). ``%VAR%`` and ``!VAR!`` expand at run time, so a word holding
 one is not static. Redirection ``>``/``>>`` to a file (not ``nul``) writes.
+Each part is classified by the shared classifier, which looks cmd's
+builtins up first, then Windows programs, then POSIX ones (the registry's
+``cmd``, ``windows`` and ``posix`` namespaces).
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from statetrace_guard.classify.model import ClassifyContext, Shell, SimpleCommand, Word
-from statetrace_guard.classify.winnative import classify_windows_native
-from statetrace_guard.classify.wrappers import dangerous_env
 from statetrace_guard.levels import Effect
 
 __all__ = ["classify_line", "split_line", "split_words"]
@@ -24,51 +25,6 @@ WordsClassifier = Callable[
 ]
 _EXPANSION = re.compile(r"%[^%\s]+%|![^!\s]+!|%~?\d")
 _NUL = frozenset({"nul", "con", "&1", "&2", "/dev/null"})
-_BUILTINS_READ = frozenset(
-    {
-        "dir",
-        "type",
-        "echo",
-        "cd",
-        "chdir",
-        "ver",
-        "where",
-        "findstr",
-        "find",
-        "more",
-        "tree",
-        "vol",
-        "path",
-        "title",
-        "cls",
-        "rem",
-        "help",
-        "hostname",
-        "whoami",
-        "systeminfo",
-        "tasklist",
-        "ipconfig",
-    }
-)
-_BUILTINS_WRITE = frozenset(
-    {
-        "del",
-        "erase",
-        "rd",
-        "rmdir",
-        "md",
-        "mkdir",
-        "copy",
-        "xcopy",
-        "robocopy",
-        "move",
-        "ren",
-        "rename",
-        "mklink",
-        "attrib",
-        "icacls",
-    }
-)
 
 
 def split_line(line: str) -> list[str]:
@@ -146,70 +102,6 @@ def _join_redirect_targets(tokens: list[str]) -> list[str]:
     return out
 
 
-def _set(words: list[Word], shell: Shell) -> SimpleCommand:
-    """``set NAME=V``, ``set /a N=1``, ``set /p N=?``: an environment change."""
-    args = [w for w in words[1:] if w.text.lower() not in ("/a", "/p")]
-    text = " ".join(w.text for w in args)
-    name = text.split("=", 1)[0].strip() if "=" in text else ""
-    static = all(w.static for w in args)
-    effects = {Effect.READ}
-    reasons = [f"set {name} changes the environment" if name else "set lists variables"]
-    if not static or (name and dangerous_env(name.upper())):
-        effects.add(Effect.DYNAMIC)
-        reasons.append(f"set {name or text}: steers later commands or is not static")
-    return SimpleCommand(
-        tuple(w.text for w in words),
-        shell,
-        "set",
-        frozenset(effects),
-        "cmd:set",
-        tuple(reasons),
-        env_sets=(name,) if name and static else (),
-    )
-
-
-def _windows_native(words: list[Word]) -> SimpleCommand | None:
-    """``setx``, ``reg``, ``schtasks``...: the Windows-native table decides."""
-    base = words[0].text.replace("\\", "/").lower()
-    stem = base.rsplit("/", 1)[-1].removesuffix(".exe")
-    found = classify_windows_native(stem, [w.text for w in words])
-    if found is None:
-        return None
-    if not all(w.static for w in words):
-        found = replace(found, effects=found.effects | {Effect.DYNAMIC})
-    return replace(found, shell="cmd")
-
-
-def _builtin(words: list[Word], shell: Shell) -> SimpleCommand | None:
-    name = words[0].text.lower()
-    if name == "set":
-        return _set(words, shell)
-    native = _windows_native(words)
-    if native is not None:
-        return native
-    if name in _BUILTINS_READ:
-        return SimpleCommand(
-            tuple(w.text for w in words),
-            shell,
-            name,
-            frozenset({Effect.READ}),
-            f"cmd:{name}",
-            (f"{name} only reads",),
-        )
-    if name in _BUILTINS_WRITE:
-        targets = tuple(w.text for w in words[1:] if not w.text.startswith("/"))
-        return SimpleCommand(
-            tuple(w.text for w in words),
-            shell,
-            name,
-            frozenset({Effect.WRITE}),
-            f"cmd:{name}",
-            (f"{name} changes files or settings",),
-            writes=targets[-1:],
-        )
-    return None
-
-
 def classify_line(
     line: str, ctx: ClassifyContext, classify_words: WordsClassifier
 ) -> list[SimpleCommand]:
@@ -219,8 +111,7 @@ def classify_line(
         words, redirects = split_words(part)
         if not words:
             continue
-        command = _builtin(words, "cmd") if words[0].static else None
-        found = [command] if command else classify_words(words, ctx, "cmd")
+        found = classify_words(words, ctx, "cmd")
         if redirects and found:
             found[0] = _with_redirects(found[0], redirects)
         out.extend(found)

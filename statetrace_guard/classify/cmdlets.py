@@ -14,26 +14,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from statetrace_guard.classify import dotnet
-from statetrace_guard.classify.cmdlet_tables import (
-    ALIASES,
-    BUILTIN_MODULES,
-    PURE_MEMBERS,
-    SPECS,
-    CmdletSpec,
-)
-from statetrace_guard.classify.wrappers import dangerous_env
+from statetrace_guard.classify.environment import dangerous_env
+from statetrace_guard.classify.knowledge import Cmdlet, Knowledge
 from statetrace_guard.levels import Effect
 
 __all__ = [
-    "ALIASES",
-    "SPECS",
     "Arg",
     "ArgKind",
     "Bound",
-    "CmdletSpec",
     "Outcome",
     "bind",
     "canonical_name",
+    "is_unc",
     "judge",
     "provider_env_name",
 ]
@@ -107,12 +99,26 @@ class Outcome:
     aliases: tuple[tuple[str, str], ...] = field(default=())
 
 
-def canonical_name(name: str) -> str:
+_PROVIDER_PREFIX = ("filesystem::", "microsoft.powershell.core\\filesystem::")
+
+
+def is_unc(path: str) -> bool:
+    r"""``\\host\share``, ``//host/share``, ``FileSystem::\\host\share``: network."""
+    text = path.strip("'\"")
+    lowered = text.lower()
+    for prefix in _PROVIDER_PREFIX:
+        if lowered.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    return text.startswith(("\\\\", "//")) and len(text) > 2  # noqa: PLR2004
+
+
+def canonical_name(name: str, knowledge: Knowledge) -> str:
     """Return the cmdlet a (lower-case) name or alias stands for."""
-    return ALIASES.get(name, name)
+    return knowledge.cmdlet_name(name) or name
 
 
-def _match_param(token: str, spec: CmdletSpec) -> str | None:
+def _match_param(token: str, spec: Cmdlet) -> str | None:
     """Resolve ``token`` (no dash, lower case) to a parameter name, by prefix."""
     if token in spec.all_params:
         return token
@@ -130,7 +136,7 @@ def _take_value(args: Sequence[Arg], index: int) -> Arg | None:
     return None
 
 
-def bind(spec: CmdletSpec, args: Sequence[Arg]) -> Bound:
+def bind(spec: Cmdlet, args: Sequence[Arg]) -> Bound:
     """Bind arguments to the spec's parameters as PowerShell would."""
     named: dict[str, tuple[Arg, ...]] = {}
     positional: list[Arg] = []
@@ -159,7 +165,7 @@ def bind(spec: CmdletSpec, args: Sequence[Arg]) -> Bound:
 
 
 def _finish_bind(
-    spec: CmdletSpec,
+    spec: Cmdlet,
     named: dict[str, tuple[Arg, ...]],
     positional: list[Arg],
     unknown: list[str],
@@ -259,7 +265,7 @@ def _hijacks(name: str) -> bool:
     return dangerous_env(name) and not name.startswith("STATETRACE_")
 
 
-def _h_variable(acc: _Acc, bound: Bound) -> None:
+def _h_variable(acc: _Acc, bound: Bound, _spec: Cmdlet, _knowledge: Knowledge) -> None:
     """Set-Variable/New-Variable/Remove-Variable ``-Name``: names what changes."""
     arg = _first(bound, "name")
     if arg is None or not arg.static:
@@ -269,7 +275,7 @@ def _h_variable(acc: _Acc, bound: Bound) -> None:
         _variable_set(acc, item, env=False)
 
 
-def _collect_writes(acc: _Acc, spec: CmdletSpec, bound: Bound) -> None:
+def _collect_writes(acc: _Acc, spec: Cmdlet, bound: Bound) -> None:
     """Turn the written-path parameters into writes."""
     found = False
     for param in spec.writes:
@@ -292,9 +298,7 @@ def _collect_writes(acc: _Acc, spec: CmdletSpec, bound: Bound) -> None:
         acc.add(Effect.DYNAMIC, "the written path comes from the pipeline")
 
 
-def _collect_urls(
-    acc: _Acc, spec: CmdletSpec, bound: Bound, args: Sequence[Arg]
-) -> None:
+def _collect_urls(acc: _Acc, spec: Cmdlet, bound: Bound, args: Sequence[Arg]) -> None:
     """Record URLs and hosts from URL parameters and UNC paths anywhere."""
     for param in spec.urls:
         for arg in bound.named.get(param, ()):
@@ -303,7 +307,7 @@ def _collect_urls(
         if arg.kind != "word" or not arg.static:
             continue
         for item in arg.items:
-            if item.startswith(("\\\\", "//")) and len(item) > 2:  # noqa: PLR2004
+            if is_unc(item):
                 acc.urls.append(item)
                 acc.add(Effect.NETWORK, f"{item} is a network (UNC) path")
 
@@ -321,28 +325,32 @@ def _remote(acc: _Acc, args: Sequence[Arg]) -> None:
             acc.add(Effect.NETWORK, f"-{token} reaches another machine")
 
 
-def judge(name: str, args: Sequence[Arg], written: str = "") -> Outcome | None:
+def judge(
+    name: str, args: Sequence[Arg], knowledge: Knowledge, written: str = ""
+) -> Outcome | None:
     """Classify a call of the built-in cmdlet ``name`` (canonical, lower case).
 
     Args:
         name: the canonical cmdlet name.
         args: the command's elements after the name.
+        knowledge: the registry (cmdlet entries, .NET types).
         written: the name as written, lower case (``sc`` differs by edition).
 
     Returns:
         The outcome, or ``None`` when ``name`` is not a known cmdlet.
     """
-    spec = SPECS.get(name)
+    spec = knowledge.cmdlet(name)
     if spec is None:
         return None
     bound = bind(spec, args)
     acc = _Acc(set(spec.effects), [f"{name}: {spec.why}"] if spec.why else [])
-    if bound.splat and spec.name not in _SPLAT_SAFE:
+    if bound.splat and not spec.splat_safe:
         acc.add(Effect.DYNAMIC, "splatting (@args) hides the parameters")
     if bound.unknown and (spec.writes or spec.special):
         unknown = ", ".join(bound.unknown)
         acc.add(Effect.DYNAMIC, f"unknown parameter(s) -{unknown} on {name}")
     _collect_writes(acc, spec, bound)
+    _switch_effects(acc, spec, bound)
     if acc.env_sets and not acc.writes and Effect.WRITE in acc.effects:
         acc.effects.discard(Effect.WRITE)  # Env:NAME only: a variable, no file
         acc.effects.add(Effect.READ)
@@ -350,12 +358,17 @@ def judge(name: str, args: Sequence[Arg], written: str = "") -> Outcome | None:
     _remote(acc, args)
     handler = _SPECIAL.get(spec.special)
     if handler is not None:
-        handler(acc, bound)
+        handler(acc, bound, spec, knowledge)
     if written == "sc":
-        _h_sc(acc, bound)
+        _h_sc(acc, bound, spec, knowledge)
+    if "whatif" in bound.switches and acc.effects & _SHOULD_PROCESS:
+        # NOTE(pwsh): -WhatIf describes the change and makes none.
+        acc.effects = {Effect.READ}
+        acc.writes.clear()
+        acc.reasons.append(f"{name} -WhatIf changes nothing")
     return Outcome(
         frozenset(acc.effects),
-        f"pwsh:{name}",
+        spec.spec,
         tuple(acc.reasons),
         tuple(acc.writes),
         tuple(acc.urls),
@@ -363,6 +376,20 @@ def judge(name: str, args: Sequence[Arg], written: str = "") -> Outcome | None:
         acc.script,
         tuple(acc.aliases),
     )
+
+
+_SHOULD_PROCESS = frozenset({Effect.WRITE, Effect.DYNAMIC, Effect.INSTALL})
+
+
+def _switch_effects(acc: _Acc, spec: Cmdlet, bound: Bound) -> None:
+    """Switches that reach the network, and script blocks kept for later."""
+    for switch in bound.switches & spec.network_switches:
+        acc.add(Effect.NETWORK, f"-{switch} reaches the network")
+    for switch in bound.switches & spec.dynamic_switches:
+        acc.add(Effect.DYNAMIC, f"-{switch} does what cannot be known")
+    for param in spec.code:
+        if param in bound.named:
+            acc.add(Effect.DYNAMIC, f"-{param} keeps code that runs later")
 
 
 def _first(bound: Bound, *params: str) -> Arg | None:
@@ -382,29 +409,31 @@ def _block_params(acc: _Acc, bound: Bound, params: Sequence[str]) -> None:
                 acc.add(Effect.DYNAMIC, f"-{param} is not a literal script block")
 
 
-def _h_foreach(acc: _Acc, bound: Bound) -> None:
+def _h_foreach(acc: _Acc, bound: Bound, spec: Cmdlet, _knowledge: Knowledge) -> None:
     """``% Name`` reads a property; ``% Delete`` calls a method: unknown."""
     _block_params(acc, bound, ("begin", "end", "remainingscripts", "parallel"))
     for arg in bound.named.get("process", ()):
         if arg.kind == "block":
             continue
         member = arg.text.lower()
-        if arg.static and member in PURE_MEMBERS:
+        if arg.static and member in spec.data.get("pure_members", ()):
             continue
         acc.add(Effect.DYNAMIC, f"ForEach-Object calls member {arg.text!r}")
     member_arg = _first(bound, "membername")
-    if member_arg is not None and member_arg.text.lower() not in PURE_MEMBERS:
+    if member_arg is not None and member_arg.text.lower() not in spec.data.get(
+        "pure_members", ()
+    ):
         acc.add(Effect.DYNAMIC, f"ForEach-Object calls member {member_arg.text!r}")
 
 
-def _h_where(acc: _Acc, bound: Bound) -> None:
+def _h_where(acc: _Acc, bound: Bound, _spec: Cmdlet, _knowledge: Knowledge) -> None:
     """A filter given as a variable runs unknown code."""
     arg = _first(bound, "filterscript")
     if arg is not None and arg.kind not in {"block", "word"}:
         acc.add(Effect.DYNAMIC, "Where-Object filter is not a literal script block")
 
 
-def _h_job(acc: _Acc, bound: Bound) -> None:
+def _h_job(acc: _Acc, bound: Bound, _spec: Cmdlet, _knowledge: Knowledge) -> None:
     """Jobs and Invoke-Command run a block (classified apart) or a file."""
     _block_params(acc, bound, ("scriptblock", "initializationscript"))
     path = _first(bound, "filepath", "literalpath")
@@ -413,7 +442,7 @@ def _h_job(acc: _Acc, bound: Bound) -> None:
         acc.script = path.text if path.static else None
 
 
-def _h_new_object(acc: _Acc, bound: Bound) -> None:
+def _h_new_object(acc: _Acc, bound: Bound, _spec: Cmdlet, knowledge: Knowledge) -> None:
     """New-Object: the type decides; COM objects can do anything."""
     if _first(bound, "comobject") is not None:
         acc.add(Effect.DYNAMIC, "New-Object -ComObject can do anything")
@@ -422,11 +451,13 @@ def _h_new_object(acc: _Acc, bound: Bound) -> None:
     if type_arg is None or not type_arg.static:
         acc.add(Effect.DYNAMIC, "New-Object of a type known only at run time")
         return
-    effect = dotnet.new_object_effect(type_arg.text)
+    effect = dotnet.new_object_effect(type_arg.text, knowledge)
     acc.add(effect, f"New-Object {type_arg.text}: {effect.value}")
 
 
-def _h_import_module(acc: _Acc, bound: Bound) -> None:
+def _h_import_module(
+    acc: _Acc, bound: Bound, spec: Cmdlet, _knowledge: Knowledge
+) -> None:
     """Importing a module runs its code unless it is a known built-in one."""
     arg = _first(bound, "name", "fullyqualifiedname")
     if arg is None or not arg.static:
@@ -434,7 +465,8 @@ def _h_import_module(acc: _Acc, bound: Bound) -> None:
         return
     for item in arg.items:
         lowered = item.lower()
-        if lowered in BUILTIN_MODULES or lowered.startswith("microsoft.powershell."):
+        builtin = spec.data.get("builtin_modules", ())
+        if lowered in builtin or lowered.startswith("microsoft.powershell."):
             continue
         if any(mark in item for mark in ("/", "\\", ".ps", ".dll")):
             acc.script = item
@@ -443,7 +475,7 @@ def _h_import_module(acc: _Acc, bound: Bound) -> None:
             acc.add(Effect.DYNAMIC, f"imports the module {item}: its code runs")
 
 
-def _h_alias(acc: _Acc, bound: Bound) -> None:
+def _h_alias(acc: _Acc, bound: Bound, _spec: Cmdlet, _knowledge: Knowledge) -> None:
     """Set-Alias: later calls of the alias run its target."""
     name = _first(bound, "name")
     value = _first(bound, "value")
@@ -453,18 +485,19 @@ def _h_alias(acc: _Acc, bound: Bound) -> None:
     acc.aliases.append((name.text.lower(), value.text.lower()))
 
 
-def _h_sc(acc: _Acc, bound: Bound) -> None:
-    """``sc`` is Set-Content in 5.1 but sc.exe (service control) in pwsh 7."""
+def _h_sc(acc: _Acc, bound: Bound, _spec: Cmdlet, knowledge: Knowledge) -> None:
+    """``sc`` is Set-Content in 5.1 but sc.exe (service control) in pwsh 7.
+
+    A first argument that is one of sc.exe's verbs (the ``windows`` entry's
+    subcommands) means the caller meant sc.exe.
+    """
     first = _first(bound, "path")
-    if first is not None and first.text.lower() in _SC_EXE_VERBS:
+    found = knowledge.programs("windows", "sc")
+    verbs = found[0].subcommands if found else {}
+    if first is not None and first.text.lower() in verbs:
         acc.writes.append("service:" + first.text)
         acc.add(Effect.DYNAMIC, "sc is sc.exe (service control) in PowerShell 7")
 
-
-_SC_EXE_VERBS = frozenset(
-    {"create", "delete", "config", "start", "stop", "pause", "continue", "control"}
-    | {"failure", "sdset", "description", "privs", "sidtype", "triggerinfo"}
-)
 
 _SPECIAL = {
     "foreach": _h_foreach,
@@ -475,23 +508,3 @@ _SPECIAL = {
     "alias": _h_alias,
     "variable": _h_variable,
 }
-
-_SPLAT_SAFE = frozenset(
-    {
-        "write-output",
-        "write-host",
-        "write-verbose",
-        "write-warning",
-        "write-information",
-        "select-object",
-        "sort-object",
-        "format-table",
-        "format-list",
-        "convertto-json",
-        "convertfrom-json",
-        "measure-object",
-        "join-path",
-        "out-string",
-        "out-null",
-    }
-)

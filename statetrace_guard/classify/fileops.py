@@ -1,16 +1,21 @@
-"""Specs for tools that write files named in their arguments.
+"""Argument helpers shared by handlers, and the ``dd`` handler.
 
-Each returns the written paths as words so the policy can place them
-(workspace, temp, guard-owned, outside). Options that take a value are
-listed per tool so their values are not mistaken for paths.
+``operands`` splits words the way getopt does for handlers that need the
+operands and option values of a few options (the option engine in
+``engine.py`` does the full job for registry entries). ``dd`` has its own
+grammar (``if=``, ``of=``), so it is a handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from statetrace_guard.classify.engine import Judge, options_of, verdict_of
+from statetrace_guard.classify.knowledge import VALUED, ProgramEntry
 from statetrace_guard.classify.model import ClassifyContext, Word
 from statetrace_guard.classify.verdict import (
+    DYNAMIC,
+    WRITE,
     Verdict,
     dynamic,
     may_be_option,
@@ -18,10 +23,7 @@ from statetrace_guard.classify.verdict import (
     write,
 )
 
-__all__ = ["FILE_SPECS", "operands"]
-
-Spec = Callable[[str, tuple[Word, ...], ClassifyContext], Verdict]
-_DOT = Word(".")
+__all__ = ["dd", "operands", "tar"]
 
 
 def operands(
@@ -66,152 +68,88 @@ def _short_bundle(
         opts.setdefault(flag, "")
 
 
-def _unsure(args: tuple[Word, ...]) -> bool:
-    """Tell whether some argument may expand to an unseen option."""
-    return any(may_be_option(w) for w in args)
-
-
-def _all_operands(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, _ = operands(args)
-    return write(f"posix:{name}", pos or [_DOT], f"{name} modifies its operands")
-
-
-def _last_operand(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, opts = operands(args, frozenset({"-t", "--target-directory", "-S", "-m"}))
-    target = opts.get("-t") or opts.get("--target-directory")
-    if target:
-        return write(f"posix:{name}", [Word(target)], f"{name} writes into {target}")
-    dests = pos[-1:] if name != "mv" else pos
-    return write(f"posix:{name}", dests or [_DOT], f"{name} writes its destination")
-
-
-def _after_first(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, opts = operands(args)
-    files = pos if any(o.startswith("--reference") for o in opts) else pos[1:]
-    return write(f"posix:{name}", files or [_DOT], f"{name} changes file metadata")
-
-
-def _truncate(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, _ = operands(args, frozenset({"-s", "-r", "--size", "--reference"}))
-    return write(f"posix:{name}", pos or [_DOT], "truncate resizes its operands")
-
-
-def _dd(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
+def dd(
+    entry: ProgramEntry,
+    _name: str,
+    args: tuple[Word, ...],
+    _ctx: ClassifyContext,
+    _judge: Judge,
+) -> Verdict:
+    """``dd if=IN of=OUT``: writes its ``of=`` file, else stdout."""
     outs = [Word(w.text[3:], w.static) for w in args if w.text.startswith("of=")]
     if outs:
-        return write("posix:dd", outs, "dd writes its of= file")
-    if _unsure(args):
-        return dynamic("posix:dd", "dd operand not static")
-    return read("posix:dd", "dd without of= writes to stdout")
+        return write(entry.spec, outs, "dd writes its of= file")
+    if any(may_be_option(w) for w in args):
+        return dynamic(entry.spec, "dd operand not static")
+    return read(entry.spec, "dd without of= writes to stdout")
 
 
-def _tee(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, _ = operands(args)
-    if not pos:
-        return read("posix:tee", "tee without files copies stdin to stdout")
-    return write("posix:tee", pos, "tee writes its files")
+def tar(
+    entry: ProgramEntry,
+    name: str,
+    args: tuple[Word, ...],
+    ctx: ClassifyContext,
+    _judge: Judge,
+) -> Verdict:
+    """``tar [-]MODE[opts] [-f ARCHIVE] [-C DIR] [files]``: the mode decides.
+
+    Extracting writes into ``-C`` (or here) unless ``-O`` sends the files to
+    stdout; creating, appending, updating or deleting writes the archive.
+    The entry's exec, shell and code options (``-I``, ``--to-command``,
+    ``--checkpoint-action``) run programs; ``--index-file`` writes.
+    """
+    parsed = options_of(entry, _old_style(entry, args))
+    own = verdict_of(entry, parsed, ctx)
+    given = {spelling: value for _, spelling, value in parsed.options}
+    archive = given.get("-f") or given.get("--file")
+    if archive is not None and not archive.static:
+        why = f"{name} archive named at run time (host:path runs rsh)"
+        return Verdict(DYNAMIC, entry.spec, (why,))
+    if archive is not None and _remote(archive) and "--force-local" not in given:
+        return Verdict(DYNAMIC, entry.spec, (f"{name} archive on a remote host (rsh)",))
+    writes = list(own.writes)
+    reason = f"{name} lists an archive"
+    extracts = _any(entry, "extract_options", given)
+    if extracts and not _any(entry, "stdout_options", given):
+        writes.append(given.get("-C") or given.get("--directory") or Word("."))
+        reason = f"{name} extracts files"
+    elif _any(entry, "archive_writing_options", given):
+        writes.append(archive or Word("-"))
+        reason = f"{name} writes an archive"
+    effects = own.effects | WRITE if writes else own.effects
+    return Verdict(
+        effects,
+        entry.spec,
+        (reason, *own.reasons[1:]),
+        tuple(writes),
+        own.urls,
+        own.script,
+        own.nested,
+        own.scripts,
+    )
 
 
-# Options of sort (and kin) whose value must not be read as more flags.
-_SORT_VALUED = frozenset({"-k", "-t", "-S", "-T", "--key", "--field-separator",
-                          "--buffer-size", "--temporary-directory"})  # fmt: skip
+def _old_style(entry: ProgramEntry, args: tuple[Word, ...]) -> tuple[Word, ...]:
+    """``tar xzf a.tgz``, ``tar cfC a.tar dir``: a first word without a dash.
+
+    Each letter is an option; the valued ones take the following words in
+    order (old-style tar), not the rest of the bundle.
+    """
+    if not (args and args[0].static and args[0].text and args[0].text[0] != "-"):
+        return args
+    out: list[Word] = []
+    rest = list(args[1:])
+    for letter in args[0].text:
+        out.append(Word("-" + letter))
+        if entry.kinds.get("-" + letter) in VALUED and rest:
+            out.append(rest.pop(0))
+    return (*out, *rest)
 
 
-def _with_output_opt(
-    short: str, long: str
-) -> Callable[[str, tuple[Word, ...], ClassifyContext], Verdict]:
-    """Build a spec for a read tool whose ``short``/``long`` option writes."""
-
-    def spec(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-        _, opts = operands(args, _SORT_VALUED | {short, long})
-        target = opts.get(short) or opts.get(long)
-        if any(key.startswith("--compress-program") for key in opts):
-            return dynamic(f"posix:{name}", "--compress-program runs a program")
-        if target:
-            return write(f"posix:{name}", [Word(target)], f"{name} writes {target}")
-        if _unsure(args):
-            return dynamic(f"posix:{name}", "an argument may expand to an option")
-        return read(f"posix:{name}")
-
-    return spec
+def _any(entry: ProgramEntry, key: str, given: dict[str, Word | None]) -> bool:
+    return any(spelling in given for spelling in entry.data.get(key, ()))
 
 
-def _uniq(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, _ = operands(args, frozenset({"-f", "-s", "-w"}))
-    if len(pos) >= 2:  # noqa: PLR2004 - uniq INPUT OUTPUT
-        return write("posix:uniq", pos[1:2], "uniq writes its second operand")
-    return read("posix:uniq")
-
-
-def _xxd(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, _ = operands(args, frozenset({"-c", "-g", "-l", "-s", "-o", "-n"}))
-    if len(pos) >= 2:  # noqa: PLR2004 - xxd INFILE OUTFILE
-        return write("posix:xxd", pos[1:2], "xxd writes its second operand")
-    return read("posix:xxd")
-
-
-def _compress(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    flags = "".join(w.text for w in args if w.text.startswith("-"))
-    readonly = ("c", "l", "t", "h", "V")
-    if any(f in flags for f in ("--stdout", "--list", "--test", "--help")) or any(
-        f in flags.replace("--", "") for f in readonly
-    ):
-        return read(f"posix:{name}", f"{name} to stdout or listing")
-    pos, _ = operands(args, frozenset({"-S", "--suffix"}))
-    return write(f"posix:{name}", pos or [_DOT], f"{name} replaces its operands")
-
-
-def _unzip(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    _, opts = operands(args, frozenset({"-d", "-x", "-P"}))
-    if any(o in opts for o in ("-l", "-t", "-v", "-p", "-Z", "-z")):
-        return read("posix:unzip", "unzip lists or prints")
-    return write("posix:unzip", [Word(opts.get("-d") or ".")], "unzip extracts")
-
-
-def _zip(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, opts = operands(args, frozenset({"-b", "-n", "-t", "-x", "-i", "-P"}))
-    if "-T" in opts or "--unzip-command" in opts or "-TT" in opts:
-        return dynamic("posix:zip", "zip -T/-TT runs a test command")
-    return write("posix:zip", pos[:1] or [_DOT], "zip writes its archive")
-
-
-def _patch(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    _, opts = operands(args, frozenset({"-d", "-o", "-i", "-p", "-r", "-B"}))
-    if "--dry-run" in opts:
-        return read("posix:patch", "patch --dry-run")
-    where = opts.get("-o") or opts.get("-d") or "."
-    return write("posix:patch", [Word(where)], "patch edits files")
-
-
-def _split(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    pos, opts = operands(args, frozenset({"-b", "-l", "-n", "-a", "-C", "-t"}))
-    if any(o.startswith("--filter") for o in opts):
-        return dynamic("posix:split", "split --filter runs a shell command")
-    prefix = pos[1:2] or [Word("x")]
-    return write(f"posix:{name}", prefix, f"{name} writes pieces")
-
-
-FILE_SPECS: dict[str, Spec] = {
-    **dict.fromkeys(
-        ("rm", "rmdir", "unlink", "shred", "mkdir", "touch"), _all_operands
-    ),
-    **dict.fromkeys(("mkfifo", "mknod", "chattr", "setfacl"), _all_operands),
-    **dict.fromkeys(("cp", "mv", "ln", "install", "rename"), _last_operand),
-    **dict.fromkeys(("chmod", "chown", "chgrp"), _after_first),
-    "truncate": _truncate,
-    "dd": _dd,
-    "tee": _tee,
-    "sort": _with_output_opt("-o", "--output"),
-    "tree": _with_output_opt("-o", ""),
-    "shuf": _with_output_opt("-o", "--output"),
-    "sdiff": _with_output_opt("-o", "--output"),
-    "uniq": _uniq,
-    "xxd": _xxd,
-    **dict.fromkeys(("gzip", "gunzip", "bzip2", "bunzip2", "xz", "unxz"), _compress),
-    **dict.fromkeys(("zstd", "unzstd", "lz4", "compress"), _compress),
-    "unzip": _unzip,
-    "zip": _zip,
-    "patch": _patch,
-    "split": _split,
-    "csplit": _split,
-}
+def _remote(archive: Word) -> bool:
+    """``host:path`` (before any slash) is a remote archive reached by rsh."""
+    return ":" in archive.text.split("/", 1)[0]

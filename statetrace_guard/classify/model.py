@@ -9,9 +9,12 @@ nested shells, wrapped commands). The policy layer then decides on each.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from statetrace_guard.levels import Effect
+
+if TYPE_CHECKING:
+    from statetrace_guard.classify.knowledge import Knowledge
 
 __all__ = ["Classification", "ClassifyContext", "Shell", "SimpleCommand", "Word"]
 
@@ -23,12 +26,23 @@ class ClassifyContext:
     """Where the command runs; paths are absolute and normalised.
 
     ``cwd`` resolves relative paths in arguments and redirections;
-    ``workspace`` is the root the agent may write under (L1 and up).
+    ``workspace`` is the root the agent may write under (L1 and up);
+    ``knowledge`` is the registry the policy sees (``None``: the built-in
+    one). Knowledge compares by identity: one object per policy content.
     """
 
     cwd: str
     workspace: str
     depth: int = 0  # nesting of shells inside shells; bounded by the classifier
+    knowledge: Knowledge | None = None
+
+    def deeper(self) -> ClassifyContext:
+        """The context one nesting level down (a shell inside a shell)."""
+        return ClassifyContext(self.cwd, self.workspace, self.depth + 1, self.knowledge)
+
+    def at(self, cwd: str) -> ClassifyContext:
+        """The same context in another directory (after ``cd``)."""
+        return ClassifyContext(cwd, self.workspace, self.depth, self.knowledge)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 from statetrace_guard.classify import dotnet
-from statetrace_guard.classify.cmdlets import ALIASES, SPECS
-from statetrace_guard.classify.model import ClassifyContext, SimpleCommand
+from statetrace_guard.classify.cmdlets import is_unc
+from statetrace_guard.classify.environment import dangerous_env
+from statetrace_guard.classify.model import ClassifyContext, Shell, SimpleCommand, Word
 from statetrace_guard.classify.pwsh_command import judge_command, script_command
 from statetrace_guard.classify.pwsh_text import (
     arg_from_node,
@@ -27,11 +28,19 @@ from statetrace_guard.classify.pwsh_text import (
     retry_placeholders,
     unescape_name,
 )
-from statetrace_guard.classify.wrappers import dangerous_env
+from statetrace_guard.classify.registry import builtin_knowledge
 from statetrace_guard.levels import Effect
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tree_sitter import Node, Parser
+
+    from statetrace_guard.classify.knowledge import Knowledge
+
+    WordsClassifier = Callable[
+        [Sequence[Word], ClassifyContext, Shell], list[SimpleCommand]
+    ]
 
 __all__ = [
     "MAX_DEPTH",
@@ -55,13 +64,6 @@ _CHECK_EVERY = 255  # nodes between clock reads (a mask: 2**n - 1)
 _READ = frozenset({Effect.READ})
 _DYNAMIC = frozenset({Effect.DYNAMIC})
 _PWSH_NAMES = frozenset({"pwsh", "powershell", "pwsh.exe", "powershell.exe"})
-# Environment variables that change what later commands run.
-_HIJACK_ENV = re.compile(
-    r"^(path|pathext|psmodulepath|comspec|git_.*|.*pager|.*editor|lessopen|"
-    r"ld_.*|dyld_.*|python.*|node_options|perl5.*|rubyopt|bash_env|env)$",
-    re.IGNORECASE,
-)
-
 # Node kinds whose children are walked as they are.
 _TRANSPARENT = frozenset(
     [
@@ -254,34 +256,42 @@ def _dyn(
     )
 
 
-def classify_pwsh_script(text: str, ctx: ClassifyContext) -> list[SimpleCommand]:
+def classify_pwsh_script(
+    text: str, ctx: ClassifyContext, classify_words: WordsClassifier
+) -> list[SimpleCommand]:
     """Classify a PowerShell script's every simple command.
 
     Args:
         text: the script source (``-Command`` text, decoded ``-EncodedCommand``).
         ctx: where it runs.
+        classify_words: the shared native classifier (``dispatch``), for the
+            native programs the script calls.
 
     Returns:
         The simple commands in source order; never empty, never raises.
     """
-    return list(_cached_script(text, ctx))
+    return list(_cached_script(text, ctx, classify_words))
 
 
 @lru_cache(maxsize=4096)
-def _cached_script(text: str, ctx: ClassifyContext) -> tuple[SimpleCommand, ...]:
+def _cached_script(
+    text: str, ctx: ClassifyContext, classify_words: WordsClassifier
+) -> tuple[SimpleCommand, ...]:
     """Classify once per (text, context): results are frozen and policy-free.
 
     NOTE(pwsh): agents repeat commands; the classification depends only on the
     text and the directories, never on the policy, so it cannot go stale.
     """
     try:
-        return tuple(_classify_script(text, ctx))
+        return tuple(_classify_script(text, ctx, classify_words))
     except Exception as exc:  # noqa: BLE001 - fail closed on any bug
         reason = f"classifier error: {type(exc).__name__}"
         return (_dyn((text[:200],), "pwsh", reason),)
 
 
-def _classify_script(text: str, ctx: ClassifyContext) -> list[SimpleCommand]:
+def _classify_script(
+    text: str, ctx: ClassifyContext, classify_words: WordsClassifier
+) -> list[SimpleCommand]:
     """Parse (tolerating doc placeholders) and walk, within a time budget."""
     if ctx.depth > MAX_DEPTH:
         return [_dyn((text[:200],), "pwsh", "shells nested too deep")]
@@ -291,11 +301,12 @@ def _classify_script(text: str, ctx: ClassifyContext) -> list[SimpleCommand]:
         return [_dyn((text[:200],), "pwsh", reason)]
     start = time.thread_time()
     root = _parse(source, start + _PARSE_SECONDS)
+    knowledge = ctx.knowledge or builtin_knowledge()
     if root is not None and root.has_error:
-        root = _retry(text, root, start)
+        root = _retry(text, root, start, knowledge)
     if root is None:
         return [_dyn((text[:200],), "pwsh", "script too slow to parse: not classified")]
-    walker = _Walker(ctx, start + _WALK_SECONDS)
+    walker = _Walker(ctx, start + _WALK_SECONDS, classify_words, knowledge)
     if not _only_comments(root):
         walker.visit(root)
     if _STEERING_VARIABLE.search(text.replace("`", "")):
@@ -343,9 +354,11 @@ def _parse(source: bytes, deadline: float) -> Node | None:
     return _parser().parse(source, old_tree=tree).root_node
 
 
-def _retry(text: str, root: Node, start: float) -> Node:
+def _retry(text: str, root: Node, start: float, knowledge: Knowledge) -> Node:
     """Re-parse with documentation placeholders rewritten, when that is clean."""
-    fixed = retry_placeholders(text, ALIASES, SPECS)
+    fixed = retry_placeholders(
+        text, lambda word: knowledge.cmdlet_name(word) is not None
+    )
     if fixed is None:
         return root
     retry = _parse(fixed.encode("utf-8", "surrogatepass"), start + _RETRY_SECONDS)
@@ -371,16 +384,35 @@ def _only_comments(root: Node) -> bool:
 class _Walker:
     """One walk over one parse tree; collects simple commands."""
 
-    def __init__(self, ctx: ClassifyContext, deadline: float) -> None:
+    def __init__(
+        self,
+        ctx: ClassifyContext,
+        deadline: float,
+        classify_words: WordsClassifier,
+        knowledge: Knowledge,
+    ) -> None:
         """Start with no commands, functions or aliases known."""
         self.ctx = ctx
+        self.native = classify_words
+        self.knowledge = knowledge
         self.out: list[SimpleCommand] = []
         self.functions: set[str] = set()
         self.aliases: dict[str, str] = {}
+        self.file_objects: set[str] = set()  # variables holding Get-Item output
         self.cwd_prefix = ""  # where Set-Location moved, relative to ctx.cwd
         self.cwd_unknown = False
         self.budget = _MAX_NODES
         self.deadline = deadline
+
+    def classify_words(
+        self, words: Sequence[Word], ctx: ClassifyContext, shell: Shell
+    ) -> list[SimpleCommand]:
+        """The shared native classifier this walk was given."""
+        return self.native(words, ctx, shell)
+
+    def nested_pwsh(self, argv: Sequence[str]) -> list[SimpleCommand]:
+        """``pwsh ...`` inside the script: its own command line, one level down."""
+        return classify_pwsh_argv(argv, self.ctx, self.native)
 
     # -- dispatch -------------------------------------------------------
     def visit(self, node: Node) -> None:
@@ -499,11 +531,75 @@ class _Walker:
         self.children(node)
         if env is not None:
             self.emit(_env_command(node_text(node)[:200], env))
+        self.property_set(left, node)
+        self.track_file_object(left_text, node)
         steering = _steering_target(left_text, node_text(node))
         if steering is not None:
             self.emit(
                 _dyn((node_text(node)[:200],), "assignment", steering, "pwsh:assign")
             )
+
+    def property_set(self, left: Node | None, node: Node) -> None:
+        """``$f.IsReadOnly = $true``, ``[Environment]::CurrentDirectory = 'x'``."""
+        access = _innermost(left, "member_access")
+        if access is None:
+            return
+        member = next(
+            (c for c in access.named_children if c.type == "member_name"), None
+        )
+        if member is None:
+            return
+        found = self.knowledge.property_effect(unescape_name(node_text(member)).lower())
+        if found is None:
+            return
+        effect, reason = found
+        effects = {effect, Effect.DYNAMIC} if effect is Effect.WRITE else {effect}
+        why = (
+            reason
+            or f"setting {node_text(member)} changes an object outside the script"
+        )
+        self.emit(
+            SimpleCommand(
+                argv=(node_text(node)[:200],),
+                shell="pwsh",
+                name="property",
+                effects=frozenset(effects),
+                spec="pwsh:dotnet-property",
+                reasons=(why, "the object it changes is known only at run time"),
+            )
+        )
+
+    def track_file_object(self, left_text: str, node: Node) -> None:
+        """``$f = Get-Item x``: later ``$f.Replace(...)`` is a file's method."""
+        name = left_text.strip().lstrip("$").lower()
+        right = node_text(node).partition("=")[2].strip().lower()
+        if name.isidentifier():
+            if _FILE_SOURCE.match(right):
+                self.file_objects.add(name)
+            else:
+                self.file_objects.discard(name)
+
+    def cast(self, node: Node) -> None:
+        """``[wmiclass]'Win32_Process'``: a cast builds an object of the type."""
+        self.children(node)
+        literal = next(
+            (c for c in node.named_children if c.type == "type_literal"), None
+        )
+        if literal is None:
+            return
+        effect = dotnet.new_object_effect(node_text(literal), self.knowledge)
+        if effect is Effect.READ:
+            return
+        self.emit(
+            SimpleCommand(
+                argv=(node_text(node)[:200],),
+                shell="pwsh",
+                name=dotnet.normalize_type(node_text(literal), self.knowledge),
+                effects=frozenset({effect}),
+                spec="pwsh:dotnet",
+                reasons=(f"cast to {node_text(literal)}: {effect.value}",),
+            )
+        )
 
     def function(self, node: Node) -> None:
         """A function's body is classified where it is defined."""
@@ -524,10 +620,12 @@ class _Walker:
         self.children(node)
         target, member, static = _invocation_parts(node)
         if static:
-            effect = dotnet.static_member_effect(target, member)
+            effect = dotnet.static_member_effect(target, member, self.knowledge)
         else:
-            effect = dotnet.instance_method_effect(member)
+            effect = self.instance_effect(target, member)
         effects = {effect}
+        if any(is_unc(arg) for arg in _string_args(node)):
+            effects.add(Effect.NETWORK)  # a UNC path reaches its host
         env_sets: tuple[str, ...] = ()
         writes: tuple[str, ...] = ()
         if _STEERING_VARIABLE.search(target):
@@ -545,7 +643,7 @@ class _Walker:
             writes = _first_string_arg(node)
             if writes == ("$unknown",):
                 effects.add(Effect.DYNAMIC)  # the written path is not static
-        kind = dotnet.normalize_type(target) if static else "$"
+        kind = dotnet.normalize_type(target, self.knowledge) if static else "$"
         self.emit(
             SimpleCommand(
                 argv=(node_text(node)[:200],),
@@ -559,6 +657,20 @@ class _Walker:
             )
         )
 
+    def instance_effect(self, target: str, member: str) -> Effect:
+        """``$x.M()``: by the receiver when it is known (a file, a provider)."""
+        receiver = target.lower()
+        if _PROVIDER_API.search(receiver):
+            return Effect.DYNAMIC  # $ExecutionContext.InvokeProvider.Item.Remove
+        if _FILE_SOURCE.match(receiver.lstrip("(")) or (
+            receiver.lstrip("$") in self.file_objects
+        ):
+            found = self.knowledge.dotnet_type("io.fileinfo")
+            listed = found.members.get(member.lower()) if found is not None else None
+            if listed is not None:
+                return listed
+        return dotnet.instance_method_effect(member, self.knowledge)
+
     def member_access(self, node: Node) -> None:
         """Reading a property reads; ``[T]::P`` on an unsafe type is a call."""
         self.children(node)
@@ -566,6 +678,37 @@ class _Walker:
     def command(self, node: Node) -> None:
         """One command: resolve its name, bind its arguments, judge it."""
         judge_command(self, node)
+
+
+# Receivers whose methods act through PowerShell's providers or engine.
+_PROVIDER_API = re.compile(r"invokeprovider|invokecommand|sessionstate")
+# Expressions that give file or directory objects (Get-Item x, [IO.FileInfo]).
+_FILE_SOURCE = re.compile(
+    r"(get-item|gi|get-childitem|gci|dir|ls|new-item|ni)\b|"
+    r"\[(system\.)?io\.(file|directory)info\]|new-object\s+(system\.)?io\.fileinfo"
+)
+
+
+def _innermost(node: Node | None, kind: str) -> Node | None:
+    """The first node of ``kind`` down the chain of single-child wrappers."""
+    while node is not None:
+        if node.type == kind:
+            return node
+        node = node.named_children[0] if node.named_children else None
+    return None
+
+
+def _string_args(node: Node) -> list[str]:
+    """The static string arguments of a call (a UNC path among them)."""
+    out = []
+    for child in node.named_children:
+        if child.type != "argument_list":
+            continue
+        for part in node_text(child).strip("()").split(","):
+            literal = _LITERAL.fullmatch(part.strip())
+            if literal is not None:
+                out.append(literal.group(2) if literal.group(1) else literal.group(0))
+    return out
 
 
 def _is_null(text: str) -> bool:
@@ -578,6 +721,8 @@ def _redirect_command(targets: Sequence[str]) -> SimpleCommand:
     effects = {Effect.WRITE}
     if any(t.startswith("$") for t in targets):
         effects.add(Effect.DYNAMIC)
+    if any(is_unc(t) for t in targets):
+        effects.add(Effect.NETWORK)
     return SimpleCommand(
         argv=tuple(targets),
         shell="pwsh",
@@ -621,17 +766,11 @@ def _steering_target(left: str, whole: str) -> str | None:
 
 
 def _steers(name: str) -> bool:
-    """Either table says the variable steers later programs."""
-    return bool(_HIJACK_ENV.match(name)) or _steers_programs(name)
-
-
-def _steers_programs(name: str) -> bool:
-    """The POSIX table of variables that steer programs (CURL_HOME, ZIPOPT...).
+    """The one table of variables says setting ``name`` steers later programs.
 
     Guard's and the opt-in variables are the decision's (``env_sets``).
     """
-    upper = name.upper()
-    return dangerous_env(upper) and not upper.startswith("STATETRACE_")
+    return dangerous_env(name.upper())
 
 
 def _env_command(text: str, name: str) -> SimpleCommand:
@@ -698,6 +837,7 @@ _HANDLERS = {
     "assignment_expression": _Walker.assignment,
     "function_statement": _Walker.function,
     "invokation_expression": _Walker.invocation,
+    "cast_expression": _Walker.cast,
     "invokation_foreach_expression": _Walker.invocation,
     "member_access": _Walker.member_access,
     "class_statement": _Walker.unsupported,
@@ -770,7 +910,7 @@ def _pwsh_option(token: str) -> tuple[str, bool] | None:
 
 
 def classify_pwsh_argv(
-    argv: Sequence[str], ctx: ClassifyContext
+    argv: Sequence[str], ctx: ClassifyContext, classify_words: WordsClassifier
 ) -> list[SimpleCommand]:
     """Classify ``pwsh``/``powershell`` given as argv (any case, any path).
 
@@ -781,19 +921,22 @@ def classify_pwsh_argv(
     Args:
         argv: the whole argv, ``argv[0]`` being the PowerShell program.
         ctx: where it runs; nested shells are classified one level deeper.
+        classify_words: the shared native classifier (``dispatch``).
 
     Returns:
         The simple commands; never empty, never raises.
     """
     try:
-        return _classify_argv(argv, ctx)
+        return _classify_argv(argv, ctx, classify_words)
     except Exception as exc:  # noqa: BLE001 - fail closed on any bug
         return [_dyn(argv, "pwsh", f"classifier error: {type(exc).__name__}")]
 
 
-def _classify_argv(argv: Sequence[str], ctx: ClassifyContext) -> list[SimpleCommand]:
+def _classify_argv(
+    argv: Sequence[str], ctx: ClassifyContext, classify_words: WordsClassifier
+) -> list[SimpleCommand]:
     """Walk pwsh's options until the one that says what to run."""
-    deeper = ClassifyContext(ctx.cwd, ctx.workspace, ctx.depth + 1)
+    deeper = ctx.deeper()
     if ctx.depth >= MAX_DEPTH:
         return [_dyn(argv, "pwsh", "shells nested too deep")]
     legacy = (
@@ -805,10 +948,10 @@ def _classify_argv(argv: Sequence[str], ctx: ClassifyContext) -> list[SimpleComm
         option = _pwsh_option(token)
         if option is None:
             if legacy:  # Windows PowerShell reads the rest as -Command
-                return _run_command(argv, i, deeper)
+                return _run_command(argv, i, deeper, classify_words)
             return _run_file(argv, i, deeper)
         name, takes = option
-        verdict = _option_verdict(argv, i, name, deeper)
+        verdict = _option_verdict(argv, i, name, deeper, classify_words)
         if verdict is not None:
             return verdict
         i += 2 if takes else 1
@@ -816,15 +959,19 @@ def _classify_argv(argv: Sequence[str], ctx: ClassifyContext) -> list[SimpleComm
 
 
 def _option_verdict(
-    argv: Sequence[str], i: int, name: str, ctx: ClassifyContext
+    argv: Sequence[str],
+    i: int,
+    name: str,
+    ctx: ClassifyContext,
+    classify_words: WordsClassifier,
 ) -> list[SimpleCommand] | None:
     """Return the result when option ``name`` decides it, else ``None``."""
     if name in {"command", "commandwithargs"}:
-        return _run_command(argv, i + 1, ctx)
+        return _run_command(argv, i + 1, ctx, classify_words)
     if name == "file":
         return _run_file(argv, i + 1, ctx)
     if name == "encodedcommand":
-        return _run_encoded(argv, i + 1, ctx)
+        return _run_encoded(argv, i + 1, ctx, classify_words)
     if name in {"noexit", "interactive", "workingdirectory", "settingsfile"} or (
         name in {"configurationname", "psconsolefile", "custompipename"}
         or name.startswith("ambiguous:")
@@ -835,17 +982,23 @@ def _option_verdict(
 
 
 def _run_command(
-    argv: Sequence[str], start: int, ctx: ClassifyContext
+    argv: Sequence[str],
+    start: int,
+    ctx: ClassifyContext,
+    classify_words: WordsClassifier,
 ) -> list[SimpleCommand]:
     """``-Command TEXT...``: the rest of argv joined by spaces is the script."""
     rest = argv[start:]
     if not rest or rest[0] == "-":
         return [_dyn(argv, "pwsh", "pwsh -Command - reads the script from stdin")]
-    return classify_pwsh_script(" ".join(rest), ctx)
+    return classify_pwsh_script(" ".join(rest), ctx, classify_words)
 
 
 def _run_encoded(
-    argv: Sequence[str], start: int, ctx: ClassifyContext
+    argv: Sequence[str],
+    start: int,
+    ctx: ClassifyContext,
+    classify_words: WordsClassifier,
 ) -> list[SimpleCommand]:
     """``-EncodedCommand B64``: UTF-16LE in base64; decode and classify."""
     if start >= len(argv):
@@ -853,7 +1006,7 @@ def _run_encoded(
     text = decode_encoded_command(argv[start])
     if text is None:
         return [_dyn(argv, "pwsh", "-EncodedCommand is not base64 of UTF-16LE text")]
-    return classify_pwsh_script(text, ctx)
+    return classify_pwsh_script(text, ctx, classify_words)
 
 
 def decode_encoded_command(value: str) -> str | None:

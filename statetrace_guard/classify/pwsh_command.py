@@ -13,14 +13,17 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from statetrace_guard.classify import winnative
-from statetrace_guard.classify.cmdlets import ALIASES, SPECS, Arg, Outcome, judge
-from statetrace_guard.classify.model import ClassifyContext, SimpleCommand, Word
+from statetrace_guard.classify.cmdlets import Arg, Outcome, is_unc, judge
+from statetrace_guard.classify.model import ClassifyContext, Shell, SimpleCommand, Word
+from statetrace_guard.classify.paths import normalize_script_path
 from statetrace_guard.classify.pwsh_text import arg_from_node, node_text, unescape_name
+from statetrace_guard.classify.registry import builtin_knowledge
 from statetrace_guard.levels import Effect
 
 if TYPE_CHECKING:
     from tree_sitter import Node
+
+    from statetrace_guard.classify.knowledge import Knowledge
 
 __all__ = ["WalkerLike", "judge_command", "script_command", "words_of"]
 
@@ -35,7 +38,11 @@ _NUMBER = re.compile(r"^[\d.]+$")  # ``1..3 | ...`` lexed as a command name
 
 
 class WalkerLike(Protocol):
-    """What the command judge needs from the walker in ``powershell.py``."""
+    """What the command judge needs from the walker in ``powershell.py``.
+
+    The walker carries the shared native classifier and its own nested
+    ``pwsh`` classifier, so this module imports neither (no cycle).
+    """
 
     ctx: ClassifyContext
     out: list[SimpleCommand]
@@ -49,6 +56,19 @@ class WalkerLike(Protocol):
 
     def redirection(self, node: Node) -> list[str]:
         """Return the file a redirection writes."""
+
+    def classify_words(
+        self, words: Sequence[Word], ctx: ClassifyContext, shell: Shell
+    ) -> list[SimpleCommand]:
+        """The shared native classifier (``dispatch.classify_words``)."""
+
+    def nested_pwsh(self, argv: Sequence[str]) -> list[SimpleCommand]:
+        """Classify a ``pwsh ...`` command line one level down."""
+
+
+def _knowledge(walker: WalkerLike) -> Knowledge:
+    known = walker.ctx.knowledge
+    return known if known is not None else builtin_knowledge()
 
 
 def _dyn(
@@ -86,8 +106,6 @@ def script_command(
     raw: str, args: Sequence[str], ctx: ClassifyContext
 ) -> SimpleCommand:
     """A script file run with ``args``: dynamic unless the policy names it."""
-    from statetrace_guard.classify.paths import normalize_script_path  # noqa: PLC0415
-
     script = normalize_script_path(raw.strip("'\""), ctx)
     name = (script or raw.replace("\\", "/")).lower()
     return SimpleCommand(
@@ -116,6 +134,11 @@ def _elements(walker: WalkerLike, node: Node | None) -> tuple[list[Arg], list[st
             args[-1] = Arg(args[-1].text + node_text(child), static=True, kind="param")
         elif kind == "redirection":
             redirects.extend(walker.redirection(child))
+        elif _glued_colon(child, args):
+            # NOTE(pwsh): `-WhatIf:$false` parses as -WhatIf, ":" and $false;
+            # PowerShell binds $false to -WhatIf.
+            last = args[-1]
+            args[-1] = Arg(last.text, last.static, last.kind, last.values, colon=True)
         elif kind != "command_argument_sep" or child.has_error:
             if kind not in _ARG_LEAVES:  # nothing runs inside a bare word
                 walker.visit(child)
@@ -139,6 +162,15 @@ def _element(node: Node, args: list[Arg], redirects: list[str], expect: bool) ->
     elif target != "$null":
         redirects.append(target)
     return False
+
+
+def _glued_colon(node: Node, args: Sequence[Arg]) -> bool:
+    """A ``:`` separator glued to the parameter just before it."""
+    if node.type != "command_argument_sep" or node_text(node) != ":" or not args:
+        return False
+    prev = node.prev_sibling
+    glued = prev is not None and prev.end_byte == node.start_byte
+    return glued and args[-1].kind == "param" and not args[-1].colon
 
 
 def _digit_suffix(node: Node, args: Sequence[Arg]) -> bool:
@@ -223,6 +255,7 @@ def _texts(args: Sequence[Arg]) -> tuple[str, ...]:
 
 def _canonical(walker: WalkerLike, written: str) -> str:
     """Follow script-defined aliases, module qualifiers and built-in aliases."""
+    knowledge = _knowledge(walker)
     name = written.lower()
     for _ in range(_MAX_ALIAS_HOPS):
         if name not in walker.aliases:
@@ -230,9 +263,9 @@ def _canonical(walker: WalkerLike, written: str) -> str:
         name = walker.aliases[name]
     if "\\" in name and not name.endswith(_SCRIPT_EXTS):
         tail = name.rsplit("\\", 1)[-1]
-        if tail in SPECS or tail in ALIASES:
+        if knowledge.cmdlet_name(tail) is not None:
             name = tail
-    return ALIASES.get(name, name)
+    return knowledge.cmdlet_name(name) or name
 
 
 def _resolve(
@@ -247,8 +280,10 @@ def _resolve(
     argv = (written, *_texts(args))
     if name in walker.functions:
         return [_function_call(argv, name, redirects, walker)]
-    if name in SPECS and (not _is_path(written) or _module_qualified(written)):
-        outcome = judge(name, args, written.lower())
+    knowledge = _knowledge(walker)
+    known = knowledge.cmdlet(name) is not None
+    if known and (not _is_path(written) or _module_qualified(written, knowledge)):
+        outcome = judge(name, args, knowledge, written.lower())
         if outcome is not None:
             _track_location(walker, name, args)
             walker.aliases.update(outcome.aliases)
@@ -273,12 +308,6 @@ def _resolve_program(
     if _is_script(lower, operator):
         raw = _relocate(walker, written)
         return [script_command(raw, [w.text for w in words], walker.ctx), *extra]
-    stem = base.removesuffix(".exe")
-    native = winnative.classify_windows_native(
-        stem, [written, *[w.text for w in words]]
-    )
-    if native is not None:
-        return [native, *extra]
     if _NUMBER.match(lower):
         return [_expression(written, words), *extra]
     if "-" in lower and "." not in base and "/" not in lower.replace("\\", "/"):
@@ -287,12 +316,12 @@ def _resolve_program(
     return _native(walker, written, words) + extra
 
 
-def _module_qualified(written: str) -> bool:
+def _module_qualified(written: str, knowledge: Knowledge) -> bool:
     r"""``Microsoft.PowerShell.Utility\Invoke-WebRequest``: a module's cmdlet."""
     head, sep, tail = written.rpartition("\\")
-    tail = tail.lower()
     plain = sep and head and not head.startswith(".") and ":" not in head
-    return bool(plain) and "/" not in head and (tail in SPECS or tail in ALIASES)
+    known = knowledge.cmdlet_name(tail.lower()) is not None
+    return bool(plain) and "/" not in head and known
 
 
 def _expression(written: str, words: Sequence[Word]) -> SimpleCommand:
@@ -340,8 +369,6 @@ def _nested_pwsh(
     Arguments computed at run time are fine after a static script path (they
     are the script's arguments); anywhere else they could be the script.
     """
-    from statetrace_guard.classify.powershell import classify_pwsh_argv  # noqa: PLC0415
-
     texts = [w.text for w in words]
     first_dynamic = next((i for i, w in enumerate(words) if not w.static), len(words))
     script_at = next(
@@ -350,19 +377,14 @@ def _nested_pwsh(
     if first_dynamic < len(words) and (script_at is None or script_at > first_dynamic):
         reason = "pwsh with arguments known only at run time"
         return [_dyn((written, *texts), "pwsh", reason)]
-    return classify_pwsh_argv([written, *texts], walker.ctx)
+    return walker.nested_pwsh([written, *texts])
 
 
 def _native(
     walker: WalkerLike, written: str, words: Sequence[Word]
 ) -> list[SimpleCommand]:
-    """A native program: the POSIX/native classifier decides."""
-    try:
-        from statetrace_guard.classify.argv import classify_words  # noqa: PLC0415
-    except ImportError:
-        reason = f"{written}: native program and no native classifier"
-        return [_dyn((written, *[w.text for w in words]), written.lower(), reason)]
-    return list(classify_words([Word(written), *words], walker.ctx, "pwsh"))
+    """A native program: the shared classifier (Windows, then POSIX entries)."""
+    return list(walker.classify_words([Word(written), *words], walker.ctx, "pwsh"))
 
 
 def _function_call(
@@ -394,6 +416,8 @@ def _redirect_commands(
     effects = {Effect.WRITE}
     if any("$" in t for t in targets):
         effects.add(Effect.DYNAMIC)
+    if any(is_unc(t) for t in targets):
+        effects.add(Effect.NETWORK)
     return [
         SimpleCommand(
             argv=tuple(targets),
@@ -424,14 +448,14 @@ def _outcome_command(
         reasons.extend(f"redirects output to {t}" for t in targets)
     if any("$" in t for t in targets):
         effects.add(Effect.DYNAMIC)
+    if any(is_unc(t) for t in targets):
+        effects.add(Effect.NETWORK)
     if walker.cwd_unknown and (writes or targets):
         effects.add(Effect.DYNAMIC)
         reasons.append("writes relative to a directory known only at run time")
     script = _relocate(walker, outcome.script) if outcome.script else None
     normalized = None
     if script is not None:
-        from statetrace_guard.classify.paths import normalize_script_path  # noqa: PLC0415
-
         normalized = normalize_script_path(script, walker.ctx)
     return SimpleCommand(
         argv=tuple(argv),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from statetrace_guard.classify.cmdlets import Arg
@@ -46,6 +46,11 @@ _GRAMMAR_GAPS = (
     ),
     (re.compile(r"(?<=\s)(\$\w+[\\/][^\s;|'\"]*)"), '"\\1"'),  # $HOME\x
     (re.compile(r"(?<=\w),\s+(?=[\w'\"])"), ","),  # Select-Object a, b
+    # 1KB, 2.5MB: the grammar takes only lower-case multiplier suffixes.
+    (
+        re.compile(r"\b(\d+(?:\.\d+)?)(kb|mb|gb|tb|pb)\b", re.IGNORECASE),
+        lambda m: m.group(1) + m.group(2).lower(),
+    ),
 )
 _BARE_ARRAY = re.compile(r"(?<=\s)([\w.\\/:-]+(?:,[\w.\\/:-]+)+)(?=\s|$|;|\|)")
 
@@ -167,9 +172,7 @@ def bare_array_items(text: str) -> str:
     return ",".join("'" + item.replace("'", "''") + "'" for item in text.split(","))
 
 
-def retry_placeholders(
-    text: str, aliases: Mapping[str, str], specs: Mapping[str, object]
-) -> str | None:
+def retry_placeholders(text: str, is_command: Callable[[str], bool]) -> str | None:
     """Rewrite documentation placeholders the grammar rejects, or ``None``.
 
     ``[-Switch]`` and ``[-Name <x>]`` lose their brackets, ``name-{id}.ext``
@@ -183,7 +186,7 @@ def retry_placeholders(
 
     def braced(match: re.Match[str]) -> str:
         word = match.group(1)
-        if word.lower() in aliases or word.lower() in specs:
+        if is_command(word.lower()):
             return match.group(0)
         return f"_{word}_"
 

@@ -1,38 +1,36 @@
-"""Read-only tools with an option that runs a program.
+"""The ``fd`` handler: ``fd PATTERN -x CMD ARGS ;`` runs CMD per match.
 
-``fd -x CMD`` runs CMD per match (classified like ``find -exec``);
-``bat``/``ag``/``ack --pager CMD``, ``cloc --vcs CMD`` and
-``pylint --init-hook CODE`` run what they are given. Without those options
-they only read.
+The command after ``-x``/``--exec`` (or batched, ``-X``) runs once per found
+path, which fd appends unless a placeholder (``{}``, ``{/}``, ``{.}``)
+names it; it is classified like ``find -exec``. The exec options are the
+entry's ``handler_data.exec_options``; every other option is the engine's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from statetrace_guard.classify.engine import Judge, generic
+from statetrace_guard.classify.knowledge import ProgramEntry
 from statetrace_guard.classify.model import ClassifyContext, Word
-from statetrace_guard.classify.verdict import (
-    READ,
-    Verdict,
-    dynamic,
-    may_be_option,
-    read,
-)
+from statetrace_guard.classify.verdict import READ, Verdict, dynamic, may_be_option
 
-__all__ = ["READ_TOOL_SPECS"]
-
-Spec = Callable[[str, tuple[Word, ...], ClassifyContext], Verdict]
+__all__ = ["fd"]
 
 _MATCH = Word("{}", static=False)  # a path fd found: anywhere under its roots
-_FD_EXEC = frozenset({"-x", "--exec", "-X", "--exec-batch"})
 
 
-def _fd(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    """``fd PATTERN -x CMD ARGS ;``: CMD runs once per match (or batched)."""
+def fd(
+    entry: ProgramEntry,
+    name: str,
+    args: tuple[Word, ...],
+    ctx: ClassifyContext,
+    judge: Judge,
+) -> Verdict:
+    """Classify ``fd``: its own options, then what ``-x`` runs per match."""
+    runs = frozenset(entry.data.get("exec_options", ()))
     for i, word in enumerate(args):
         if may_be_option(word):
-            return dynamic(f"posix:{name}", f"an {name} argument may expand to -x")
-        if word.text in _FD_EXEC:
+            return dynamic(entry.spec, f"an {name} argument may expand to -x")
+        if word.text in runs:
             end = next(
                 (j for j in range(i + 1, len(args)) if args[j].text == ";"), len(args)
             )
@@ -40,37 +38,19 @@ def _fd(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
             if command and all(w.static for w in command[1:]):
                 command = (*command, _MATCH)  # fd appends the match itself
             if not command:
-                return dynamic(f"posix:{name}", f"{name} {word.text} without a command")
+                return dynamic(entry.spec, f"{name} {word.text} without a command")
+            own = generic(entry, name, args[:i] + args[end + 1 :], ctx, judge)
             reason = f"{name} {word.text} runs a command per match"
-            return Verdict(READ, f"posix:{name}", (reason,), nested=(command,))
-    return read(f"posix:{name}", f"{name} finds files")
+            return Verdict(
+                own.effects | READ,
+                entry.spec,
+                (*own.reasons, reason),
+                own.writes,
+                nested=(command,),
+            )
+    return generic(entry, name, args, ctx, judge)
 
 
 def _placeholder(word: Word) -> Word:
     """``{}``, ``{/}``, ``{.}``: a matched path, known only at run time."""
     return Word(word.text, static=False) if "{" in word.text else word
-
-
-def _runs_option(*options: str) -> Spec:
-    """A read-only tool whose ``options`` name a program or code to run."""
-
-    def spec(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-        for word in args:
-            flag = word.text.split("=", 1)[0]
-            if may_be_option(word) or flag in options:
-                return dynamic(f"posix:{name}", f"{name} {flag} runs a program")
-        return read(f"posix:{name}", f"{name} only reads")
-
-    return spec
-
-
-READ_TOOL_SPECS: dict[str, Spec] = {
-    "fd": _fd,
-    "fdfind": _fd,
-    "bat": _runs_option("--pager"),
-    "batcat": _runs_option("--pager"),
-    "ag": _runs_option("--pager"),
-    "ack": _runs_option("--pager", "--output"),
-    "cloc": _runs_option("--vcs", "--script-lang"),
-    "pylint": _runs_option("--init-hook", "--load-plugins", "--rcfile"),
-}

@@ -2,7 +2,9 @@
 
 Only what matters to the guard is recognised: the ``e`` command and the
 ``e`` flag of ``s`` (run a shell command), ``w``/``W`` and the ``w`` flag of
-``s`` (write a file). Anything the scanner does not understand makes the
+``s`` (write a file). Labels (``:a``, ``b a``, ``t a``, ``T a``) end at
+whitespace, ``;`` or a newline as GNU sed reads them, so a command after a
+label is still seen. Anything the scanner does not understand makes the
 whole program unknown (``None``): fail closed.
 """
 
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 __all__ = ["scan_sed"]
 
-_SIMPLE = frozenset("=dDgGhHlnNpPqQxzF}")
-_TO_EOL = frozenset("aicrRbtTv:#")  # text, file name or label up to end of line
+_SIMPLE = frozenset("=dDgGhHnNpPxzF}")
+_TO_EOL = frozenset("aicrR#")  # text or a file name up to the end of the line
+_LABELLED = frozenset(":btTvqQlL")  # an optional word (label, number) follows
 _ADDRESS = frozenset("0123456789$,~!+ \t")
+_LABEL_END = frozenset(" \t;\n}")
 
 
 class _Unknown(Exception):
@@ -45,11 +49,23 @@ def _scan(program: str) -> list[str]:
             writes.append(name.strip())
         elif cmd in _TO_EOL:
             _, i = _to_eol(program, i)
+        elif cmd in _LABELLED:
+            i = _word(program, i)
         elif cmd in "sy":
             i = _substitute(program, i, writes, is_s=cmd == "s")
         else:
             raise _Unknown
     return writes
+
+
+def _word(program: str, i: int) -> int:
+    """Skip blanks, then a label or number up to whitespace, ``;`` or newline."""
+    n = len(program)
+    while i < n and program[i] in " \t":
+        i += 1
+    while i < n and program[i] not in _LABEL_END:
+        i += 1
+    return i
 
 
 def _to_eol(program: str, i: int) -> tuple[str, int]:

@@ -37,7 +37,7 @@ DYNAMIC = frozenset({Effect.DYNAMIC})
 
 # A non-static word starting with one of these may expand to text starting
 # with "-", i.e. to an option the spec never saw.
-_EXPANDS_AT_START = frozenset("$`*?[{~")
+_EXPANDS_AT_START = frozenset("$`*?[{~%!")  # cmd.exe: %VAR%, !VAR!
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,21 @@
-"""Wrappers: programs classified by the command they run.
+"""Handlers for programs that run other programs by a grammar of their own.
 
-A wrapper's own verdict is read-only (or ``dynamic`` for privilege changes
-such as ``sudo``) and names the wrapped argv in ``nested``; the dispatcher
-classifies that argv with the same rules, so ``timeout 5 curl x`` is network.
-``find`` and ``xargs`` live here too: they run commands built from their
-arguments and their input (the input's words are not static).
+Plain wrappers (``timeout``, ``nice``, ``sudo``...) are registry data: their
+options stop at the first operand and the rest is the wrapped command. What
+needs code: ``env`` (assignments, ``-S`` splitting, ``-u``), ``command -v``,
+``watch`` (joins its arguments into a shell command), ``xargs`` and
+``parallel`` (the command gets words from the input), and ``find`` (an
+expression language with ``-exec ... ;``).
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
 from dataclasses import replace
 
+from statetrace_guard.classify.engine import PLACEHOLDER, Judge, generic, options_of
+from statetrace_guard.classify.environment import dangerous_env, variable_kind
+from statetrace_guard.classify.knowledge import ProgramEntry
 from statetrace_guard.classify.model import ClassifyContext, Word
 from statetrace_guard.classify.verdict import (
     DYNAMIC,
@@ -24,391 +27,197 @@ from statetrace_guard.classify.verdict import (
     read,
 )
 
-__all__ = ["DANGEROUS_ENV", "WRAPPER_SPECS", "dangerous_env"]
+__all__ = ["command", "env", "find", "parallel", "watch", "xargs"]
 
-Spec = Callable[[str, tuple[Word, ...], ClassifyContext], Verdict]
-
-_INPUT = Word("{input}", static=False)
-# Variables that make the next program run other code, change where it looks
-# for programs or config, or flip the guard's own switches.
-DANGEROUS_ENV = frozenset(
-    {
-        "BASH_ENV",
-        "ENV",
-        "PATH",
-        "LD_PRELOAD",
-        "LD_LIBRARY_PATH",
-        "LD_AUDIT",
-        "PYTHONPATH",
-        "PYTHONSTARTUP",
-        "PYTHONHOME",
-        "NODE_OPTIONS",
-        "NODE_PATH",
-        "PERL5OPT",
-        "PERL5LIB",
-        "PERLLIB",
-        "RUBYOPT",
-        "RUBYLIB",
-        "PAGER",
-        "MANPAGER",
-        "LESSOPEN",
-        "LESSCLOSE",
-        "LESS",
-        "EDITOR",
-        "VISUAL",
-        "SHELL",
-        "PROMPT_COMMAND",
-        "PS4",
-        "SHELLOPTS",
-        "BASHOPTS",
-        "IFS",
-        "CDPATH",
-        "TAR_OPTIONS",
-        "GZIP",
-        "RSYNC_RSH",
-        "SSH_ASKPASS",
-        "RIPGREP_CONFIG_PATH",
-        "MAKEFLAGS",
-        "AWKPATH",
-        "HOME",
-        "XDG_CONFIG_HOME",
-        "ZDOTDIR",
-        "INPUTRC",
-        "BROWSER",
-        "GLOBIGNORE",
-        "SUDO_ASKPASS",
-        "LD_BIND_NOW",
-        "JAVA_TOOL_OPTIONS",
-        "_JAVA_OPTIONS",
-        "GCONV_PATH",
-        "CURL_HOME",
-        "WGETRC",
-        "SYSTEMD_PAGER",
-        "PYTHONWARNINGS",
-        "PYTHONBREAKPOINT",
-        "DOTNET_STARTUP_HOOKS",
-        "RUSTC_WRAPPER",
-        "NPM_CONFIG_SCRIPT_SHELL",
-        "LESSKEY",
-        "TERMINFO",
-        "ZIPOPT",
-        "RSYNC_CONNECT_PROG",
-        "MANOPT",
-        "PERL5DB",
-        "PYTHONUSERBASE",
-        "GOFLAGS",
-        "BASH_CMDS",
-        "BASH_ALIASES",
-        "EXECIGNORE",
-        "BASH_LOADABLES_PATH",
-        "GOTOOLCHAIN",
-        "GOENV",
-    }
-)
-_RISKY_PREFIXES = (
-    "DYLD_",
-    "LD_",
-    "STATETRACE_",
-    "BASH_FUNC_",
-    "npm_config_",
-    "NPM_CONFIG_",
-    "CARGO_BUILD_",
-    "PSModulePath",
-)
-_RISKY_SUFFIXES = ("PAGER", "EDITOR", "ASKPASS")
-_SAFE_GIT_ENV = ("GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_TERMINAL_PROMPT")
-
-
-def dangerous_env(name: str) -> bool:
-    """Tell whether setting ``name`` can change what later commands run."""
-    # BASH_FUNC_x%%: bash imports it as function x (the Shellshock channel).
-    if name in DANGEROUS_ENV or name.startswith(_RISKY_PREFIXES):
-        return True
-    if name.upper().endswith(_RISKY_SUFFIXES):  # GH_PAGER, SUDO_EDITOR, ...
-        return True
-    return name.startswith("GIT_") and not name.startswith(_SAFE_GIT_ENV)
-
-
-def _skip_options(
-    args: tuple[Word, ...], valued: frozenset[str], positionals: int = 0
-) -> tuple[Word, ...] | None:
-    """Drop the wrapper's options and ``positionals`` leading operands.
-
-    ``None`` when an option word is not static (it could be anything).
-    """
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if may_be_option(word):
-            return None
-        if word.text == "--":
-            i += 1
-            break
-        if not word.text.startswith("-") or word.text == "-":
-            break
-        i += 2 if word.text in valued else 1
-    return args[i + positionals :]
-
-
-def _wrapper(valued: frozenset[str] = frozenset(), positionals: int = 0) -> Spec:
-    def spec(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-        rest = _skip_options(args, valued, positionals)
-        if rest is None:
-            return dynamic(f"posix:{name}", f"{name} option not static")
-        effects = DYNAMIC if name in _PRIVILEGED else READ
-        reason = f"{name} runs the command it wraps"
-        if name in _PRIVILEGED:
-            reason = f"{name} changes privilege: never allowed"
-        return Verdict(
-            effects, f"posix:{name}", (reason,), nested=(rest,) if rest else ()
-        )
-
-    return spec
-
-
-_PRIVILEGED = frozenset(
-    {
-        "sudo",
-        "doas",
-        "su",
-        "runuser",
-        "pkexec",
-        "run0",
-        "chroot",
-        "nsenter",
-        "unshare",
-        "setpriv",
-        "capsh",
-    }
-)
-
-
-def _env(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    return _env_words(args)
-
-
-def _env_words(args: tuple[Word, ...]) -> Verdict:
-    sets: list[str] = []
-    cleared: list[str] = []
-    rest = list(args)
-    while rest:
-        word = rest[0]
-        if may_be_option(word):
-            return dynamic("posix:env", "env argument not static")
-        text = word.text
-        if text in ("-S", "--split-string") or text.startswith(
-            ("-S", "--split-string=")
-        ):
-            return _env_split(rest, [*sets, *cleared])
-        if text in ("-C", "--chdir"):
-            return dynamic("posix:env", "env -C changes directory")
-        unset = _env_unset(rest)
-        if unset is not None:
-            if unset.startswith(_CLEARS_RISKY) or not unset:
-                return _env_cleared(unset)
-            cleared.append(unset)  # clearing a variable counts as setting it
-            continue
-        if text.startswith("-") and text != "-":
-            del rest[0]
-            continue
-        if "=" in text and not text.startswith("="):
-            sets.append(text.split("=", 1)[0])
-            del rest[0]
-            continue
-        break
-    verdict = _env_verdict(sets, tuple(rest))
-    return replace(verdict, env_sets=(*verdict.env_sets, *cleared))
-
-
+# Clearing one of these switches the guard off or hijacks lookup.
 _CLEARS_RISKY = ("STATETRACE_", "PATH")
 
 
-def _env_unset(rest: list[Word]) -> str | None:
-    """Consume ``-u NAME`` / ``-uNAME`` / ``--unset=NAME``; return NAME."""
-    text = rest[0].text
-    if text in ("-u", "--unset"):
-        name = rest[1] if len(rest) > 1 else Word("")
-        del rest[:2]
-    elif text.startswith("--unset=") or (text.startswith("-u") and text != "-u"):
-        name = Word(text.partition("=")[2] if "=" in text else text[2:], rest[0].static)
-        del rest[0]
-    else:
-        return None
-    return name.text if name.static else ""
+def env(
+    entry: ProgramEntry,
+    name: str,
+    args: tuple[Word, ...],
+    ctx: ClassifyContext,
+    judge: Judge,
+) -> Verdict:
+    """``env [-i] [-u NAME] [-S STRING] [NAME=VALUE]... [COMMAND [ARGS]]``."""
+    _ = (name, ctx, judge)
+    return _env_words(entry, args, [])
 
 
-def _env_cleared(name: str) -> Verdict:
+def _env_words(entry: ProgramEntry, args: tuple[Word, ...], sets: list[str]) -> Verdict:
+    parsed = options_of(entry, args, stop_at_operand=True)
+    if parsed.problems:
+        return dynamic(entry.spec, "an env argument may expand to an option")
+    unsets = set(entry.data.get("unset_options", ()))
+    splits = set(entry.data.get("split_options", ()))
+    chdirs = set(entry.data.get("chdir_options", ()))
+    cleared: list[str] = []
+    for _, spelling, value in parsed.options:
+        if spelling in chdirs:
+            return dynamic(entry.spec, "env -C runs the command in another directory")
+        if spelling in unsets:
+            gone = value.text if value is not None and value.static else ""
+            if not gone or gone.startswith(_CLEARS_RISKY):
+                return _env_cleared(entry, gone)
+            cleared.append(gone)  # clearing a variable counts as setting it
+        elif spelling in splits:
+            after = args[parsed.rest_at :] if parsed.rest_at is not None else ()
+            return _env_split(entry, value, after, [*sets, *cleared])
+    rest = list(args[parsed.rest_at :]) if parsed.rest_at is not None else []
+    dirs: list[Word] = []
+    while rest and "=" in rest[0].text and not rest[0].text.startswith("="):
+        word = rest.pop(0)
+        name, _, text = word.text.partition("=")
+        sets.append(name)
+        if variable_kind(name) == "write-dir":
+            dirs.append(Word(text, word.static))
+    verdict = _env_verdict(entry, sets, tuple(rest))
+    verdict = replace(verdict, env_sets=(*verdict.env_sets, *cleared))
+    if dirs:  # env TMPDIR=/x sort: programs write into that directory
+        verdict = replace(verdict, effects=verdict.effects | WRITE, writes=tuple(dirs))
+    return verdict
+
+
+def _env_cleared(entry: ProgramEntry, name: str) -> Verdict:
     """``env -u STATETRACE_GUARD_ACTIVE``: guard's switches or a hijack."""
     return Verdict(
         DYNAMIC,
-        "posix:env",
+        entry.spec,
         (f"env -u clears {name or 'a variable named at run time'}",),
         env_sets=(name,) if name else (),
     )
 
 
-def _env_split(rest: list[Word], sets: list[str]) -> Verdict:
-    first = rest[0].text
-    inline = first[2:] if first.startswith("-S") and first != "-S" else ""
-    inline = first.partition("=")[2] if first.startswith("--split-string=") else inline
-    tail = rest[1:] if inline else rest[2:]
-    body = inline or (rest[1].text if len(rest) > 1 else "")
-    if not (rest[1:2] and rest[1].static) and not inline:
-        return dynamic("posix:env", "env -S string not static")
+def _env_split(
+    entry: ProgramEntry, value: Word | None, rest: tuple[Word, ...], sets: list[str]
+) -> Verdict:
+    """``env -S 'A=1 cmd args'``: the string is split into more env arguments."""
+    if value is None or not value.static:
+        return dynamic(entry.spec, "env -S string not static")
     try:
-        words = tuple(Word(w) for w in shlex.split(body))
+        words = tuple(Word(w) for w in shlex.split(value.text))
     except ValueError:
-        return dynamic("posix:env", "env -S string does not split")
-    inner = _env_words((*words, *tail))
+        return dynamic(entry.spec, "env -S string does not split")
+    inner = _env_words(entry, (*words, *rest), [])
     risky = any(dangerous_env(s) for s in sets)
-    return Verdict(
-        inner.effects | DYNAMIC if risky else inner.effects,
-        inner.spec,
-        inner.reasons,
-        nested=inner.nested,
+    return replace(
+        inner,
+        effects=inner.effects | DYNAMIC if risky else inner.effects,
         env_sets=(*sets, *inner.env_sets),
     )
 
 
-def _env_verdict(sets: list[str], rest: tuple[Word, ...]) -> Verdict:
+def _env_verdict(
+    entry: ProgramEntry, sets: list[str], rest: tuple[Word, ...]
+) -> Verdict:
     risky = [s for s in sets if dangerous_env(s)]
+    nested = (rest,) if rest else ()
     if risky:
-        return Verdict(
-            DYNAMIC,
-            "posix:env",
-            (f"env sets {', '.join(risky)}",),
-            nested=(rest,) if rest else (),
-            env_sets=tuple(sets),
-        )
+        why = f"env sets {', '.join(risky)}"
+        return Verdict(DYNAMIC, entry.spec, (why,), nested=nested, env_sets=tuple(sets))
     reason = "env runs the command it wraps" if rest else "env prints the environment"
-    return Verdict(
-        READ,
-        "posix:env",
-        (reason,),
-        nested=(rest,) if rest else (),
-        env_sets=tuple(sets),
-    )
+    return Verdict(READ, entry.spec, (reason,), nested=nested, env_sets=tuple(sets))
 
 
-def _command(name: str, args: tuple[Word, ...], ctx: ClassifyContext) -> Verdict:
-    if any(w.text in ("-v", "-V") for w in args[:2]):
-        return read(f"posix:{name}", f"{name} -v looks a name up")
-    return _wrapper(frozenset({"-a"}))(name, args, ctx)
+def command(
+    entry: ProgramEntry,
+    name: str,
+    args: tuple[Word, ...],
+    ctx: ClassifyContext,
+    judge: Judge,
+) -> Verdict:
+    """``command -v NAME`` looks a name up; ``command CMD`` runs CMD."""
+    lookups = set(entry.data.get("lookup_flags", ()))
+    if any(w.text in lookups for w in args[:2]):
+        return read(entry.spec, f"{name} -v looks a name up")
+    return generic(entry, name, args, ctx, judge)
 
 
-def _to_shell(name: str, args: tuple[Word, ...], valued: frozenset[str]) -> Verdict:
-    """``watch`` and friends run their joined arguments with ``sh -c``."""
-    rest = _skip_options(args, valued)
-    if rest is None or not rest:
-        return dynamic(f"posix:{name}", f"{name} command not static")
+def watch(
+    entry: ProgramEntry,
+    name: str,
+    args: tuple[Word, ...],
+    _ctx: ClassifyContext,
+    _judge: Judge,
+) -> Verdict:
+    """``watch [opts] CMD ARGS``: the joined arguments run with ``sh -c``."""
+    parsed = options_of(entry, args, stop_at_operand=True)
+    rest = args[parsed.rest_at :] if parsed.rest_at is not None else ()
+    if parsed.problems or not rest:
+        return dynamic(entry.spec, f"{name} command not static")
     source = " ".join(w.text for w in rest)
     static = all(w.static for w in rest)
-    return Verdict(
-        READ,
-        f"posix:{name}",
-        (f"{name} runs its command with sh",),
-        scripts=(Word(source, static),),
+    reason = f"{name} runs its command with sh"
+    return Verdict(READ, entry.spec, (reason,), scripts=(Word(source, static),))
+
+
+def xargs(
+    entry: ProgramEntry,
+    _name: str,
+    args: tuple[Word, ...],
+    _ctx: ClassifyContext,
+    _judge: Judge,
+) -> Verdict:
+    """``xargs [opts] [CMD [ARGS]]``: CMD runs with words from the input."""
+    parsed = options_of(entry, args, stop_at_operand=True)
+    if parsed.problems:
+        return dynamic(entry.spec, "xargs option not static")
+    replacing = set(entry.data.get("replace_options", ()))
+    token = next(
+        (
+            (value.text if value is not None and value.text else "{}")
+            for _, spelling, value in parsed.options
+            if spelling in replacing
+        ),
+        None,
     )
-
-
-def _dash_c(name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    """``script -c CMD``, ``flock FILE -c CMD``: a shell command in an option."""
-    for i, word in enumerate(args):
-        if word.text in ("-c", "--command") and i + 1 < len(args):
-            effects = DYNAMIC if name in _PRIVILEGED else READ
-            return Verdict(
-                effects,
-                f"posix:{name}",
-                (f"{name} -c runs a shell command",),
-                scripts=(args[i + 1],),
-            )
-    if name == "flock":
-        return _wrapper(frozenset({"-w", "-E", "--timeout"}), 1)(name, args, _ctx)
-    if name == "script":
-        return Verdict(
-            WRITE,
-            "posix:script",
-            ("script records a session",),
-            writes=tuple(w for w in args if not w.text.startswith("-"))[:1],
-        )
-    return _wrapper(frozenset({"-u", "-g", "-s"}))(name, args, _ctx)
-
-
-def _xargs(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    valued = frozenset(
-        {
-            "-I",
-            "-d",
-            "-a",
-            "-E",
-            "-L",
-            "-n",
-            "-P",
-            "-s",
-            "--max-args",
-            "--delimiter",
-            "--arg-file",
-            "--max-procs",
-            "--max-lines",
-        }
-    )
-    rest = _skip_options(args, valued)
-    if rest is None:
-        return dynamic("posix:xargs", "xargs option not static")
-    replace = _xargs_replace(args)
-    cmd = rest or (Word("echo"),)
-    if replace:
+    rest = args[parsed.rest_at :] if parsed.rest_at is not None else ()
+    cmd = tuple(rest) or (Word("echo"),)
+    if token:
         cmd = tuple(
-            Word(w.text.replace(replace, _INPUT.text), static=False)
-            if replace in w.text
+            Word(w.text.replace(token, PLACEHOLDER.text), static=False)
+            if token in w.text
             else w
             for w in cmd
         )
     else:
-        cmd = (*cmd, _INPUT)
-    return Verdict(
-        READ, "posix:xargs", ("xargs runs a command on its input",), nested=(cmd,)
-    )
+        cmd = (*cmd, PLACEHOLDER)
+    reason = "xargs runs a command on its input"
+    return Verdict(READ, entry.spec, (reason,), nested=(cmd,))
 
 
-def _xargs_replace(args: tuple[Word, ...]) -> str | None:
-    """The replace string of ``-I R``, ``-IR``, ``-i[R]`` or ``--replace[=R]``."""
-    for i, word in enumerate(args):
-        text = word.text
-        if text == "--":
-            return None
-        if text == "-I" and i + 1 < len(args):
-            return args[i + 1].text
-        if text.startswith("-I"):  # NOTE(bypass): `-I{}` attached, as usually written
-            return text[2:]
-        if text == "--replace" or text.startswith("--replace="):
-            return text.partition("=")[2] or "{}"
-        if text.startswith("-i"):
-            return text[2:] or "{}"
-    return None
-
-
-def _parallel(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
-    texts = [w.text for w in args]
-    cut = next((i for i, t in enumerate(texts) if t in (":::", "::::", ":::+")), None)
+def parallel(
+    entry: ProgramEntry,
+    _name: str,
+    args: tuple[Word, ...],
+    _ctx: ClassifyContext,
+    _judge: Judge,
+) -> Verdict:
+    """``parallel [opts] CMD ::: inputs``: CMD runs once per input."""
+    separators = set(entry.data.get("separators", ()))
+    cut = next((i for i, w in enumerate(args) if w.text in separators), None)
     if cut is None:
-        return dynamic("posix:parallel", "parallel reads commands from stdin")
-    rest = _skip_options(args[:cut], frozenset({"-j", "-S", "--jobs"}))
-    if not rest:
-        return dynamic("posix:parallel", "parallel command not static or missing")
-    return Verdict(
-        READ,
-        "posix:parallel",
-        ("parallel runs a command per input",),
-        nested=((*rest, _INPUT),),
-    )
+        return dynamic(entry.spec, "parallel reads commands from stdin")
+    parsed = options_of(entry, args[:cut], stop_at_operand=True)
+    rest = args[parsed.rest_at : cut] if parsed.rest_at is not None else ()
+    if parsed.problems or not rest:
+        return dynamic(entry.spec, "parallel command not static or missing")
+    reason = "parallel runs a command per input"
+    return Verdict(READ, entry.spec, (reason,), nested=((*rest, PLACEHOLDER),))
 
 
-_FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
-_FIND_WRITE = frozenset({"-fprint", "-fprint0", "-fprintf", "-fls"})
-
-
-def _find(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
+def find(
+    entry: ProgramEntry,
+    _name: str,
+    args: tuple[Word, ...],
+    _ctx: ClassifyContext,
+    _judge: Judge,
+) -> Verdict:
+    """``find PATHS EXPRESSION``: ``-exec CMD ;`` runs, ``-fprint F`` writes."""
+    runs = frozenset(entry.data.get("exec_actions", ()))
+    writing = frozenset(entry.data.get("write_actions", ()))
+    deleting = frozenset(entry.data.get("delete_actions", ()))
     nested: list[tuple[Word, ...]] = []
     writes: list[Word] = []
     starts = [w for w in args if not w.text.startswith(("-", "(", "!"))][:1]
@@ -416,8 +225,8 @@ def _find(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
     while i < len(args):
         word = args[i]
         if may_be_option(word):
-            return dynamic("posix:find", "a find argument may expand to an action")
-        if word.text in _FIND_EXEC:
+            return dynamic(entry.spec, "a find argument may expand to an action")
+        if word.text in runs:
             end = _find_end(args, i + 1)
             match = Word((starts[0].text if starts else ".") + "/*", static=False)
             nested.append(
@@ -425,18 +234,14 @@ def _find(_name: str, args: tuple[Word, ...], _ctx: ClassifyContext) -> Verdict:
             )
             i = end + 1
             continue
-        if word.text in _FIND_WRITE and i + 1 < len(args):
+        if word.text in writing and i + 1 < len(args):
             writes.append(args[i + 1])
-        if word.text == "-delete":
+        if word.text in deleting:
             writes.extend(starts or [Word(".")])
         i += 1
     effects = WRITE if writes else READ
     return Verdict(
-        effects,
-        "posix:find",
-        ("find walks a tree",),
-        tuple(writes),
-        nested=tuple(nested),
+        effects, entry.spec, ("find walks a tree",), tuple(writes), nested=tuple(nested)
     )
 
 
@@ -444,46 +249,3 @@ def _find_end(args: tuple[Word, ...], i: int) -> int:
     while i < len(args) and args[i].text not in (";", "+"):
         i += 1
     return i
-
-
-WRAPPER_SPECS: dict[str, Spec] = {
-    "env": _env,
-    "timeout": _wrapper(frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
-    "nice": _wrapper(frozenset({"-n", "--adjustment"})),
-    "nohup": _wrapper(),
-    "stdbuf": _wrapper(frozenset({"-i", "-o", "-e"})),
-    "time": _wrapper(frozenset({"-f", "--format"})),
-    "command": _command,
-    "builtin": _wrapper(),
-    "exec": _wrapper(frozenset({"-a"})),
-    "sudo": _wrapper(frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U"})),
-    "doas": _wrapper(frozenset({"-u", "-C"})),
-    "pkexec": _wrapper(frozenset({"--user"})),
-    "run0": _wrapper(frozenset({"--user", "-u"})),
-    "chroot": _wrapper(frozenset({"--userspec", "--groups"}), 1),
-    "nsenter": _wrapper(frozenset({"-t", "--target"})),
-    "unshare": _wrapper(),
-    "setpriv": _wrapper(),
-    "capsh": _dash_c,
-    "su": _dash_c,
-    "runuser": _dash_c,
-    "busybox": _wrapper(),
-    "watch": lambda n, a, _c: _to_shell(n, a, frozenset({"-n", "--interval", "-d"})),
-    "flock": _dash_c,
-    "script": _dash_c,
-    "parallel": _parallel,
-    "chrt": _wrapper(frozenset(), 1),
-    "ionice": _wrapper(frozenset({"-c", "-n", "--class", "--classdata"})),
-    "taskset": _wrapper(frozenset({"--cpu-list"}), 1),
-    "setsid": _wrapper(),
-    "unbuffer": _wrapper(),
-    "strace": _wrapper(frozenset({"-e", "-o", "-p", "-s", "-u", "-E"})),
-    "ltrace": _wrapper(frozenset({"-e", "-o", "-p", "-s", "-u"})),
-    "xargs": _xargs,
-    "find": _find,
-    "nocache": _wrapper(),
-    "caffeinate": _wrapper(),
-    "firejail": _wrapper(),
-    "proot": _wrapper(),
-    "faketime": _wrapper(frozenset(), 1),
-}

@@ -2,9 +2,11 @@
 
 Cases live in ``tests/corpus/*.jsonl``, one per line:
 ``{"shell": "bash"|"pwsh"|"exec", "command": ..., "effects": [...],
-"level": "L0".."L3"|"never", "note": ...}``. The lowest level is found by
-deciding at every level with both opt-in variables set; "never" means no
-level allows it. The corpus is about classification, so the built-in policy
+"level": "L0".."L3"|"never", "spec": ..., "note": ...}``. The lowest level
+is found by deciding at every level with both opt-in variables set; "never"
+means no level allows it. ``spec`` names the registry entry that decided:
+the simple command that needs the most, a shell that only carries a script
+left aside. The corpus is about classification, so the built-in policy
 gets one ``[[network]]`` entry allowing every host name (addresses that are
 not globally routable stay refused, as the egress proxy refuses them).
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from statetrace_guard.batch import argv_for
+from statetrace_guard.decision import Verdict
 from statetrace_guard.evaluate import evaluate, make_place
 from statetrace_guard.levels import Level
 from statetrace_guard.policy import load_policy_bytes
@@ -44,15 +47,36 @@ def load_cases() -> list[tuple[str, int, dict]]:
 CASES = load_cases()
 
 
-def lowest_level(argv: tuple[str, ...]) -> tuple[str, list[str]]:
+# Shells that only carry a script: the commands inside decide.
+_CARRIERS = frozenset({"posix:bash", "cmd:cmd"})
+
+
+def deciding_spec(verdict: Verdict) -> str:
+    """The spec of the simple command that needs the most (first such one)."""
+
+    def rank(index: int) -> tuple[int, int, int]:
+        command = verdict.commands[index]
+        need = 5 if command.required is None else int(command.required)
+        carrier = command.command.spec in _CARRIERS
+        return (need, 0 if carrier else 1, -index)
+
+    if not verdict.commands:
+        return ""
+    best = max(range(len(verdict.commands)), key=rank)
+    return verdict.commands[best].command.spec
+
+
+def lowest_level(argv: tuple[str, ...]) -> tuple[str, list[str], str]:
     place = make_place(WORKSPACE, WORKSPACE, WORKSPACE / "Logs", None, OPT_IN)
     effects: list[str] = []
+    spec = ""
     for level in Level:
-        judgement = evaluate(argv, level, POLICY, place)
-        effects = sorted(effect.value for effect in judgement.verdict.effects)
-        if judgement.verdict.allowed:
-            return level.name, effects
-    return "never", effects
+        verdict = evaluate(argv, level, POLICY, place).verdict
+        effects = sorted(effect.value for effect in verdict.effects)
+        spec = deciding_spec(verdict)
+        if verdict.allowed:
+            return level.name, effects, spec
+    return "never", effects, spec
 
 
 @pytest.mark.parametrize(
@@ -61,10 +85,9 @@ def lowest_level(argv: tuple[str, ...]) -> tuple[str, list[str]]:
 def test_corpus_case(file, line, case):
     """Each case gets its expected effects and lowest allowing level."""
     argv = argv_for(case["command"], case["shell"])
-    level, effects = lowest_level(argv)
-    assert (level, effects) == (case["level"], sorted(case["effects"])), case.get(
-        "note", ""
-    )
+    level, effects, spec = lowest_level(argv)
+    expected = (case["level"], sorted(case["effects"]), case["spec"])
+    assert (level, effects, spec) == expected, case.get("note", "")
 
 
 def test_corpus_is_large_enough():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from statetrace_guard.classify.dispatch import classify_words
 from statetrace_guard.classify.model import ClassifyContext, SimpleCommand
 from statetrace_guard.classify.powershell import (
     classify_pwsh_argv,
@@ -12,11 +13,11 @@ CTX = ClassifyContext("/work/ws", "/work/ws")
 
 
 def script(text: str) -> list[SimpleCommand]:
-    return classify_pwsh_script(text, CTX)
+    return classify_pwsh_script(text, CTX, classify_words)
 
 
 def argv(*words: str) -> list[SimpleCommand]:
-    return classify_pwsh_argv(list(words), CTX)
+    return classify_pwsh_argv(list(words), CTX, classify_words)
 
 
 def effects(text: str) -> list[str]:

@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from statetrace_guard.classify import argv as argv_mod
-from statetrace_guard.classify.argv import (
-    classify_argv,
-    classify_script,
-    classify_words,
-    program_name,
-)
+from statetrace_guard.classify import argv as entry_points
+from statetrace_guard.classify import dispatch as argv_mod
+from statetrace_guard.classify.argv import classify_argv, classify_script
+from statetrace_guard.classify.dispatch import classify_words, program_name
 from statetrace_guard.classify.model import ClassifyContext, Word
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
@@ -197,7 +194,7 @@ class TestNeverRaises:
         def boom(*_a, **_k):
             raise RuntimeError("bug")
 
-        monkeypatch.setattr(argv_mod, "classify_words", boom)
+        monkeypatch.setattr(entry_points, "classify_words", boom)
         assert effects(["ls"], ctx) == {"dynamic"}
         monkeypatch.setattr(argv_mod.bash, "walk", boom)
         monkeypatch.setattr(argv_mod, "_WALK_CACHE", {})

@@ -105,4 +105,4 @@ class TestCmdAndPwsh:
     def test_setx_in_cmd_is_the_windows_native(self):
         """cmd /c setx goes through the Windows-native table."""
         found = classify_argv(("cmd", "/c", f"setx {NET} 1"), CTX).commands
-        assert [c.spec for c in found][-1] == "win:setx"
+        assert [c.spec for c in found][-1] == "windows:setx"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from statetrace_guard.classify import bash as bash_mod
-from statetrace_guard.classify.argv import classify_script, classify_words
+from statetrace_guard.classify.argv import classify_script
 from statetrace_guard.classify.bash import (
     MAX_NODE_DEPTH,
     MAX_SCRIPT_BYTES,
@@ -15,6 +15,7 @@ from statetrace_guard.classify.bash import (
     walk,
 )
 from statetrace_guard.classify.bashwords import decode_ansi_c
+from statetrace_guard.classify.dispatch import classify_words
 from statetrace_guard.classify.model import ClassifyContext
 
 

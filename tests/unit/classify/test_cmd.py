@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from statetrace_guard.classify.argv import classify_argv, classify_words
+from statetrace_guard.classify.argv import classify_argv
 from statetrace_guard.classify.cmd import classify_line, split_line, split_words
+from statetrace_guard.classify.dispatch import classify_words
 from statetrace_guard.classify.model import ClassifyContext
 
 

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import pytest
-from pwsh_helpers import effects, field, script
+from pwsh_helpers import CTX, effects, field, script
 
 from statetrace_guard.classify import dotnet
 from statetrace_guard.classify.cmdlets import (
-    ALIASES,
-    SPECS,
     Arg,
     bind,
     canonical_name,
     judge,
     provider_env_name,
 )
-from statetrace_guard.classify.winnative import classify_windows_native
+from statetrace_guard.classify.dispatch import classify_words
+from statetrace_guard.classify.model import Word
+from statetrace_guard.classify.registry import builtin_knowledge
+
+KNOWLEDGE = builtin_knowledge()
+ALIASES = {a: c for a, c in KNOWLEDGE.names("pwsh").items() if a != c}
+
+
+def spec_of(name: str):
+    found = KNOWLEDGE.cmdlet(name)
+    assert found is not None
+    return found
+
+
+def classify_windows_native(_stem: str, argv: list[str]):
+    found = classify_words([Word(a) for a in argv], CTX, "pwsh")
+    return found[0] if found and found[0].spec.startswith("windows:") else None
 
 
 def word(text: str) -> Arg:
@@ -30,34 +44,36 @@ class TestBinding:
     """Parameters bind by name, unambiguous prefix, alias and position."""
 
     def test_positional(self):
-        bound = bind(SPECS["set-content"], [word("a.txt"), word("x")])
+        bound = bind(spec_of("set-content"), [word("a.txt"), word("x")])
         assert [a.text for a in bound.named["path"]] == ["a.txt"]
         assert [a.text for a in bound.named["value"]] == ["x"]
 
     def test_prefix_and_switch(self):
         args = [param("-Fo"), param("-Pat"), word("a")]
-        bound = bind(SPECS["set-content"], args)
+        bound = bind(spec_of("set-content"), args)
         assert "force" in bound.switches
         assert bound.named["path"][0].text == "a"
 
     def test_ambiguous_prefix_is_unknown(self):
-        bound = bind(SPECS["set-content"], [param("-Pa"), word("a")])
+        bound = bind(spec_of("set-content"), [param("-Pa"), word("a")])
         assert bound.unknown == ("pa",)
 
     def test_colon_value_on_switch(self):
         args = [param("-Force", colon=True), Arg("$false", static=False, kind="expr")]
-        bound = bind(SPECS["remove-item"], [*args, word("a")])
+        bound = bind(spec_of("remove-item"), [*args, word("a")])
         assert bound.named["path"][0].text == "a"
 
     def test_alias_parameter(self):
-        bound = bind(SPECS["set-content"], [param("-LP"), word("a")])
+        bound = bind(spec_of("set-content"), [param("-LP"), word("a")])
         assert bound.named["literalpath"][0].text == "a"
 
     def test_splat(self):
-        assert bind(SPECS["set-content"], [Arg("@p", static=False, kind="splat")]).splat
+        assert bind(
+            spec_of("set-content"), [Arg("@p", static=False, kind="splat")]
+        ).splat
 
     def test_unknown_cmdlet(self):
-        assert judge("no-such-cmdlet", []) is None
+        assert judge("no-such-cmdlet", [], KNOWLEDGE) is None
 
 
 class TestWrites:
@@ -256,7 +272,7 @@ class TestDotnet:
         ],
     )
     def test_static(self, type_name, method, effect):
-        assert dotnet.static_member_effect(type_name, method).value == effect
+        assert dotnet.static_member_effect(type_name, method, KNOWLEDGE).value == effect
 
     @pytest.mark.parametrize(
         ("method", "effect"),
@@ -270,10 +286,10 @@ class TestDotnet:
         ],
     )
     def test_instance(self, method, effect):
-        assert dotnet.instance_method_effect(method).value == effect
+        assert dotnet.instance_method_effect(method, KNOWLEDGE).value == effect
 
     def test_normalize_type(self):
-        assert dotnet.normalize_type("[System.IO.File]") == "io.file"
+        assert dotnet.normalize_type("[System.IO.File]", KNOWLEDGE) == "io.file"
 
     def test_static_call_on_type_in_variable_is_instance(self):
         assert effects("$t::Frob()") == ["dynamic", "read"]
@@ -347,11 +363,11 @@ class TestTables:
 
     def test_write_and_network_cmdlets_are_specced(self):
         for name in ("set-content", "out-file", "invoke-webrequest", "install-module"):
-            assert name in SPECS
+            assert KNOWLEDGE.cmdlet(name) is not None
 
     def test_canonical_name(self):
-        assert canonical_name("iwr") == "invoke-webrequest"
-        assert canonical_name("get-content") == "get-content"
+        assert canonical_name("iwr", KNOWLEDGE) == "invoke-webrequest"
+        assert canonical_name("get-content", KNOWLEDGE) == "get-content"
 
     def test_provider_env_name(self):
         assert provider_env_name("env:\\X") == "X"

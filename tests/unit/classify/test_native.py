@@ -8,15 +8,21 @@ from pathlib import Path
 import pytest
 
 from statetrace_guard.classify.argv import classify_argv
+from statetrace_guard.classify.dispatch import _lookup
+from statetrace_guard.classify.environment import dangerous_env
 from statetrace_guard.classify.model import ClassifyContext
-from statetrace_guard.classify.native import PLAIN_READ, SPECS, lookup
 from statetrace_guard.classify.paths import (
     is_within,
     normalize_script_path,
     resolve_path,
 )
+from statetrace_guard.classify.registry import builtin_knowledge
 from statetrace_guard.classify.sedscan import scan_sed
-from statetrace_guard.classify.wrappers import dangerous_env
+
+
+def lookup(name: str):
+    found = _lookup(builtin_knowledge(), name, "exec")
+    return found[0] if found else None
 
 
 @pytest.fixture
@@ -35,14 +41,15 @@ def effects(command: str, ctx: ClassifyContext) -> set[str]:
 
 
 class TestTable:
-    def test_plain_reads_are_in_the_table(self):
-        """Every plain read tool resolves to a spec."""
-        assert all(lookup(name) is not None for name in PLAIN_READ)
+    def test_every_posix_name_resolves(self):
+        """Every name and alias of the POSIX namespace resolves to an entry."""
+        names = builtin_knowledge().names("posix")
+        assert all(lookup(name) is not None for name in names)
 
     @pytest.mark.parametrize("name", ["python3.12", "perl5.36", "node18"])
     def test_versioned_interpreters(self, name):
         """Versioned interpreter names resolve to their family."""
-        assert lookup(name) is SPECS[name.rstrip("0123456789.")]
+        assert lookup(name) is lookup(name.rstrip("0123456789."))
 
     def test_unknown(self):
         """Unknown names have no spec."""

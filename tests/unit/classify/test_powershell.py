@@ -6,6 +6,7 @@ import pytest
 from pwsh_helpers import CTX, argv, argv_effects, effects, field, script
 
 import statetrace_guard.classify.powershell as module
+from statetrace_guard.classify.dispatch import classify_words
 from statetrace_guard.classify.model import ClassifyContext
 from statetrace_guard.classify.powershell import (
     MAX_DEPTH,
@@ -278,9 +279,14 @@ class TestPwshArgv:
 
     def test_depth_is_bounded(self):
         deep = ClassifyContext(CTX.cwd, CTX.workspace, MAX_DEPTH + 1)
-        assert classify_pwsh_script("gci", deep)[0].effects == frozenset({"dynamic"})
+        assert classify_pwsh_script("gci", deep, classify_words)[
+            0
+        ].effects == frozenset({"dynamic"})
         nested = ClassifyContext(CTX.cwd, CTX.workspace, MAX_DEPTH)
-        assert classify_pwsh_argv(["pwsh", "-c", "gci"], nested)[0].spec == "unknown"
+        assert (
+            classify_pwsh_argv(["pwsh", "-c", "gci"], nested, classify_words)[0].spec
+            == "unknown"
+        )
 
     def test_nested_quotes(self):
         assert argv_effects("pwsh", "-c", "pwsh -c \"pwsh -c 'iwr x'\"") == ["network"]
@@ -341,10 +347,10 @@ class TestTolerance:
 
         monkeypatch.setattr(module, "_classify_script", boom)
         module._cached_script.cache_clear()
-        assert module.classify_pwsh_script("gci # boom", CTX)[0].reasons == (
-            "classifier error: RuntimeError",
-        )
+        assert module.classify_pwsh_script("gci # boom", CTX, classify_words)[
+            0
+        ].reasons == ("classifier error: RuntimeError",)
         monkeypatch.setattr(module, "_classify_argv", boom)
-        assert module.classify_pwsh_argv(["pwsh"], CTX)[0].effects == frozenset(
-            {"dynamic"}
-        )
+        assert module.classify_pwsh_argv(["pwsh"], CTX, classify_words)[
+            0
+        ].effects == frozenset({"dynamic"})

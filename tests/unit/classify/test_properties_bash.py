@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from statetrace_guard.classify.argv import classify_argv, classify_words
+from statetrace_guard.classify.argv import classify_argv
 from statetrace_guard.classify.bash import walk
+from statetrace_guard.classify.dispatch import classify_words
 from statetrace_guard.classify.model import ClassifyContext, Word
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from pwsh_helpers import CTX
 
 import statetrace_guard.classify.powershell as module
-from statetrace_guard.classify.cmdlets import ALIASES, SPECS
+from statetrace_guard.classify.dispatch import classify_words
 from statetrace_guard.classify.powershell import (
     classify_pwsh_argv,
     classify_pwsh_script,
 )
+from statetrace_guard.classify.registry import builtin_knowledge
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 PWSH_CASES = [
@@ -80,12 +81,16 @@ PROPERTY = settings(
 
 
 def rank(text: str) -> int:
-    commands = classify_pwsh_script(text, CTX)
+    commands = classify_pwsh_script(text, CTX, classify_words)
     return max(RANK[e.value] for c in commands for e in c.effects)
 
 
 def effect_set(text: str) -> set[str]:
-    return {e.value for c in classify_pwsh_script(text, CTX) for e in c.effects}
+    return {
+        e.value
+        for c in classify_pwsh_script(text, CTX, classify_words)
+        for e in c.effects
+    }
 
 
 def _once(text: str) -> float:
@@ -93,7 +98,7 @@ def _once(text: str) -> float:
     gc.disable()  # the walk's own CPU time, not a collection of the test heap
     try:
         start = time.thread_time()
-        commands = classify_pwsh_script(text, CTX)
+        commands = classify_pwsh_script(text, CTX, classify_words)
         elapsed = time.thread_time() - start
     finally:
         gc.enable()
@@ -138,7 +143,7 @@ class TestNeverRaises:
     @PROPERTY
     @given(st.lists(st.text(max_size=30), max_size=8))
     def test_random_argv(self, words):
-        commands = classify_pwsh_argv(["pwsh", *words], CTX)
+        commands = classify_pwsh_argv(["pwsh", *words], CTX, classify_words)
         assert commands
         assert all(c.effects for c in commands)
 
@@ -157,6 +162,13 @@ class TestNeverRaises:
     )
     def test_64k_inputs(self, text):
         assert timed(text[:65_536]) < BUDGET_S
+
+
+_NAMES = builtin_knowledge().names("pwsh")
+ALIASES = {a: c for a, c in _NAMES.items() if a != c}
+SPECS = sorted(
+    {c for c in _NAMES.values() if builtin_knowledge().cmdlet(c) is not None}
+)
 
 
 def _spellings(command: str, rng: random.Random) -> list[str]:

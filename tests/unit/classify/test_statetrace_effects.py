@@ -6,6 +6,7 @@ import pytest
 from pwsh_helpers import CTX
 from statetrace_commands import OWN_COUNT, load_commands
 
+from statetrace_guard.classify.dispatch import classify_words
 from statetrace_guard.classify.powershell import classify_pwsh_argv
 
 CASES = load_commands()
@@ -13,7 +14,9 @@ POLICY_SPECS = {"script", "unknown", "pwsh:import-module"}
 
 
 def classify(command: str):
-    return classify_pwsh_argv(["pwsh", "-NoProfile", "-Command", command], CTX)
+    return classify_pwsh_argv(
+        ["pwsh", "-NoProfile", "-Command", command], CTX, classify_words
+    )
 
 
 class TestStateTraceCommands:

@@ -1,0 +1,504 @@
+"""The compiled registry: what the classifier looks programs up in.
+
+The registry's documents (``specs/*.toml`` after validation, plus a policy's
+``[[programs]]``) arrive as plain dictionaries with every key present (see
+:mod:`statetrace_guard.classify.registry`). Here they are indexed by name
+once and each entry is compiled into frozen values the first time a command
+names it: a helper serving many commands compiles each program once, and a
+one-off ``guard run`` compiles only the few it meets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from statetrace_guard.levels import Effect
+
+__all__ = [
+    "DEFAULT_TRUSTED_DIRS",
+    "Cmdlet",
+    "DotnetType",
+    "Knowledge",
+    "Mode",
+    "Operand",
+    "ProgramEntry",
+    "RegistryError",
+    "VariableRule",
+]
+
+# Where system programs live: a program named by a path in one of these is
+# judged by its name; any other path is a file the agent may have written.
+# The policy's ``trusted_dirs`` replaces this list.
+DEFAULT_TRUSTED_DIRS = (
+    # Windows system directories, compared lower case with forward slashes.
+    "c:/windows",
+    "c:/windows/system32",
+    "c:/windows/syswow64",
+    "c:/windows/system32/windowspowershell/v1.0",
+    "c:/program files/powershell/7",
+    "c:/program files/git/cmd",
+    "c:/program files/git/bin",
+    "/bin",
+    "/usr/bin",
+    "/usr/local/bin",
+    "/sbin",
+    "/usr/sbin",
+    "/usr/local/sbin",
+    "/opt/homebrew/bin",
+    "/usr/libexec/git-core",
+    "/run/current-system/sw/bin",
+)
+_KIND_OF_LIST = {
+    "flags": "flag",
+    "value_options": "value",
+    "optional_value_options": "optional",
+    "read_options": "read",
+    "write_options": "write",
+    "exec_options": "exec",
+    "shell_options": "shell",
+    "command_options": "command",
+    "network_options": "network",
+    "code_options": "code",
+    "dynamic_flags": "dynamic",
+}
+# Option kinds that take a value in the next word or glued.
+VALUED = frozenset(
+    {"value", "read", "write", "exec", "shell", "command", "network", "code"}
+)
+# Option kinds that can make a read-only program do more than read.
+_EFFECTFUL = frozenset(
+    {"write", "exec", "shell", "command", "network", "code", "dynamic"}
+)
+
+
+# Namespaces whose names match in any case (Windows, PowerShell, .NET).
+_ANY_CASE = frozenset({"pwsh", "windows", "cmd", "dotnet"})
+
+
+class RegistryError(Exception):
+    """The registry's data is inconsistent (a duplicate name, an unknown key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operand:
+    """One item of an operand pattern: a kind and a quantifier."""
+
+    kind: str
+    many: bool  # * or +
+    optional: bool  # * or ?
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """A variant chosen by an option (``gzip -c`` only reads)."""
+
+    options: frozenset[str]
+    effects: frozenset[Effect]
+    reason: str
+    operands: tuple[Operand, ...] | None
+    default_write: str | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ProgramEntry:
+    """One program (or subcommand) compiled for the option engine.
+
+    ``kinds`` maps every listed option spelling to its kind (``flag``,
+    ``value``, ``optional``, ``read``, ``write``, ``exec``, ``shell``,
+    ``network``, ``code``, ``dynamic``); Windows-style spellings are lower
+    case without the leading ``/`` or ``-``.
+    """
+
+    spec: str
+    name: str
+    reason: str
+    effects: frozenset[Effect]
+    handler: str | None
+    style: str
+    stop_at_operand: bool
+    unknown_dynamic: bool
+    kinds: Mapping[str, str]
+    longs: tuple[str, ...]
+    versions: frozenset[str]
+    operands: tuple[Operand, ...]
+    default_write: str | None
+    modes: tuple[Mode, ...]
+    subcommands: Mapping[str, ProgramEntry]
+    unknown_subcommand_dynamic: bool
+    hint: str | None
+    data: Mapping[str, tuple[str, ...]]
+    effectful: bool
+
+    def options_of(self, kind: str) -> tuple[str, ...]:
+        """Every listed spelling of options of ``kind`` (for handlers)."""
+        return tuple(name for name, found in self.kinds.items() if found == kind)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Cmdlet:
+    """One PowerShell cmdlet compiled for binding."""
+
+    spec: str
+    name: str
+    effects: frozenset[Effect]
+    why: str
+    positional: tuple[str, ...]
+    writes: tuple[str, ...]
+    urls: tuple[str, ...]
+    special: str
+    default_write: str | None
+    all_params: tuple[str, ...]
+    switch_set: frozenset[str]
+    aliases: Mapping[str, str]
+    splat_safe: bool
+    data: Mapping[str, tuple[str, ...]]
+    code: frozenset[str]
+    network_switches: frozenset[str]
+    dynamic_switches: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DotnetType:
+    """A .NET type: the effect of its static members and of creating one."""
+
+    static: Effect
+    construct: Effect
+    members: Mapping[str, Effect]
+
+
+@dataclass(frozen=True, slots=True)
+class VariableRule:
+    """What setting an environment variable does (``hijack``, ``plain``...)."""
+
+    kind: str
+    reason: str
+
+
+def _operands(pattern: Iterable[str]) -> tuple[Operand, ...]:
+    out = []
+    for item in pattern:
+        quant = item[-1] if item[-1] in "*+?" else ""
+        kind = item[:-1] if quant else item
+        out.append(
+            Operand(kind, quant in "*+" and bool(quant), quant in "*?" and bool(quant))
+        )
+    return tuple(out)
+
+
+def _option_key(spelling: str, style: str) -> str:
+    if style == "windows":
+        return spelling.lstrip("/-").lower()
+    if style == "long":  # -name and --name are one option
+        return spelling.lstrip("-")
+    return spelling
+
+
+def compile_program(
+    raw: Mapping[str, Any], spec: str, name: str, parent: ProgramEntry | None = None
+) -> ProgramEntry:
+    """Compile one validated program or subcommand document."""
+    style = raw["option_style"]
+    kinds: dict[str, str] = dict(parent.kinds) if parent is not None else {}
+    for listing, kind in _KIND_OF_LIST.items():
+        for spelling in raw[listing]:
+            kinds[_option_key(spelling, style)] = kind
+    modes = tuple(
+        Mode(
+            frozenset(_option_key(o, style) for o in mode["options"]),
+            frozenset(Effect(e) for e in mode["effects"]),
+            mode["reason"],
+            None if mode["operands"] is None else _operands(mode["operands"]),
+            mode["default_write"],
+        )
+        for mode in raw["modes"]
+    )
+    entry = ProgramEntry(
+        spec=spec,
+        name=name,
+        reason=raw["reason"],
+        effects=frozenset(Effect(e) for e in raw["effects"]),
+        handler=raw["handler"],
+        style=style,
+        stop_at_operand=raw["options_stop_at_operand"],
+        unknown_dynamic=raw["unknown_options"] == "dynamic",
+        kinds=MappingProxyType(kinds),
+        longs=tuple(sorted(k for k in kinds if k.startswith("--"))),
+        versions=frozenset(_option_key(v, style) for v in raw["version_options"]),
+        operands=_operands(raw["operands"]),
+        default_write=raw["default_write"],
+        modes=modes,
+        subcommands=MappingProxyType({}),
+        unknown_subcommand_dynamic=raw["unknown_subcommand"] == "dynamic",
+        hint=raw["hint"],
+        data=MappingProxyType(
+            {key: tuple(value) for key, value in raw["handler_data"].items()}
+        ),
+        effectful=bool(_EFFECTFUL & set(kinds.values())),
+    )
+    if not raw["subcommands"]:
+        return entry
+    subs: dict[str, ProgramEntry] = {}
+    for sub_name, sub in raw["subcommands"].items():
+        compiled = compile_program(
+            sub, f"{spec}-{sub_name}", f"{name} {sub_name}", entry
+        )
+        for alias in (sub_name, *sub["aliases"]):
+            subs[_option_key(alias, style) if style == "windows" else alias] = compiled
+    return _with_subcommands(entry, subs)
+
+
+def _with_subcommands(
+    entry: ProgramEntry, subs: dict[str, ProgramEntry]
+) -> ProgramEntry:
+    values = {slot: getattr(entry, slot) for slot in ProgramEntry.__slots__}
+    values["subcommands"] = MappingProxyType(subs)
+    return ProgramEntry(**values)
+
+
+def compile_cmdlet(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> Cmdlet:
+    """Compile one validated cmdlet document; ``groups`` are its file's lists."""
+    grouped = [p for group in raw["parameter_groups"] for p in groups[group]]
+    common = tuple(groups.get("common", ()))
+    common_switches = tuple(groups.get("common_switches", ()))
+    values = dict.fromkeys(
+        (
+            *raw["parameters"],
+            *grouped,
+            *raw["positional"],
+            *raw["write_parameters"],
+            *raw["url_parameters"],
+            *raw["code_parameters"],
+        )
+    )
+    switches = (
+        *raw["switches"],
+        *raw["network_switches"],
+        *raw["dynamic_switches"],
+        *common_switches,
+    )
+    params = tuple(dict.fromkeys((*values, *switches, *common)))
+    return Cmdlet(
+        spec=f"pwsh:{raw['name']}",
+        name=raw["name"],
+        effects=frozenset(Effect(e) for e in raw["effects"]),
+        why=raw["reason"],
+        positional=tuple(raw["positional"]),
+        writes=tuple(raw["write_parameters"]),
+        urls=tuple(raw["url_parameters"]),
+        special=raw["handler"] or "",
+        default_write=raw["default_write"],
+        all_params=params,
+        switch_set=frozenset(switches),
+        aliases=MappingProxyType(dict(raw["parameter_aliases"])),
+        splat_safe=raw["splat_safe"],
+        data=MappingProxyType(
+            {key: tuple(value) for key, value in raw["handler_data"].items()}
+        ),
+        code=frozenset(raw["code_parameters"]),
+        network_switches=frozenset(raw["network_switches"]),
+        dynamic_switches=frozenset(raw["dynamic_switches"]),
+    )
+
+
+def compile_type(raw: Mapping[str, Any]) -> DotnetType:
+    """Compile one validated .NET type document."""
+    members: dict[str, Effect] = {}
+    for listing, effect in (
+        ("read_members", Effect.READ),
+        ("write_members", Effect.WRITE),
+        ("network_members", Effect.NETWORK),
+        ("dynamic_members", Effect.DYNAMIC),
+    ):
+        members.update(dict.fromkeys(raw[listing], effect))
+    return DotnetType(Effect(raw["static"]), Effect(raw["constructor"]), members)
+
+
+@dataclass(eq=False)
+class Knowledge:
+    """The registry one classification uses: built-in entries, a policy's own.
+
+    Indexed once; entries compile on first use. ``programs`` from a policy
+    are consulted beside the built-in entry of the same name (both apply,
+    the effects add up: a policy can add knowledge, not remove it).
+
+    Hashed by identity: one object per policy content, so classification
+    caches keyed by context stay valid.
+    """
+
+    documents: tuple[Mapping[str, Any], ...]
+    policy_programs: tuple[Mapping[str, Any], ...] = ()
+    trusted_dirs: frozenset[str] = frozenset(DEFAULT_TRUSTED_DIRS)
+    _raw: dict[str, dict[str, tuple[str, Mapping[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
+    _compiled: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _groups: dict[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    _variables: tuple[tuple[str, str, VariableRule], ...] = field(
+        default=(), repr=False
+    )
+    _methods: dict[str, Effect] = field(default_factory=dict, repr=False)
+    _properties: dict[str, VariableRule] = field(default_factory=dict, repr=False)
+    _variable_memo: dict[str, VariableRule | None] = field(
+        default_factory=dict, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        """Index every document by namespace and name (aliases included)."""
+        variables: list[tuple[str, str, VariableRule]] = []
+        for document in self.documents:
+            namespace = document["namespace"]
+            table = self._raw.setdefault(namespace, {})
+            for key in ("program", "cmdlet", "type"):
+                for raw in document[key]:
+                    _index(table, namespace, raw, document)
+            for raw in document["method"]:
+                self._methods[raw["name"]] = Effect(raw["effect"])
+            for raw in document["property"]:
+                self._properties[raw["name"]] = VariableRule(
+                    raw["effect"], raw["reason"]
+                )
+            variables.extend(_variable_matcher(raw) for raw in document["variable"])
+        policy: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        for raw in self.policy_programs:
+            _index(policy, "policy", raw, None)
+        self._raw["policy"] = policy
+        self._variables = tuple(variables)
+
+    # -- programs ----------------------------------------------------------
+    def programs(self, namespace: str, name: str) -> tuple[ProgramEntry, ...]:
+        """The entries that judge program ``name``: built-in, then policy's."""
+        if namespace in _ANY_CASE:
+            name = name.lower()
+        key = (namespace, name)
+        found: tuple[ProgramEntry, ...] | None = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = self._compile_programs(namespace, name)
+        return found
+
+    def _compile_programs(self, namespace: str, name: str) -> tuple[ProgramEntry, ...]:
+        out = []
+        hit = self._raw.get(namespace, {}).get(name)
+        if hit is not None:
+            canonical, raw = hit
+            out.append(compile_program(raw, f"{namespace}:{canonical}", canonical))
+        if namespace == "posix":
+            mine = self._raw["policy"].get(name)
+            if mine is not None:
+                canonical, raw = mine
+                out.append(compile_program(raw, f"policy:{canonical}", canonical))
+        return tuple(out)
+
+    def names(self, namespace: str) -> dict[str, str]:
+        """Every name and alias of a namespace, mapped to its entry's name."""
+        return {key: hit[0] for key, hit in self._raw.get(namespace, {}).items()}
+
+    # -- PowerShell ----------------------------------------------------------
+    def cmdlet(self, name: str) -> Cmdlet | None:
+        """The cmdlet a canonical lower-case name stands for, or ``None``."""
+        key = ("pwsh", name)
+        if key in self._compiled:
+            return self._compiled[key]  # type: ignore[no-any-return]
+        hit = self._raw.get("pwsh", {}).get(name)
+        compiled = None
+        if hit is not None and hit[0] == name:
+            document = self._groups.get("pwsh") or self._pwsh_groups()
+            compiled = compile_cmdlet(hit[1], document)
+        self._compiled[key] = compiled
+        return compiled
+
+    def _pwsh_groups(self) -> Mapping[str, Any]:
+        groups: dict[str, Any] = {}
+        for document in self.documents:
+            if document["namespace"] == "pwsh":
+                groups.update(document["parameter_groups"])
+        self._groups["pwsh"] = groups
+        return groups
+
+    def cmdlet_name(self, name: str) -> str | None:
+        """Resolve a lower-case cmdlet name or built-in alias; ``None`` if unknown."""
+        hit = self._raw.get("pwsh", {}).get(name)
+        return hit[0] if hit is not None else None
+
+    # -- .NET ------------------------------------------------------------------
+    def dotnet_type(self, name: str) -> DotnetType | None:
+        """The .NET type a normalised name stands for, or ``None``."""
+        key = ("dotnet", name)
+        if key in self._compiled:
+            return self._compiled[key]  # type: ignore[no-any-return]
+        hit = self._raw.get("dotnet", {}).get(name)
+        compiled = compile_type(hit[1]) if hit is not None else None
+        self._compiled[key] = compiled
+        return compiled
+
+    def dotnet_canonical(self, name: str) -> str:
+        """A type's canonical name (``management.automation.scriptblock`` ...)."""
+        hit = self._raw.get("dotnet", {}).get(name)
+        return hit[0] if hit is not None else name
+
+    def method_effect(self, name: str) -> Effect | None:
+        """The effect of ``$obj.Name()`` on an object of unknown type."""
+        return self._methods.get(name)
+
+    def property_effect(self, name: str) -> tuple[Effect, str] | None:
+        """What setting property ``name`` (lower case) does, or ``None``."""
+        found = self._properties.get(name)
+        return None if found is None else (Effect(found.kind), found.reason)
+
+    # -- environment -----------------------------------------------------------
+    def variable(self, name: str) -> VariableRule | None:
+        """What setting ``name`` does: the most specific entry, or ``None``."""
+        if name in self._variable_memo:
+            return self._variable_memo[name]
+        best: tuple[int, VariableRule] | None = None
+        upper = name.upper()
+        for how, text, rule in self._variables:
+            score = _variable_score(how, text, upper)
+            if score and (best is None or score > best[0]):
+                best = (score, rule)
+        found = best[1] if best is not None else None
+        if len(self._variable_memo) < 4096:  # noqa: PLR2004 - a bound, not a size
+            self._variable_memo[name] = found
+        return found
+
+    def trusted(self, directory: str) -> bool:
+        """Tell whether programs in ``directory`` are judged by their name."""
+        return directory in self.trusted_dirs
+
+
+def _variable_matcher(raw: Mapping[str, Any]) -> tuple[str, str, VariableRule]:
+    rule = VariableRule(raw["kind"], raw["reason"])
+    for how in ("name", "prefix", "suffix"):
+        if raw[how] is not None:
+            return how, raw[how].upper(), rule
+    msg = "variable entry without a matcher"
+    raise RegistryError(msg)
+
+
+def _variable_score(how: str, text: str, upper: str) -> int:
+    """How specifically a matcher names a variable; 0 when it does not."""
+    if how == "name":
+        return 10_000 if upper == text else 0
+    if how == "prefix":
+        return len(text) if upper.startswith(text) else 0
+    return len(text) if upper.endswith(text) else 0
+
+
+def _index(
+    table: dict[str, tuple[str, Mapping[str, Any]]],
+    namespace: str,
+    raw: Mapping[str, Any],
+    _document: Mapping[str, Any] | None,
+) -> None:
+    """Index an entry by its name and aliases; a name defined twice is an error."""
+    canonical = raw["name"]
+    for name in (canonical, *raw.get("aliases", ())):
+        key = (
+            name.lower() if namespace in ("pwsh", "windows", "cmd", "dotnet") else name
+        )
+        if key in table:
+            msg = f"{namespace} name {name!r} is defined twice"
+            raise RegistryError(msg)
+        table[key] = (canonical, raw)
