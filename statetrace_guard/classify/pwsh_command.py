@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -149,6 +150,9 @@ def _elements(walker: WalkerLike, node: Node | None) -> tuple[list[Arg], list[st
 
 def _element(node: Node, args: list[Arg], redirects: list[str], expect: bool) -> bool:
     """Add one element to ``args`` or ``redirects``; True when a target follows."""
+    if node.type == "stop_parsing":
+        args.extend(_verbatim(node_text(node)))
+        return False
     arg = arg_from_node(node)
     if expect:
         if arg.text.lower() != "$null":
@@ -162,6 +166,21 @@ def _element(node: Node, args: list[Arg], redirects: list[str], expect: bool) ->
     elif target != "$null":
         redirects.append(target)
     return False
+
+
+def _verbatim(text: str) -> list[Arg]:
+    """``--% a b "c d"``: the rest of the line, split as the program splits it.
+
+    NOTE(pwsh): after the stop-parsing token PowerShell passes the text as
+    it stands; the program then splits it into arguments (``git log --%
+    --output=f`` gives git ``--output=f``). ``%VAR%`` expands at run time.
+    """
+    rest = text.removeprefix("--%")
+    try:
+        parts = shlex.split(rest)
+    except ValueError:
+        parts = rest.split()
+    return [Arg(part, static="%" not in part) for part in parts]
 
 
 def _glued_colon(node: Node, args: Sequence[Arg]) -> bool:
