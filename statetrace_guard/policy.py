@@ -66,6 +66,7 @@ BUILTIN_POLICY_NAME = "<built-in>"
 # What ``extends`` may name: a built-in policy shipped in the package.
 BUILTIN_POLICIES = {
     "builtin:statetrace": "default_policy.toml",
+    "builtin:generic": "generic_policy.toml",
 }
 _MAX_EXTENDS = 4  # a chain of bases longer than this is a loop
 LevelName = Literal["L0", "L1", "L2", "L3", "never"]

@@ -15,6 +15,7 @@ from statetrace_guard.invocation import resolve_invocation, resolve_level
 from statetrace_guard.paths import workspace_root
 from statetrace_guard.policy import load_policy, load_policy_bytes
 from statetrace_guard.policy_examples import check_examples
+from statetrace_guard.policy_init import BASES, init_policy
 from statetrace_guard.policy_view import policy_lines
 from statetrace_guard.sessions.operator import require_operator
 from statetrace_guard.workspaces import accept_policy
@@ -24,7 +25,7 @@ __all__ = ["policy"]
 
 @click.group()
 def policy() -> None:
-    """Show the effective policy or validate a policy file."""
+    """Show the effective policy, validate a policy file, or start one."""
 
 
 @policy.command("show")
@@ -80,3 +81,32 @@ def accept() -> None:
     digest = hashlib.sha256(raw).hexdigest()
     accept_policy(os.path.realpath(workspace), digest)
     click.echo(f"accepted: {candidate} (sha256 {digest[:16]})")
+
+
+@policy.command("init")
+@click.option(
+    "--from",
+    "base",
+    type=click.Choice(sorted(BASES)),
+    default="generic",
+    show_default=True,
+    help="The built-in policy the new guard.toml extends.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing guard.toml.")
+@guard_errors
+def init(base: str, force: bool) -> None:
+    """Write guard.toml at the workspace root, extending a built-in policy.
+
+    The file is short and commented; `guard policy show` prints the result.
+    The operator wrote it, so it is accepted as well (see `guard policy
+    accept`). Refused inside a guarded command. Exit 2 when guard.toml
+    exists (without --force).
+    """
+    require_operator("guard policy init", os.environ)
+    workspace = workspace_root(Path.cwd())
+    written = init_policy(workspace / POLICY_FILE_NAME, base, force=force)
+    digest = hashlib.sha256(written.read_bytes()).hexdigest()
+    accept_policy(os.path.realpath(workspace), digest)
+    click.echo(
+        f"wrote {written} (extends builtin:{base}); accepted (sha256 {digest[:16]})"
+    )
