@@ -25,15 +25,14 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from statetrace_guard.classify.knowledge import DEFAULT_TRUSTED_DIRS, RegistryError
-from statetrace_guard.classify.specs_schema import ProgramSpec
+from statetrace_guard.classify.trusted import DEFAULT_TRUSTED_DIRS
 from statetrace_guard.errors import PolicyError
 from statetrace_guard.levels import Effect, Level
 from statetrace_guard.online.egress import NetRule, parse_example
@@ -254,10 +253,13 @@ class Policy(_Strict):
                 raise ValueError(msg)
             seen.add(entry.rule_id)
         return entries
+
     # Program knowledge the policy adds (the registry's schema: see
     # classify/specs/*.toml): a project tool the guard does not know, or an
-    # option of a known one. Beside a built-in entry both apply.
-    programs: tuple[ProgramSpec, ...] = ()
+    # option of a known one. Beside a built-in entry both apply. Validated
+    # with the registry's ProgramSpec when present (importing that schema
+    # costs more than a whole helper-served command: only when needed).
+    programs: tuple[dict[str, object], ...] = ()
     # Directories whose programs are judged by name when given by path.
     trusted_dirs: tuple[str, ...] = DEFAULT_TRUSTED_DIRS
 
@@ -348,20 +350,39 @@ def load_policy_bytes(raw: bytes, source: str) -> CompiledPolicy:
         raise PolicyError(first["msg"], file=file, field=field) from exc
     digest = hashlib.sha256(raw).hexdigest() if len(parts) == 1 else _chain(parts)
     compiled = compile_policy(model, source, digest)
-    _check_programs(compiled)
+    if model.programs:
+        compiled = _with_programs(compiled, counts)
     return compiled
 
 
-def _check_programs(policy: CompiledPolicy) -> None:
-    """``[[programs]]`` name known handlers, each name once."""
-    if not policy.programs:
-        return
-    from statetrace_guard.classify.registry import validate_programs  # noqa: PLC0415
+def _with_programs(policy: CompiledPolicy, counts: dict[str, int]) -> CompiledPolicy:
+    """Validate ``[[programs]]`` with the registry's schema and handlers.
 
+    Raises:
+        PolicyError: an entry breaks the schema, names an unknown handler,
+            or a name twice; the error names the file and the field.
+    """
+    from statetrace_guard.classify.knowledge import RegistryError  # noqa: PLC0415
+    from statetrace_guard.classify.registry import validate_programs  # noqa: PLC0415
+    from statetrace_guard.classify.specs_schema import ProgramSpec  # noqa: PLC0415
+
+    dumps = []
+    for index, raw in enumerate(policy.model.programs):
+        try:
+            spec = ProgramSpec.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ("programs", index, *first["loc"])
+            where, loc = _error_place(policy.source, {}, counts, loc)
+            field = ".".join(str(part) for part in loc)
+            raise PolicyError(first["msg"], file=where, field=field) from exc
+        dumps.append(spec.model_dump(mode="json"))
     try:
-        validate_programs([json.loads(text) for text in policy.programs], policy.source)
+        validate_programs(dumps, policy.source)
     except RegistryError as exc:
         raise PolicyError(str(exc), file=policy.source, field="programs") from exc
+    programs = tuple(json.dumps(d, sort_keys=True) for d in dumps)
+    return replace(policy, programs=programs)
 
 
 def _chain(parts: list[bytes]) -> str:
@@ -487,10 +508,6 @@ def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:
         model=model,
         network=tuple(entry.compiled() for entry in model.network),
         protect=compile_protect(model.protect.paths),
-        programs=tuple(
-            json.dumps(p.model_dump(mode="json"), sort_keys=True)
-            for p in model.programs
-        ),
         trusted_dirs=model.trusted_dirs,
     )
 

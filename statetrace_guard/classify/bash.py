@@ -721,7 +721,8 @@ class _Walker:
                 self.change_dir(words)
             start = len(self.out)
             self.out.extend(self.classify(words, self.here(), "bash"))
-            self.taint_reads(self.out[start:])
+            if name in _READER_NAMES:
+                self.taint_reads(self.out[start:])
 
     def let(self, words: list[Word]) -> None:
         """``let a``: the builtin's own spec, plus what ``a``'s value assigns."""
@@ -920,6 +921,7 @@ _SUBSTITUTION = re.compile(r"\$\((?!\()|`")
 # [[ ]] operators whose operands bash evaluates as arithmetic.
 _ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 # Builtins that set their variables from input (their values are run time).
+_READER_NAMES = frozenset({"read", "mapfile", "readarray", "getopts", "printf", "wait"})
 _READERS = frozenset(
     {"posix:read", "posix:mapfile", "posix:getopts", "posix:printf", "posix:wait"}
 )

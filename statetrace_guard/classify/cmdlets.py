@@ -105,11 +105,12 @@ _PROVIDER_PREFIX = ("filesystem::", "microsoft.powershell.core\\filesystem::")
 def is_unc(path: str) -> bool:
     r"""``\\host\share``, ``//host/share``, ``FileSystem::\\host\share``: network."""
     text = path.strip("'\"")
-    lowered = text.lower()
-    for prefix in _PROVIDER_PREFIX:
-        if lowered.startswith(prefix):
-            text = text[len(prefix) :]
-            break
+    if ":" in text[:40]:
+        head = text[:40].lower()
+        for prefix in _PROVIDER_PREFIX:
+            if head.startswith(prefix):
+                text = text[len(prefix) :]
+                break
     return text.startswith(("\\\\", "//")) and len(text) > 2  # noqa: PLR2004
 
 

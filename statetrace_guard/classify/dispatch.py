@@ -314,7 +314,7 @@ def _shell_flags(
         text = word.text
         if not word.static:
             return mode, word, None if mode == "c" else "shell argument not static"
-        if text in startup or text.startswith(tuple(s + "=" for s in startup)):
+        if text.startswith("--") and text.partition("=")[0] in startup:
             return mode, None, f"{text} runs a startup file"
         if text == "--":
             return mode, next(it, None), None

@@ -49,6 +49,8 @@ Handler = Callable[
 ]
 # What a program appends to a command it runs (a file it found): unknown.
 PLACEHOLDER = Word("{input}", static=False)
+# Operand kinds that add nothing to a verdict (the common "read*" case).
+_INERT = frozenset({"read", "value"})
 _STRICTNESS = ("flag", "optional", "value", "read", "network", "write", "command",
                "exec", "shell", "code", "dynamic")  # fmt: skip
 
@@ -255,6 +257,9 @@ def generic(
         and _key(entry, args[0].text) in entry.versions
     ):
         return read(entry.spec, f"{name} {args[0].text} prints its version or help")
+    if entry.plain:  # nothing it is given can change what it does
+        why = entry.reason or f"{entry.name} only reads"
+        return Verdict(entry.effects, entry.spec, (why,), hint=entry.hint)
     if entry.subcommands:
         return _with_subcommand(entry, name, args, ctx, judge)
     parsed = options_of(entry, args)
@@ -330,7 +335,8 @@ def verdict_of(entry: ProgramEntry, parsed: Parsed, ctx: ClassifyContext) -> Ver
         if mode is not None and mode.operands is not None
         else entry.operands
     )
-    _operands(acc, entry, pattern, parsed.operands, ctx)
+    if parsed.operands and any(item.kind not in _INERT for item in pattern):
+        _operands(acc, entry, pattern, parsed.operands, ctx)
     if acc.writes:
         acc.effects.add(Effect.WRITE)
     default = (

@@ -10,15 +10,15 @@ one-off ``guard run`` compiles only the few it meets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from statetrace_guard.classify.trusted import DEFAULT_TRUSTED_DIRS
 from statetrace_guard.levels import Effect
 
 __all__ = [
-    "DEFAULT_TRUSTED_DIRS",
     "Cmdlet",
     "DotnetType",
     "Knowledge",
@@ -29,28 +29,6 @@ __all__ = [
     "VariableRule",
 ]
 
-# Where system programs live: a program named by a path in one of these is
-# judged by its name; any other path is a file the agent may have written.
-# The policy's ``trusted_dirs`` replaces this list.
-DEFAULT_TRUSTED_DIRS = (
-    # Windows system directories, compared lower case with forward slashes.
-    "c:/windows",
-    "c:/windows/system32",
-    "c:/windows/syswow64",
-    "c:/windows/system32/windowspowershell/v1.0",
-    "c:/program files/powershell/7",
-    "c:/program files/git/cmd",
-    "c:/program files/git/bin",
-    "/bin",
-    "/usr/bin",
-    "/usr/local/bin",
-    "/sbin",
-    "/usr/sbin",
-    "/usr/local/sbin",
-    "/opt/homebrew/bin",
-    "/usr/libexec/git-core",
-    "/run/current-system/sw/bin",
-)
 _KIND_OF_LIST = {
     "flags": "flag",
     "value_options": "value",
@@ -131,6 +109,9 @@ class ProgramEntry:
     hint: str | None
     data: Mapping[str, tuple[str, ...]]
     effectful: bool
+    # NOTE(speed): an entry whose options and operands can change nothing
+    # (cat, ls, grep, echo: most commands) answers every call with this.
+    plain: bool = False
 
     def options_of(self, kind: str) -> tuple[str, ...]:
         """Every listed spelling of options of ``kind`` (for handlers)."""
@@ -196,12 +177,34 @@ def _option_key(spelling: str, style: str) -> str:
     return spelling
 
 
+Filler = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
+
+
+def _as_is(_kind: str, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    return raw
+
+
 def compile_program(
-    raw: Mapping[str, Any], spec: str, name: str, parent: ProgramEntry | None = None
+    raw: Mapping[str, Any],
+    spec: str,
+    name: str,
+    parent: ProgramEntry | None = None,
+    fill: Filler = _as_is,
 ) -> ProgramEntry:
-    """Compile one validated program or subcommand document."""
+    """Compile one validated program or subcommand document.
+
+    ``fill`` completes a document stored without its default values.
+    """
+    raw = fill("subcommand" if parent is not None else "program", raw)
     style = raw["option_style"]
-    kinds: dict[str, str] = dict(parent.kinds) if parent is not None else {}
+    # NOTE(registry): a subcommand inherits its parent's options that write,
+    # run or connect (git's --output holds for git log and git diff); not its
+    # value options (git's -C is a global option, git diff's -C a flag).
+    kinds: dict[str, str] = (
+        {k: v for k, v in parent.kinds.items() if v in _EFFECTFUL}
+        if parent is not None
+        else {}
+    )
     for listing, kind in _KIND_OF_LIST.items():
         for spelling in raw[listing]:
             kinds[_option_key(spelling, style)] = kind
@@ -213,7 +216,7 @@ def compile_program(
             None if mode["operands"] is None else _operands(mode["operands"]),
             mode["default_write"],
         )
-        for mode in raw["modes"]
+        for mode in (fill("mode", m) for m in raw["modes"])
     )
     entry = ProgramEntry(
         spec=spec,
@@ -239,11 +242,40 @@ def compile_program(
         effectful=bool(_EFFECTFUL & set(kinds.values())),
     )
     if not raw["subcommands"]:
+        return _with_plain(entry)
+    return _subcommands_of(entry, raw, spec, name, style, fill)
+
+
+def _with_plain(entry: ProgramEntry) -> ProgramEntry:
+    plain = (
+        entry.handler is None
+        and not entry.effectful
+        and not entry.unknown_dynamic
+        and not entry.modes
+        and not entry.subcommands
+        and entry.default_write is None
+        and all(item.kind in ("read", "value") for item in entry.operands)
+    )
+    if not plain:
         return entry
+    values = {slot: getattr(entry, slot) for slot in ProgramEntry.__slots__}
+    values["plain"] = True
+    return ProgramEntry(**values)
+
+
+def _subcommands_of(
+    entry: ProgramEntry,
+    raw: Mapping[str, Any],
+    spec: str,
+    name: str,
+    style: str,
+    fill: Filler,
+) -> ProgramEntry:
     subs: dict[str, ProgramEntry] = {}
-    for sub_name, sub in raw["subcommands"].items():
+    for sub_name, raw_sub in raw["subcommands"].items():
+        sub = fill("subcommand", raw_sub)
         compiled = compile_program(
-            sub, f"{spec}-{sub_name}", f"{name} {sub_name}", entry
+            sub, f"{spec}-{sub_name}", f"{name} {sub_name}", entry, fill
         )
         for alias in (sub_name, *sub["aliases"]):
             subs[_option_key(alias, style) if style == "windows" else alias] = compiled
@@ -320,9 +352,12 @@ def compile_type(raw: Mapping[str, Any]) -> DotnetType:
 class Knowledge:
     """The registry one classification uses: built-in entries, a policy's own.
 
-    Indexed once; entries compile on first use. ``programs`` from a policy
-    are consulted beside the built-in entry of the same name (both apply,
-    the effects add up: a policy can add knowledge, not remove it).
+    A namespace is indexed the first time a command needs it, and an entry
+    is compiled the first time a command names it. ``defaults`` fills the
+    keys a cached document leaves out (``registry.py`` stores entries
+    without their default values). ``policy_programs`` are consulted beside
+    the built-in entry of the same name (both apply, the effects add up: a
+    policy can add knowledge, not remove it).
 
     Hashed by identity: one object per policy content, so classification
     caches keyed by context stay valid.
@@ -331,41 +366,48 @@ class Knowledge:
     documents: tuple[Mapping[str, Any], ...]
     policy_programs: tuple[Mapping[str, Any], ...] = ()
     trusted_dirs: frozenset[str] = frozenset(DEFAULT_TRUSTED_DIRS)
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     _raw: dict[str, dict[str, tuple[str, Mapping[str, Any]]]] = field(
         default_factory=dict, repr=False
     )
     _compiled: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _groups: dict[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
-    _variables: tuple[tuple[str, str, VariableRule], ...] = field(
-        default=(), repr=False
+    _variables: tuple[tuple[str, str, VariableRule], ...] | None = field(
+        default=None, repr=False
     )
-    _methods: dict[str, Effect] = field(default_factory=dict, repr=False)
-    _properties: dict[str, VariableRule] = field(default_factory=dict, repr=False)
+    _methods: dict[str, Effect] | None = field(default=None, repr=False)
+    _properties: dict[str, VariableRule] | None = field(default=None, repr=False)
     _variable_memo: dict[str, VariableRule | None] = field(
         default_factory=dict, repr=False
     )
 
     def __post_init__(self) -> None:
-        """Index every document by namespace and name (aliases included)."""
-        variables: list[tuple[str, str, VariableRule]] = []
-        for document in self.documents:
-            namespace = document["namespace"]
-            table = self._raw.setdefault(namespace, {})
-            for key in ("program", "cmdlet", "type"):
-                for raw in document[key]:
-                    _index(table, namespace, raw, document)
-            for raw in document["method"]:
-                self._methods[raw["name"]] = Effect(raw["effect"])
-            for raw in document["property"]:
-                self._properties[raw["name"]] = VariableRule(
-                    raw["effect"], raw["reason"]
-                )
-            variables.extend(_variable_matcher(raw) for raw in document["variable"])
+        """Index the policy's own programs (few); namespaces wait for use."""
         policy: dict[str, tuple[str, Mapping[str, Any]]] = {}
         for raw in self.policy_programs:
-            _index(policy, "policy", raw, None)
+            _index(policy, "policy", raw)
         self._raw["policy"] = policy
-        self._variables = tuple(variables)
+
+    def index_all(self) -> None:
+        """Index every namespace now (the loader checks names this way)."""
+        for namespace in {d["namespace"] for d in self.documents}:
+            self._table(namespace)
+
+    def _table(self, namespace: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
+        table = self._raw.get(namespace)
+        if table is None:
+            table = self._raw[namespace] = {}
+            for document in self.documents:
+                if document["namespace"] != namespace:
+                    continue
+                for key in ("program", "cmdlet", "type"):
+                    for raw in document.get(key, ()):
+                        _index(table, namespace, raw)
+        return table
+
+    def _full(self, kind: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """An entry with its default values filled in."""
+        return {**self.defaults.get(kind, {}), **raw}
 
     # -- programs ----------------------------------------------------------
     def programs(self, namespace: str, name: str) -> tuple[ProgramEntry, ...]:
@@ -380,20 +422,22 @@ class Knowledge:
 
     def _compile_programs(self, namespace: str, name: str) -> tuple[ProgramEntry, ...]:
         out = []
-        hit = self._raw.get(namespace, {}).get(name)
+        hit = self._table(namespace).get(name)
         if hit is not None:
             canonical, raw = hit
-            out.append(compile_program(raw, f"{namespace}:{canonical}", canonical))
+            spec = f"{namespace}:{canonical}"
+            out.append(compile_program(raw, spec, canonical, None, self._full))
         if namespace == "posix":
             mine = self._raw["policy"].get(name)
             if mine is not None:
                 canonical, raw = mine
-                out.append(compile_program(raw, f"policy:{canonical}", canonical))
+                spec = f"policy:{canonical}"
+                out.append(compile_program(raw, spec, canonical, None, self._full))
         return tuple(out)
 
     def names(self, namespace: str) -> dict[str, str]:
         """Every name and alias of a namespace, mapped to its entry's name."""
-        return {key: hit[0] for key, hit in self._raw.get(namespace, {}).items()}
+        return {key: hit[0] for key, hit in self._table(namespace).items()}
 
     # -- PowerShell ----------------------------------------------------------
     def cmdlet(self, name: str) -> Cmdlet | None:
@@ -401,11 +445,11 @@ class Knowledge:
         key = ("pwsh", name)
         if key in self._compiled:
             return self._compiled[key]  # type: ignore[no-any-return]
-        hit = self._raw.get("pwsh", {}).get(name)
+        hit = self._table("pwsh").get(name)
         compiled = None
         if hit is not None and hit[0] == name:
             document = self._groups.get("pwsh") or self._pwsh_groups()
-            compiled = compile_cmdlet(hit[1], document)
+            compiled = compile_cmdlet(self._full("cmdlet", hit[1]), document)
         self._compiled[key] = compiled
         return compiled
 
@@ -413,13 +457,13 @@ class Knowledge:
         groups: dict[str, Any] = {}
         for document in self.documents:
             if document["namespace"] == "pwsh":
-                groups.update(document["parameter_groups"])
+                groups.update(document.get("parameter_groups", {}))
         self._groups["pwsh"] = groups
         return groups
 
     def cmdlet_name(self, name: str) -> str | None:
         """Resolve a lower-case cmdlet name or built-in alias; ``None`` if unknown."""
-        hit = self._raw.get("pwsh", {}).get(name)
+        hit = self._table("pwsh").get(name)
         return hit[0] if hit is not None else None
 
     # -- .NET ------------------------------------------------------------------
@@ -428,22 +472,34 @@ class Knowledge:
         key = ("dotnet", name)
         if key in self._compiled:
             return self._compiled[key]  # type: ignore[no-any-return]
-        hit = self._raw.get("dotnet", {}).get(name)
-        compiled = compile_type(hit[1]) if hit is not None else None
+        hit = self._table("dotnet").get(name)
+        compiled = compile_type(self._full("type", hit[1])) if hit is not None else None
         self._compiled[key] = compiled
         return compiled
 
     def dotnet_canonical(self, name: str) -> str:
         """A type's canonical name (``management.automation.scriptblock`` ...)."""
-        hit = self._raw.get("dotnet", {}).get(name)
+        hit = self._table("dotnet").get(name)
         return hit[0] if hit is not None else name
 
     def method_effect(self, name: str) -> Effect | None:
         """The effect of ``$obj.Name()`` on an object of unknown type."""
+        if self._methods is None:
+            self._methods = {
+                raw["name"]: Effect(raw["effect"])
+                for document in self.documents
+                for raw in document.get("method", ())
+            }
         return self._methods.get(name)
 
     def property_effect(self, name: str) -> tuple[Effect, str] | None:
         """What setting property ``name`` (lower case) does, or ``None``."""
+        if self._properties is None:
+            self._properties = {
+                raw["name"]: VariableRule(raw["effect"], raw.get("reason", ""))
+                for document in self.documents
+                for raw in document.get("property", ())
+            }
         found = self._properties.get(name)
         return None if found is None else (Effect(found.kind), found.reason)
 
@@ -454,6 +510,12 @@ class Knowledge:
             return self._variable_memo[name]
         best: tuple[int, VariableRule] | None = None
         upper = name.upper()
+        if self._variables is None:
+            self._variables = tuple(
+                _variable_matcher(self._full("variable", raw))
+                for document in self.documents
+                for raw in document.get("variable", ())
+            )
         for how, text, rule in self._variables:
             score = _variable_score(how, text, upper)
             if score and (best is None or score > best[0]):
@@ -490,7 +552,6 @@ def _index(
     table: dict[str, tuple[str, Mapping[str, Any]]],
     namespace: str,
     raw: Mapping[str, Any],
-    _document: Mapping[str, Any] | None,
 ) -> None:
     """Index an entry by its name and aliases; a name defined twice is an error."""
     canonical = raw["name"]

@@ -7,13 +7,15 @@ refuses a name defined twice (per namespace, aliases included), an unknown
 key, a handler that does not exist and a handler key the handler does not
 read.
 
-NOTE(registry): parsing the TOML and validating it costs about 100 ms, more
-than a whole helper-served ``guard run``. The validated documents are
-cached as JSON in guard's home under a name derived from the content of
-every spec file and of the schema, so the in-process path reads them in a
-few milliseconds and any change to the data or the schema is a new cache.
-Guard's home is never writable by a guarded program. Without a writable
-home, the files are parsed every time (slower, same answers).
+NOTE(registry): parsing the TOML and validating it costs about half a
+second, more than a whole helper-served ``guard run``. The validated
+documents are cached as JSON in guard's home (without their examples and
+default values, which the cache stores once), named by a key that changes
+with any spec file, the schema or the guard's version; the in-process path
+reads them in a few milliseconds, and namespaces and entries are indexed
+and compiled on first use. Guard's home is never writable by a guarded
+program. Without a writable home the files are parsed every time (slower,
+same answers).
 """
 
 from __future__ import annotations
@@ -23,18 +25,13 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from statetrace_guard.classify.handler_names import HANDLER_DATA_KEYS
-from statetrace_guard.classify.knowledge import (
-    DEFAULT_TRUSTED_DIRS,
-    Knowledge,
-    RegistryError,
-)
+from statetrace_guard.classify.knowledge import Knowledge, RegistryError
+from statetrace_guard.classify.trusted import DEFAULT_TRUSTED_DIRS
 
 __all__ = [
     "builtin_knowledge",
@@ -45,11 +42,15 @@ __all__ = [
     "validate_programs",
 ]
 
-_CACHE_FORMAT = "registry-v1"
+_CACHE_FORMAT = "registry-v2"
+_HERE = Path(__file__).resolve().parent
+_EXAMPLES = ("match", "not_match")
 
 
 def spec_files() -> list[tuple[str, bytes]]:
     """Every built-in spec file as (name, bytes), sorted by name."""
+    from importlib import resources  # noqa: PLC0415 - only on a cache miss
+
     folder = resources.files("statetrace_guard.classify").joinpath("specs")
     found = [
         (entry.name, entry.read_bytes())
@@ -59,29 +60,86 @@ def spec_files() -> list[tuple[str, bytes]]:
     return sorted(found)
 
 
-def _schema_bytes() -> bytes:
-    here = resources.files("statetrace_guard.classify")
-    return here.joinpath("specs_schema.py").read_bytes()
+def _cache_key() -> str:
+    """A key that changes with any spec file, the schema or the guard's version.
 
+    NOTE(registry): file names, sizes and modification times, not contents:
+    reading and hashing half a megabyte is most of what a cache hit saves.
+    Without a directory to list (a zipped package) the contents are hashed.
+    """
+    from statetrace_guard._version import __version__  # noqa: PLC0415 - tiny
 
-def _cache_key(files: Sequence[tuple[str, bytes]]) -> str:
-    digest = hashlib.sha256(_CACHE_FORMAT.encode())
-    for name, raw in (*files, ("specs_schema.py", _schema_bytes())):
-        digest.update(name.encode() + b"\0" + len(raw).to_bytes(8, "big"))
-        digest.update(raw)
+    digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{__version__}\0".encode())
+    try:
+        entries = sorted(os.scandir(_HERE / "specs"), key=lambda e: e.name)
+        stats = [(e.name, e.stat()) for e in entries if e.name.endswith(".toml")]
+        stats.append(("specs_schema.py", (_HERE / "specs_schema.py").stat()))
+    except OSError:
+        for name, raw in spec_files():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(raw).digest())
+        return digest.hexdigest()[:32]
+    for name, st in stats:
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
 
 
-def load_documents() -> tuple[dict[str, Any], ...]:
-    """The built-in registry's validated documents (cached by content)."""
-    files = spec_files()
-    path = _cache_path(_cache_key(files))
+def load_documents() -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    """The built-in registry's documents and the defaults that complete them.
+
+    The documents carry no examples and no default values (cached in
+    guard's home).
+    """
+    path = _cache_path(_cache_key())
     cached = _read_cache(path)
     if cached is not None:
         return cached
-    documents = validate_documents(files)
-    _write_cache(path, documents)
-    return documents
+    documents = validate_documents(spec_files())
+    result = (tuple(_sparse(d) for d in documents), _defaults())
+    _write_cache(path, result)
+    return result
+
+
+def _sparse(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A validated document for run time: no examples, no default values."""
+    from statetrace_guard.classify.specs_schema import SpecFile  # noqa: PLC0415
+
+    model = SpecFile.model_validate(_without_examples(document))
+    return model.model_dump(mode="json", exclude_defaults=True) | {
+        "namespace": document["namespace"]
+    }
+
+
+def _without_examples(value: Any) -> Any:  # noqa: ANN401 - JSON-shaped data
+    if isinstance(value, dict):
+        return {k: _without_examples(v) for k, v in value.items() if k not in _EXAMPLES}
+    if isinstance(value, list):
+        return [_without_examples(item) for item in value]
+    return value
+
+
+def _defaults() -> dict[str, Any]:
+    """Every key's default value, per kind of entry (to complete sparse ones).
+
+    Built from instances with placeholder required values, which are then
+    dropped: a required key is always in a sparse entry.
+    """
+    from statetrace_guard.classify import specs_schema as schema  # noqa: PLC0415
+
+    def dump(model: Any, *required: str) -> dict[str, Any]:  # noqa: ANN401
+        data: dict[str, Any] = model.model_dump(mode="json")
+        for key in required:
+            data.pop(key)
+        return data
+
+    variable = dump(schema.VariableSpec(name="x", kind="plain"), "kind")
+    return {
+        "program": dump(schema.ProgramSpec(name="x"), "name"),
+        "subcommand": dump(schema.SubcommandSpec()),
+        "mode": dump(schema.Mode(options=(), effects=()), "options", "effects"),
+        "cmdlet": dump(schema.CmdletSpec(name="x"), "name"),
+        "type": dump(schema.DotnetTypeSpec(name="x"), "name"),
+        "variable": variable | {"name": None},
+    }
 
 
 def _cache_path(key: str) -> Path | None:
@@ -93,32 +151,42 @@ def _cache_path(key: str) -> Path | None:
         return None
 
 
-def _read_cache(path: Path | None) -> tuple[dict[str, Any], ...] | None:
+def _read_cache(
+    path: Path | None,
+) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]] | None:
     if path is None:
         return None
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, list):
+    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
         return None
-    return tuple(data)
+    return tuple(data["documents"]), data["defaults"]
 
 
-def _write_cache(path: Path | None, documents: Iterable[dict[str, Any]]) -> None:
-    """Write the cache atomically; a home that cannot be written costs speed only."""
+def _write_cache(
+    path: Path | None, result: tuple[tuple[dict[str, Any], ...], dict[str, Any]]
+) -> None:
+    """Write the cache atomically and drop older ones; failures cost speed only."""
     if path is None:
         return
+    import tempfile  # noqa: PLC0415 - only on a cache miss
+
+    data = {"format": _CACHE_FORMAT, "documents": result[0], "defaults": result[1]}
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=".registry-")
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(json.dumps(list(documents), separators=(",", ":")).encode())
+                out.write(json.dumps(data, separators=(",", ":")).encode())
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
+        for old in path.parent.glob("registry-*.json"):
+            if old != path:
+                old.unlink(missing_ok=True)
 
 
 def validate_documents(
@@ -152,7 +220,7 @@ def validate_documents(
         _check_handlers(name, document)
         documents.append(document)
     # Indexing refuses a name defined twice, across files too.
-    Knowledge(tuple(documents))
+    Knowledge(tuple(documents)).index_all()
     return tuple(documents)
 
 
@@ -163,7 +231,7 @@ def validate_programs(programs: Sequence[Mapping[str, Any]], source: str) -> Non
         RegistryError: an unknown handler or handler key, or a name twice.
     """
     _check_handlers(source, {"program": list(programs), "cmdlet": []})
-    Knowledge((), tuple(programs))
+    Knowledge((), tuple(programs))  # indexes the policy's programs: names once
 
 
 def _check_handlers(source: str, document: Mapping[str, Any]) -> None:
@@ -189,7 +257,8 @@ def _check_one(source: str, where: str, raw: Mapping[str, Any]) -> None:
 @functools.cache
 def builtin_knowledge() -> Knowledge:
     """The built-in registry with the default trusted directories."""
-    return Knowledge(load_documents())
+    documents, defaults = load_documents()
+    return Knowledge(documents, defaults=defaults)
 
 
 @functools.lru_cache(maxsize=16)
@@ -213,4 +282,5 @@ def knowledge_for(
         base.documents,
         tuple(json.loads(text) for text in programs),
         frozenset(trusted_dirs),
+        base.defaults,
     )

@@ -33,7 +33,7 @@ SHELL_OF = {"posix": "bash", "python": "bash", "pwsh": "pwsh", "windows": "pwsh"
 
 def _entries() -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(namespace, spec id, entry) for every entry and subcommand with examples."""
-    for document in load_documents():
+    for document in validate_documents(spec_files()):
         namespace = document["namespace"]
         for key in ("program", "cmdlet"):
             for raw in document.get(key, ()):
@@ -145,27 +145,49 @@ class TestLoader:
         assert knowledge.programs("windows", "sc")
         assert knowledge.cmdlet_name("sc") == "set-content"
 
-    def test_cache_is_reused_and_keyed_by_content(self, monkeypatch, tmp_path):
-        """A second load reads the cache; changed data is a new cache file."""
+    def test_cache_is_reused_and_replaced_when_the_data_changes(
+        self, monkeypatch, tmp_path
+    ):
+        """A second load reads the cache; a changed key replaces the old file."""
         monkeypatch.setenv("STATETRACE_GUARD_HOME", str(tmp_path))
         first = load_documents()
         cached = list((tmp_path / "cache").glob("registry-*.json"))
         assert len(cached) == 1
-        assert json.loads(cached[0].read_bytes()) == list(first)
+        assert json.loads(cached[0].read_bytes())["documents"] == list(first[0])
         calls = []
+        real = validate_documents
         monkeypatch.setattr(
             "statetrace_guard.classify.registry.validate_documents",
-            lambda files: calls.append(files) or (),
+            lambda files: calls.append(files) or real(files),
         )
         assert load_documents() == first
         assert calls == []
-        files = [*spec_files(), ("zz.toml", b'namespace = "posix"\n')]
         monkeypatch.setattr(
-            "statetrace_guard.classify.registry.spec_files", lambda: files
+            "statetrace_guard.classify.registry._cache_key", lambda: "changed"
         )
-        load_documents()
+        assert load_documents() == first
         assert len(calls) == 1
-        assert len(list((tmp_path / "cache").glob("registry-*.json"))) == 2
+        names = [p.name for p in (tmp_path / "cache").glob("registry-*.json")]
+        assert names == ["registry-changed.json"]
+
+    def test_sparse_documents_judge_like_full_ones(self):
+        """The cache leaves defaults and examples out; the answers do not change."""
+        full = Knowledge(validate_documents(spec_files()))
+        documents, defaults = load_documents()
+        sparse = Knowledge(documents, defaults=defaults)
+        for name in ("sort", "git", "tar", "pip", "rg", "env"):
+            one = full.programs("posix", name)[0]
+            two = sparse.programs("posix", name)[0]
+            assert dict(one.kinds) == dict(two.kinds)
+            assert one.effects == two.effects
+            assert set(one.subcommands) == set(two.subcommands)
+        for variable in ("PATH", "LD_AUDIT_X", "GIT_AUTHOR_NAME", "FOO", "TMPDIR"):
+            assert full.variable(variable) == sparse.variable(variable)
+        one = full.cmdlet("set-content")
+        two = sparse.cmdlet("set-content")
+        assert one is not None
+        assert two is not None
+        assert one.all_params == two.all_params
 
     def test_every_handler_has_code(self):
         """Each handler name an entry may use is implemented, and nothing else."""
