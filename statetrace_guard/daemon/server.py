@@ -517,9 +517,11 @@ def warm_up() -> None:
     import statetrace_guard.classify.powershell  # noqa: PLC0415
     import statetrace_guard.sandbox.linux  # noqa: F401, PLC0415
     from statetrace_guard.classify import bash  # noqa: PLC0415
+    from statetrace_guard.classify.registry import builtin_knowledge  # noqa: PLC0415
     from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
 
     bash.parser()
+    builtin_knowledge().index_all()  # the program registry, loaded once per helper
     select_backend()
 
 
