@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from statetrace_guard.classify import dotnet
-from statetrace_guard.classify.environment import dangerous_env
+from statetrace_guard.classify.environment import dangerous_env, redirects_writes
 from statetrace_guard.classify.knowledge import Cmdlet, Knowledge
 from statetrace_guard.levels import Effect
 
@@ -261,9 +261,24 @@ def _variable_set(acc: _Acc, raw: str, *, env: bool) -> None:
 def _hijacks(name: str) -> bool:
     """An environment variable that steers later programs (PATH, GIT_*...).
 
-    Guard's and the opt-in variables are left to the decision (env_sets).
+    The one table says which (the operator's opt-ins are plain there: the
+    decision judges them through env_sets).
     """
-    return dangerous_env(name) and not name.startswith("STATETRACE_")
+    return dangerous_env(name)
+
+
+def _redirected_writes(acc: _Acc, bound: Bound) -> None:
+    """``Set-Item Env:TMP -Value D``: later programs write into ``D``."""
+    names = [n for n in acc.env_sets if redirects_writes(n.upper())]
+    if not names:
+        return
+    value = _first(bound, "value")
+    if value is None or not value.static:
+        acc.add(Effect.DYNAMIC, f"{names[0]} is set to a path known only at run time")
+        return
+    for item in value.items:
+        acc.writes.append(item)
+        acc.add(Effect.WRITE, f"{names[0]} sends later writes to {item}")
 
 
 def _h_variable(acc: _Acc, bound: Bound, _spec: Cmdlet, _knowledge: Knowledge) -> None:
@@ -355,6 +370,7 @@ def judge(
     if acc.env_sets and not acc.writes and Effect.WRITE in acc.effects:
         acc.effects.discard(Effect.WRITE)  # Env:NAME only: a variable, no file
         acc.effects.add(Effect.READ)
+        _redirected_writes(acc, bound)
     _collect_urls(acc, spec, bound, args)
     _remote(acc, args)
     handler = _SPECIAL.get(spec.special)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from statetrace_guard.classify.registry import builtin_knowledge
 
-__all__ = ["dangerous_env", "variable_kind"]
+__all__ = ["dangerous_env", "redirects_writes", "variable_kind"]
 
 
 def variable_kind(name: str) -> str | None:
@@ -27,3 +27,12 @@ def dangerous_env(name: str) -> bool:
     the operator's opt-ins are the decision's (L3, only when already ``1``).
     """
     return variable_kind(name) == "hijack"
+
+
+def redirects_writes(name: str) -> bool:
+    """Setting ``name`` points later programs' writes at the path it holds.
+
+    ``TMPDIR``, ``TEMP``, ``PYTHONPYCACHEPREFIX``, ``GIT_TRACE``: the value
+    is a write target (a value known only at run time is ``dynamic``).
+    """
+    return variable_kind(name) == "write-dir"

@@ -20,12 +20,13 @@ from statetrace_guard.classify import (
 )
 from statetrace_guard.classify.assigns import subscript_runs
 from statetrace_guard.classify.engine import Handler, Judge, generic, options_of
-from statetrace_guard.classify.environment import dangerous_env
+from statetrace_guard.classify.environment import dangerous_env, redirects_writes
 from statetrace_guard.classify.knowledge import ProgramEntry
 from statetrace_guard.classify.model import ClassifyContext, Word
 from statetrace_guard.classify.verdict import (
     DYNAMIC,
     READ,
+    WRITE,
     Verdict,
     dynamic,
     may_be_option,
@@ -115,10 +116,17 @@ def _cmd_set(
     if not static or (name and dangerous_env(name.upper())):
         effects.add(*DYNAMIC)
         reasons.append(f"set {name or text}: steers later commands or is not static")
+    writes: tuple[Word, ...] = ()
+    if static and name and redirects_writes(name.upper()):
+        value = text.split("=", 1)[1].strip()
+        writes = (Word(value),)
+        effects.add(*WRITE)
+        reasons.append(f"{name} sends later writes to {value}")
     return Verdict(
         frozenset(effects),
         entry.spec,
         tuple(reasons),
+        writes,
         env_sets=(name,) if name and static else (),
     )
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from statetrace_guard.classify import dotnet
 from statetrace_guard.classify.cmdlets import is_unc
-from statetrace_guard.classify.environment import dangerous_env
+from statetrace_guard.classify.environment import dangerous_env, redirects_writes
 from statetrace_guard.classify.model import ClassifyContext, Shell, SimpleCommand, Word
 from statetrace_guard.classify.pwsh_command import judge_command, script_command
 from statetrace_guard.classify.pwsh_text import (
@@ -631,14 +631,7 @@ class _Walker:
         if _STEERING_VARIABLE.search(target):
             effects.add(Effect.DYNAMIC)  # $PSDefaultParameterValues.Add(...)
         if static and member.lower() == "setenvironmentvariable":
-            env_sets = _first_string_arg(node)
-            if env_sets == ("$unknown",) or _steers(env_sets[0]):
-                effects.add(Effect.DYNAMIC)  # named at run time, or steers programs
-            scope = node_text(node).lower()
-            if "user" in scope or "machine" in scope:
-                # NOTE(pwsh): User/Machine scope persists in the registry.
-                effects.add(Effect.WRITE)
-                writes = ("HKCU:\\Environment",)
+            env_sets, writes = _set_environment_variable(node, effects)
         if effect is Effect.WRITE:
             writes = _first_string_arg(node)
             if writes == ("$unknown",):
@@ -780,6 +773,12 @@ def _env_command(text: str, name: str) -> SimpleCommand:
     if _steers(name):
         effects.add(Effect.DYNAMIC)
         reasons.append(f"{name} changes which program later commands run")
+    writes: tuple[str, ...] = ()
+    if redirects_writes(name.upper()):
+        writes = _redirected(_LITERAL.fullmatch(text.partition("=")[2].strip()))
+        effects.add(Effect.WRITE if writes else Effect.DYNAMIC)
+        where = writes[0] if writes else "a path known only at run time"
+        reasons.append(f"{name} sends later writes to {where}")
     return SimpleCommand(
         argv=(text,),
         shell="pwsh",
@@ -788,7 +787,15 @@ def _env_command(text: str, name: str) -> SimpleCommand:
         spec="pwsh:env-assign",
         reasons=tuple(reasons),
         env_sets=(name,),
+        writes=writes,
     )
+
+
+def _redirected(literal: re.Match[str] | None) -> tuple[str, ...]:
+    """The path a write-redirecting variable is set to; empty when not static."""
+    if literal is None:
+        return ()
+    return (literal.group(2) if literal.group(1) else literal.group(0),)
 
 
 def _invocation_parts(node: Node) -> tuple[str, str, bool]:
@@ -809,12 +816,40 @@ def _invocation_parts(node: Node) -> tuple[str, str, bool]:
     return target.strip(), unescape_name(member), static
 
 
-def _first_string_arg(node: Node) -> tuple[str, ...]:
-    """The first argument of a call, when it is a static string."""
+def _set_environment_variable(
+    node: Node, effects: set[Effect]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``[Environment]::SetEnvironmentVariable(name, value[, scope])``.
+
+    Returns the variable set and the paths written; adds to ``effects``.
+    """
+    env_sets = _first_string_arg(node)
+    writes: tuple[str, ...] = ()
+    if env_sets == ("$unknown",) or _steers(env_sets[0]):
+        effects.add(Effect.DYNAMIC)  # named at run time, or steers programs
+    elif redirects_writes(env_sets[0].upper()):
+        value = _first_string_arg(node, 1)
+        if value == ("$unknown",):
+            effects.add(Effect.DYNAMIC)  # a path known only at run time
+        else:
+            effects.add(Effect.WRITE)
+            writes = value
+    scope = node_text(node).lower()
+    if "user" in scope or "machine" in scope:
+        # NOTE(pwsh): User/Machine scope persists in the registry.
+        effects.add(Effect.WRITE)
+        writes = (*writes, "HKCU:\\Environment")
+    return env_sets, writes
+
+
+def _first_string_arg(node: Node, index: int = 0) -> tuple[str, ...]:
+    """The first (or ``index``-th) argument of a call, when a static string."""
     for child in node.named_children:
         if child.type == "argument_list":
-            text = node_text(child).strip("() ")
-            literal = _LITERAL.fullmatch(text.split(",", 1)[0].strip())
+            parts = node_text(child).strip("() ").split(",")
+            if index >= len(parts):
+                return ("$unknown",)
+            literal = _LITERAL.fullmatch(parts[index].strip())
             if literal is None:
                 return ("$unknown",)  # a variable, a concatenation, a call
             return (literal.group(2) if literal.group(1) else literal.group(0),)

@@ -11,6 +11,7 @@ expression language with ``-exec ... ;``).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import replace
 
 from statetrace_guard.classify.engine import PLACEHOLDER, Judge, generic, options_of
@@ -29,10 +30,8 @@ from statetrace_guard.classify.verdict import (
 
 __all__ = ["command", "env", "find", "parallel", "watch", "xargs"]
 
+
 # Clearing one of these switches the guard off or hijacks lookup.
-_CLEARS_RISKY = ("STATETRACE_", "PATH")
-
-
 def env(
     entry: ProgramEntry,
     name: str,
@@ -49,20 +48,14 @@ def _env_words(entry: ProgramEntry, args: tuple[Word, ...], sets: list[str]) -> 
     parsed = options_of(entry, args, stop_at_operand=True)
     if parsed.problems:
         return dynamic(entry.spec, "an env argument may expand to an option")
-    unsets = set(entry.data.get("unset_options", ()))
     splits = set(entry.data.get("split_options", ()))
     chdirs = set(entry.data.get("chdir_options", ()))
-    cleared: list[str] = []
     for _, spelling, value in parsed.options:
         if spelling in chdirs:
             return dynamic(entry.spec, "env -C runs the command in another directory")
-        if spelling in unsets:
-            gone = value.text if value is not None and value.static else ""
-            if not gone or gone.startswith(_CLEARS_RISKY):
-                return _env_cleared(entry, gone)
-            cleared.append(gone)  # clearing a variable counts as setting it
-        elif spelling in splits:
+        if spelling in splits:
             after = args[parsed.rest_at :] if parsed.rest_at is not None else ()
+            cleared, _ = _env_clears(entry, parsed.options)
             return _env_split(entry, value, after, [*sets, *cleared])
     rest = list(args[parsed.rest_at :]) if parsed.rest_at is not None else []
     dirs: list[Word] = []
@@ -73,20 +66,39 @@ def _env_words(entry: ProgramEntry, args: tuple[Word, ...], sets: list[str]) -> 
         if variable_kind(name) == "write-dir":
             dirs.append(Word(text, word.static))
     verdict = _env_verdict(entry, sets, tuple(rest))
+    cleared, risky = _env_clears(entry, parsed.options)
     verdict = replace(verdict, env_sets=(*verdict.env_sets, *cleared))
+    if risky:  # clearing a hijack can undo what the operator set
+        verdict = replace(
+            verdict,
+            effects=verdict.effects | DYNAMIC,
+            reasons=(*verdict.reasons, f"env -u clears {', '.join(risky)}"),
+        )
     if dirs:  # env TMPDIR=/x sort: programs write into that directory
         verdict = replace(verdict, effects=verdict.effects | WRITE, writes=tuple(dirs))
     return verdict
 
 
-def _env_cleared(entry: ProgramEntry, name: str) -> Verdict:
-    """``env -u STATETRACE_GUARD_ACTIVE``: guard's switches or a hijack."""
-    return Verdict(
-        DYNAMIC,
-        entry.spec,
-        (f"env -u clears {name or 'a variable named at run time'}",),
-        env_sets=(name,) if name else (),
-    )
+def _env_clears(
+    entry: ProgramEntry, options: Sequence[tuple[str, str, Word | None]]
+) -> tuple[list[str], list[str]]:
+    """The variables ``env -u`` clears, and those among them the table flags.
+
+    Clearing counts as setting (the decision sees it); clearing a hijack
+    (or a name known only at run time) is dynamic, as bash ``unset`` is.
+    """
+    unsets = set(entry.data.get("unset_options", ()))
+    cleared: list[str] = []
+    risky: list[str] = []
+    for _, spelling, value in options:
+        if spelling not in unsets:
+            continue
+        gone = value.text if value is not None and value.static else ""
+        if not gone or dangerous_env(gone):
+            risky.append(gone or "a variable named at run time")
+        if gone:
+            cleared.append(gone)
+    return cleared, risky
 
 
 def _env_split(

@@ -65,10 +65,28 @@ class TestBashAssigns:
         ],
     )
     def test_rejects_hidden_assignment(self, script):
-        """The assigned opt-in variable is named and the command is dynamic."""
+        """The assigned opt-in variable is named for the decision.
+
+        One variable table for every shell: the operator's opt-ins are the
+        decision's (L3, only when already 1; tests/corpus/optin_bypasses.jsonl),
+        as ``$env:STATETRACE_AGENT_ALLOW_NET = '1'`` in PowerShell.
+        """
         argv = ("bash", "-c", script)
         assert NET in env_sets(argv)
-        assert is_dynamic(argv)
+        assert not is_dynamic(argv)
+
+    @pytest.mark.parametrize(
+        "script",
+        [
+            "read STATETRACE_GUARD_LEVEL <<< L3",
+            "printf -v STATETRACE_GUARD_POLICY x",
+            "(( STATETRACE_GUARD_ACTIVE=0 ))",
+            "export STATETRACE_TASK=x",
+        ],
+    )
+    def test_rejects_guard_variables(self, script):
+        """Guard's own variables are hijacks in every form: dynamic."""
+        assert is_dynamic(("bash", "-c", script))
 
     @pytest.mark.parametrize(
         "script",

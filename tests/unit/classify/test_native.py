@@ -172,13 +172,20 @@ class TestWrappers:
             "PATH",
             "BASH_ENV",
             "GIT_SSH_COMMAND",
-            "STATETRACE_AGENT_ALLOW_NET",
+            "STATETRACE_GUARD_LEVEL",
             "DYLD_X",
         ],
     )
     def test_dangerous_env(self, name):
-        """Variables that change what runs are dangerous."""
+        """Variables that change what runs (or guard's switches) are dangerous."""
         assert dangerous_env(name)
+
+    @pytest.mark.parametrize(
+        "name", ["STATETRACE_AGENT_ALLOW_NET", "STATETRACE_AGENT_ALLOW_INSTALL"]
+    )
+    def test_opt_ins_are_the_decisions(self, name):
+        """The operator's opt-ins are judged by the decision (L3, when already 1)."""
+        assert not dangerous_env(name)
 
     @pytest.mark.parametrize("name", ["LC_ALL", "GIT_AUTHOR_NAME", "FOO", "TZ"])
     def test_harmless_env(self, name):
