@@ -244,6 +244,8 @@ def _child(
             os.chdir(spec.cwd)
         if spec.fds is not None:
             report = _place_fds(spec.fds, report)
+        if spec.plan is not None and spec.plan.details.get("protect") == "mount":
+            _drop_old_view_descriptors(report)
         kind = _KIND_EXEC
         os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
@@ -251,6 +253,15 @@ def _child(
         os.write(report, f"{kind}:{code}:{exc}".encode(errors="replace"))
     finally:
         os._exit(ExitCode.RUN_GUARD_FAILED)
+
+
+def _drop_old_view_descriptors(report: int) -> None:
+    """Directories inherited from before the mount view would lead back out of it."""
+    from statetrace_guard.sandbox.mounts import (  # noqa: PLC0415 - Linux only, loaded
+        drop_old_view_descriptors,
+    )
+
+    drop_old_view_descriptors(report)
 
 
 def _place_fds(fds: Mapping[int, int], report: int) -> int:

@@ -31,7 +31,9 @@ inside from undoing them.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import stat
 from dataclasses import dataclass
 
 from statetrace_guard.sandbox.landlock import libc as c_library
@@ -39,6 +41,7 @@ from statetrace_guard.sandbox.landlock import libc as c_library
 __all__ = [
     "MountPlan",
     "apply_mounts",
+    "drop_old_view_descriptors",
     "enter_mount_namespace",
     "make_mount_namespace",
     "plan_pins",
@@ -306,3 +309,32 @@ def take_reserved_mount_namespace() -> int | None:
     fd = _reserved.pop()
     _held.append(fd)
     return fd
+
+
+def drop_old_view_descriptors(keep: int) -> tuple[int, ...]:
+    """Close inherited directory and ``O_PATH`` descriptors (not 0-2, not ``keep``).
+
+    A directory opened before the mounts (by whoever started ``guard run``)
+    still refers to the old, writable view: ``openat(fd, "hooks/x")`` from it
+    would bypass every read-only bind. The working directory is entered anew
+    for the same reason. Returns the descriptors closed.
+
+    NOTE(mounts): a regular file the invoker opened inside a protected path
+    stays open as given (it is the invoker's own grant), but reopening it
+    through ``/proc/self/fd`` also reaches the old view: runtimes must not
+    pass such descriptors.
+    """
+    closed = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == keep:  # noqa: PLR2004 - stdio stays as given
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            continue  # the listing's own descriptor, already closed
+        if stat.S_ISDIR(mode) or flags & os.O_PATH:
+            os.close(fd)
+            closed.append(fd)
+    return tuple(closed)

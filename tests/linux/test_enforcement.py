@@ -322,6 +322,35 @@ class TestFilesystem:
         assert room.sh(Level.L1, "echo new > README.md") == 0
         assert (room.ws / "README.md").read_text() == "new\n"
 
+    def test_inherited_directory_descriptor_leads_nowhere(self, room):
+        """A directory opened before the mounts cannot reach a protected path."""
+        if room.backend is SPLIT_ONLY:
+            pytest.skip("Landlock alone judges every open by its path")
+        hooks = os.open(room.ws / ".git" / "hooks", os.O_RDONLY | os.O_DIRECTORY)
+        code = """
+            import os, sys
+            try:
+                fd = os.open("pre-commit", os.O_CREAT | os.O_WRONLY, dir_fd=3)
+            except OSError:
+                sys.exit(13)
+            os.write(fd, b"planted")
+            """
+        plan = room.backend.plan(Level.L1, network_open=False, layout=room.layout)
+        spec = RunSpec(
+            [PY, "-c", textwrap.dedent(code)],
+            str(room.ws),
+            {**os.environ, "TMPDIR": room.layout.private_tmp},
+            plan=plan,
+            backend=room.backend,
+            grace=1,
+            fds={0: 0, 1: 1, 2: 2, 3: hooks},
+        )
+        try:
+            assert run(spec).exit_status == 13
+        finally:
+            os.close(hooks)
+        assert not (room.ws / ".git" / "hooks" / "pre-commit").exists()
+
     def test_rejects_mknod_device(self, room):
         """A device node cannot be made in the workspace, even by root."""
         assert room.sh(Level.L1, "mknod src/disk b 8 0") != 0
