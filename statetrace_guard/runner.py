@@ -1,11 +1,20 @@
 """Run one program under its sandbox plan and supervise its whole tree.
 
-The fast path imports nothing heavy: the child is forked with ``os.fork``,
-restricted (process group, terminal, rlimits, the backend's child setup) and
-exec'd; exec and setup failures come back through a close-on-exec pipe. The
-parent waits on a pidfd, so a program that exits at once is reaped at once.
-Only a program still running after the first sampling interval, or one that
-leaves descendants behind, brings in psutil (:mod:`statetrace_guard.supervise`).
+The fast path imports nothing heavy. Where the sandbox gives the program a
+PID namespace (Linux), the supervisor forks the namespace's init
+(:mod:`statetrace_guard.sandbox.pidinit`), which enters the namespaces and
+forks the program; otherwise the program is forked directly. Either way the
+program is restricted in order (session or process group and terminal,
+working directory resolved in its own mount view, rlimits, Landlock,
+capabilities, seccomp) and exec'd; exec and setup failures come back through
+a close-on-exec pipe. The supervisor waits on init's status pipe (or on a
+pidfd), so a program that exits at once is reaped at once. Only a program
+still running after the first sampling interval, or one that leaves
+descendants behind, brings in psutil (:mod:`statetrace_guard.supervise`).
+
+Without a terminal the program starts a new session (no controlling
+terminal: nothing to inject keystrokes into); with one it keeps job control
+and the seccomp filter denies TIOCSTI.
 
 Exit status (issue 2): the child's own status; 128+N when killed by signal N;
 124 on timeout; 127 when the program cannot be executed (not found, not
@@ -24,7 +33,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from statetrace_guard.errors import ExitCode, GuardError
 from statetrace_guard.reaped import Reaped
@@ -35,6 +44,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     from statetrace_guard.sandbox.base import ChildSetup, SandboxBackend, SandboxPlan
+    from statetrace_guard.sandbox.pidinit import InitTree
     from statetrace_guard.supervise import TreeTracker
 
     class RunControl(Protocol):
@@ -172,6 +182,9 @@ class _Run:
     status: int = 0
     usage: Any = None
     leftover: list[dict[str, object]] = field(default_factory=list)
+    tree: InitTree | None = None  # the PID namespace's init, when there is one
+    error: str | None = None
+    reaped: Reaped = field(default_factory=Reaped)
 
 
 def _prctl(option: int, value: int) -> None:
@@ -226,31 +239,21 @@ def _set_limits(spec: RunSpec) -> None:
 def _child(
     spec: RunSpec, setup: ChildSetup | None, report: int, tty: int | None
 ) -> None:
-    """Between fork and exec; never returns."""
+    """Between fork and exec without a PID namespace; never returns."""
     kind = _KIND_SETUP
     try:
-        for sig in (*FORWARDED_SIGNALS, *_RESTORED_SIGNALS):
-            signal.signal(sig, signal.SIG_DFL)
-        os.setpgid(0, 0)
-        _give_tty(tty, os.getpid())
-        _set_limits(spec)
-        if spec.control is not None:
-            # Run for a client elsewhere: if this supervisor is killed, the
-            # program must not run on unwatched (its tree is ended otherwise).
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        _reset_signals()
+        _session(tty)
+        # Dies with the supervisor (issue 14.5); without a PID namespace,
+        # what it forks itself can still outlive it (guard doctor says so).
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if setup is not None:
-            setup(spec.cwd)  # enters cwd inside the new mount view (issue 12 K3)
-        else:
-            os.chdir(spec.cwd)
-        if spec.fds is not None:
-            report = _place_fds(spec.fds, report)
-        if spec.plan is not None and spec.plan.details.get("protect") == "mount":
-            _drop_old_view_descriptors(report)
+            setup.enter()
+        report = _restricted(spec, setup, report)
         kind = _KIND_EXEC
         os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
-        code = getattr(exc, "errno", None) or 0
-        os.write(report, f"{kind}:{code}:{exc}".encode(errors="replace"))
+        _report_failure(report, kind, exc)
     finally:
         os._exit(ExitCode.RUN_GUARD_FAILED)
 
@@ -262,6 +265,61 @@ def _drop_old_view_descriptors(report: int) -> None:
     )
 
     drop_old_view_descriptors(report)
+
+
+def _program(
+    spec: RunSpec, setup: ChildSetup, report: int, tty: int | None
+) -> NoReturn:
+    """The program, forked by its PID namespace's init; never returns."""
+    kind = _KIND_SETUP
+    try:
+        signal.set_wakeup_fd(-1)
+        _reset_signals()
+        _session(tty)
+        report = _restricted(spec, setup, report)
+        kind = _KIND_EXEC
+        os.execvpe(spec.argv[0], list(spec.argv), dict(spec.env))  # noqa: S606
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the runner
+        _report_failure(report, kind, exc)
+    finally:
+        os._exit(ExitCode.RUN_GUARD_FAILED)
+
+
+def _reset_signals() -> None:
+    for sig in (*FORWARDED_SIGNALS, *_RESTORED_SIGNALS, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+
+
+def _session(tty: int | None) -> None:
+    """Own process group in the terminal's foreground, else a new session."""
+    if tty is None:
+        os.setsid()
+    else:
+        os.setpgid(0, 0)
+        _give_tty(tty, os.getpid())
+
+
+def _restricted(spec: RunSpec, setup: ChildSetup | None, report: int) -> int:
+    """Working directory (in the new mount view), limits, sandbox, descriptors.
+
+    Returns the report pipe's descriptor (placing descriptors may move it).
+    """
+    os.chdir(spec.cwd)
+    _set_limits(spec)
+    if setup is not None:
+        setup.restrict()
+    if spec.fds is not None:
+        report = _place_fds(spec.fds, report)
+    if spec.plan is not None and spec.plan.details.get("protect") == "mount":
+        _drop_old_view_descriptors(report)
+    return report
+
+
+def _report_failure(report: int, kind: str, exc: BaseException) -> None:
+    code = getattr(exc, "errno", None) or 0
+    with contextlib.suppress(OSError):
+        os.write(report, f"{kind}:{code}:{exc}".encode(errors="replace"))
 
 
 def _place_fds(fds: Mapping[int, int], report: int) -> int:
@@ -297,7 +355,10 @@ def _read_report(fd: int) -> bytes:
 
 def _failure(state: _Run, report: bytes) -> RunOutcome:
     """Turn a child's pipe report into the 127 / 125 outcome."""
-    os.waitpid(state.pid, 0)
+    if state.tree is not None:
+        state.tree.collect(end=True)
+    else:
+        os.waitpid(state.pid, 0)
     kind, _, rest = report.decode(errors="replace").partition(":")
     code_text, _, message = rest.partition(":")
     code = int(code_text) if code_text.isdigit() else 0
@@ -318,11 +379,17 @@ def _failure(state: _Run, report: bytes) -> RunOutcome:
 
 def _forwarder(state: _Run) -> Callable[[int, FrameType | None], None]:
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if state.pid <= 0:
-            return
-        try:
-            os.killpg(state.pid, signum)
-        except OSError:
+        if state.tree is not None:
+            state.tree.signal(signum)  # init relays it to the program's group
+        elif state.pid > 0:
+            try:
+                os.killpg(state.pid, signum)
+            except ProcessLookupError:  # not yet its own group (or session)
+                with contextlib.suppress(OSError):
+                    os.kill(state.pid, signum)
+            except OSError:
+                return
+        else:
             return
         if signum != signal.SIGINT and state.kill_at is None:
             state.kill_at = time.monotonic() + state.spec.grace
@@ -348,21 +415,27 @@ def _forwarding(state: _Run) -> dict[int, Any]:
 
 
 class _Waiter:
-    """Waits for the program's exit and for the run's control channel.
+    """Waits for news of the program and for the run's control channel.
 
-    The exit is seen on a pidfd where the kernel has them.
+    The news is init's status pipe, else a pidfd on the program where the
+    kernel has them, else a short sleep.
     """
 
-    def __init__(self, pid: int, control: int | None) -> None:
+    def __init__(self, state: _Run, control: int | None) -> None:
         self._poll = select.poll()
         self._fd = -1
+        self._owned = False
         self.control = control
         if control is not None:
             self._poll.register(control, select.POLLIN)
-        try:
-            self._fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            return
+        if state.tree is not None:
+            self._fd = state.tree.fileno()
+        else:
+            try:
+                self._fd = os.pidfd_open(state.pid)
+            except (AttributeError, OSError):
+                return
+            self._owned = True
         self._poll.register(self._fd, select.POLLIN)
 
     def wait(self, timeout: float) -> tuple[bool, bool]:
@@ -387,13 +460,15 @@ class _Waiter:
             self.control = None
 
     def close(self) -> None:
-        """Close the pidfd."""
-        if self._fd >= 0:
+        """Close the pidfd (init's pipe belongs to the tree)."""
+        if self._owned and self._fd >= 0:
             os.close(self._fd)
-            self._fd = -1
+        self._fd = -1
 
 
 def _try_reap(state: _Run, flags: int = os.WNOHANG) -> bool:
+    if state.tree is not None:
+        return _news_from_init(state, block=flags == 0)
     pid, status, usage = os.wait4(state.pid, flags)
     if pid == 0:
         return False
@@ -401,11 +476,38 @@ def _try_reap(state: _Run, flags: int = os.WNOHANG) -> bool:
     return True
 
 
+def _news_from_init(state: _Run, *, block: bool) -> bool:
+    """Whether init has reported the program's end (or ended itself)."""
+    tree = state.tree
+    assert tree is not None  # noqa: S101 - only called with a tree
+    if block:
+        tree.collect(end=True)
+    elif tree.status_fd >= 0:
+        tree.read()
+    if tree.status is not None:
+        state.status, state.usage = tree.status, tree.usage
+        return True
+    if not tree.gone:
+        return False
+    from statetrace_guard.sandbox.pidinit import ProgramUsage  # noqa: PLC0415
+
+    tree.collect(end=False)
+    state.status, state.usage = signal.SIGKILL, ProgramUsage()
+    state.error = "the sandbox's init ended before the program (the tree was ended)"
+    return True
+
+
 def _tracker(state: _Run) -> TreeTracker:
     if state.tracker is None:
         from statetrace_guard.supervise import TreeTracker  # noqa: PLC0415 - lazy
 
-        state.tracker = TreeTracker(state.pid, state.wall_started, state.start_ticks)
+        state.tracker = TreeTracker(
+            state.pid,
+            state.wall_started,
+            state.start_ticks,
+            init=state.tree is not None,
+            reaped=state.reaped,
+        )
     return state.tracker
 
 
@@ -445,7 +547,7 @@ def _on_control(state: _Run, waiter: _Waiter) -> None:
 def _wait_child(state: _Run) -> None:
     """Wait for the program; sample the tree and enforce deadlines meanwhile."""
     control = state.spec.control
-    waiter = _Waiter(state.pid, None if control is None else control.fileno())
+    waiter = _Waiter(state, None if control is None else control.fileno())
     next_sample = state.started + SAMPLE_INTERVAL_S
     try:
         while True:
@@ -490,6 +592,9 @@ def _has_children() -> bool:
 
 def _finish(state: _Run) -> None:
     """After the program exited: end (or leave) what it left running."""
+    if state.tree is not None:
+        _finish_namespace(state, state.tree)
+        return
     if state.tracker is None and not _has_children():
         return
     tracker = _tracker(state)
@@ -498,6 +603,20 @@ def _finish(state: _Run) -> None:
         state.leftover = tracker.end(state.spec.grace)
     else:
         tracker.reap_orphans()
+
+
+def _finish_namespace(state: _Run, tree: InitTree) -> None:
+    """The same with init: it says whether anything else is still alive."""
+    if tree.status_fd >= 0 and tree.others_alive and not tree.gone:
+        if state.spec.allow_background:
+            tree.detach()
+            return
+        tracker = _tracker(state)
+        tracker.sample()
+        if tracker.leftovers():
+            state.leftover = tracker.end(state.spec.grace)
+    tree.collect(end=True)
+    _reaped(state).add_totals(tree.orphans)
 
 
 def _exit_status(state: _Run) -> tuple[int, int | None, int | None]:
@@ -533,7 +652,7 @@ def _peak_rss(state: _Run, self_peak: int) -> int:
 
 
 def _reaped(state: _Run) -> Reaped:
-    return state.tracker.reaped if state.tracker is not None else Reaped()
+    return state.reaped
 
 
 def _memory_refused(state: _Run, exit_status: int) -> bool:
@@ -548,6 +667,9 @@ def _outcome(state: _Run, self_peak: int) -> RunOutcome:
     exit_status, returncode, sig = _exit_status(state)
     reaped = _reaped(state)
     seen = state.tracker.seen if state.tracker is not None else {state.pid}
+    processes = len(seen | reaped.pids)
+    if state.tree is not None:  # init's pid is not the program's
+        processes = max(len(seen), 1 + reaped.others)
     limit_hit = state.limit_hit
     if limit_hit is None and _memory_refused(state, exit_status):
         limit_hit = "memory"
@@ -560,10 +682,11 @@ def _outcome(state: _Run, self_peak: int) -> RunOutcome:
         cpu_user_s=state.usage.ru_utime + reaped.cpu_user_s,
         cpu_system_s=state.usage.ru_stime + reaped.cpu_system_s,
         peak_rss_bytes=_peak_rss(state, self_peak),
-        processes=len(seen | reaped.pids),
+        processes=processes,
         executables=_executables(state),
         leftover=tuple(state.leftover),
         limit_hit=limit_hit,
+        error=state.error,
     )
 
 
@@ -578,21 +701,59 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def _start(state: _Run, setup: ChildSetup | None, tty: int | None) -> int:
-    """Fork the child; return the read end of its report pipe."""
+    """Fork init or the program; return the read end of the report pipe.
+
+    Raises:
+        OSError: the namespace or the fork failed (nothing started).
+    """
     read_fd, write_fd = os.pipe()  # non-inheritable: closed by a successful exec
     state.started = time.monotonic()
     state.wall_started = time.time()
+    try:
+        if setup is not None and setup.pid_namespace != "none":
+            _start_init(state, setup, tty, write_fd)
+        else:
+            _start_direct(state, setup, tty, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return read_fd
+
+
+def _start_init(state: _Run, setup: ChildSetup, tty: int | None, report: int) -> None:
+    from statetrace_guard.sandbox.pidinit import start_tree  # noqa: PLC0415 - Linux
+
+    def program() -> NoReturn:
+        _program(state.spec, setup, report, tty)
+
+    # A signal relayed before the tree is known would be lost: hold them.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    try:
+        tree = start_tree(
+            as_root=setup.pid_namespace == "root",
+            enter=setup.enter,
+            program=program,
+            report=report,
+        )
+        state.tree, state.pid = tree, tree.init_pid
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _start_direct(
+    state: _Run, setup: ChildSetup | None, tty: int | None, report: int
+) -> None:
     pid = os.fork()
     if pid == 0:
-        os.close(read_fd)
-        _child(state.spec, setup, write_fd, tty)
+        _child(state.spec, setup, report, tty)
     state.pid = pid
     state.start_ticks = _start_ticks(pid)
-    os.close(write_fd)
-    with contextlib.suppress(OSError):  # the child may have exec'd already
-        os.setpgid(pid, pid)
-    _give_tty(tty, pid)
-    return read_fd
+    if tty is not None:  # without a terminal the child makes its own session
+        with contextlib.suppress(OSError):  # the child may have exec'd already
+            os.setpgid(pid, pid)
+        _give_tty(tty, pid)
 
 
 def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
@@ -602,9 +763,16 @@ def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
     tty = _foreground_tty()
     saved = _forwarding(state)
     try:
-        read_fd = _start(state, setup, tty)
-        if setup is not None:
-            setup.close()
+        try:
+            read_fd = _start(state, setup, tty)
+        except OSError as exc:
+            return RunOutcome(
+                exit_status=ExitCode.RUN_GUARD_FAILED,
+                error=f"sandbox or limit setup failed: {exc}",
+            )
+        finally:
+            if setup is not None:
+                setup.close()
         report = _read_report(read_fd)
         if report:
             return _failure(state, report)

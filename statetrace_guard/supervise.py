@@ -5,7 +5,9 @@ descendants behind: psutil costs about 30 ms to import, more than the rest
 of ``guard run``. The guard is a child subreaper, so every descendant of the
 program (also those that call setsid or double-fork) is either below the
 program or reparented to the guard; the tree is "the guard's children started
-at or after the program, and all their descendants".
+at or after the program, and all their descendants". With a PID namespace
+the tree is simply every descendant of its init (nothing can leave the
+namespace; orphans go to init), init itself excluded.
 """
 
 from __future__ import annotations
@@ -46,32 +48,47 @@ class TreeTracker:
     """Follows the program's process tree: samples figures, ends the tree."""
 
     def __init__(
-        self, main_pid: int, started: float, start_ticks: int | None = None
+        self,
+        main_pid: int,
+        started: float,
+        start_ticks: int | None = None,
+        *,
+        init: bool = False,
+        reaped: Reaped | None = None,
     ) -> None:
         """Track ``main_pid`` and every guard child created since it.
 
         Args:
-            main_pid: the program's pid (reaped by the runner, not here).
+            main_pid: the program's pid (reaped by the runner, not here), or
+                with ``init`` the PID namespace's init.
             started: ``time.time()`` just before the program was forked.
             start_ticks: the program's start in clock ticks since boot, read
                 from ``/proc``; compared on psutil's own clock when given.
+            init: ``main_pid`` is init: track its descendants instead.
+            reaped: where to add what the tracker reaps.
         """
         self.main_pid = main_pid
+        self._init = init
         if start_ticks is not None:
             tick = os.sysconf("SC_CLK_TCK")
             self._started = psutil.boot_time() + start_ticks / tick
         else:
             self._started = started - _CREATE_SLACK_S
-        self._me = psutil.Process(os.getpid())
-        self.seen: set[int] = {main_pid}
+        self._me = psutil.Process(main_pid if init else os.getpid())
+        self.seen: set[int] = set() if init else {main_pid}
         self.executables: dict[str, str] = {}
         self.peak_rss = 0
         self.peak_vms = 0
-        self.reaped = Reaped()
+        self.reaped = Reaped() if reaped is None else reaped
 
     def tree(self) -> list[psutil.Process]:
         """Return the program's live tree (main process first when alive)."""
         procs: list[psutil.Process] = []
+        if self._init:
+            try:
+                return list(self._me.children(recursive=True))
+            except psutil.Error:
+                return procs
         try:
             children = self._me.children()
         except psutil.Error:
@@ -152,6 +169,8 @@ class TreeTracker:
 
     def reap_orphans(self) -> None:
         """Reap the guard's exited children other than the program."""
+        if self._init:
+            return  # init reaps them and reports their figures
         for proc in self.tree():
             if proc.pid == self.main_pid:
                 continue

@@ -37,6 +37,7 @@ def plan_to_wire(plan: SandboxPlan, backend: SandboxBackend) -> dict[str, Any]:
         "pinned": list(plan.pinned),
         "backend": plan.backend,
         "details": {str(k): v for k, v in plan.details.items()},
+        "seal": _fields(plan.seal),
         "capabilities": _fields(backend.probe()),
     }
 
@@ -51,8 +52,10 @@ def _fields(value: object) -> dict[str, Any]:
 def plan_from_wire(data: dict[str, Any]) -> SandboxPlan:
     """Rebuild the plan the daemon made."""
     from statetrace_guard.levels import Level  # noqa: PLC0415 - client path
-    from statetrace_guard.sandbox.base import Grant, SandboxPlan  # noqa: PLC0415
+    from statetrace_guard.sandbox.base import Grant, SandboxPlan, Seal  # noqa: PLC0415
 
+    seal = dict(data["seal"])
+    seal["namespaces"] = tuple(seal["namespaces"])
     return SandboxPlan(
         level=Level(data["level"]),
         network_open=bool(data["network_open"]),
@@ -63,6 +66,7 @@ def plan_from_wire(data: dict[str, Any]) -> SandboxPlan:
         pinned=tuple(data["pinned"]),
         backend=data["backend"],
         details=dict(data["details"]),
+        seal=Seal(**seal),
     )
 
 

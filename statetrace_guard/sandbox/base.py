@@ -23,6 +23,7 @@ __all__ = [
     "Grant",
     "SandboxBackend",
     "SandboxPlan",
+    "Seal",
     "make_private_tmp",
     "remove_private_tmp",
 ]
@@ -73,6 +74,9 @@ class Capabilities:
     root: bool = False
     mountns: bool = False
     cgroup_v2: bool = False
+    pidns: bool = False
+    seccomp_arch: str | None = None
+    drop_bounding: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """Return a JSON-ready view (``guard doctor --json``)."""
@@ -82,8 +86,46 @@ class Capabilities:
             "network_namespaces": self.netns,
             "unprivileged_user_namespaces": self.userns,
             "mount_namespaces": self.mountns,
+            "pid_ipc_uts_namespaces": self.pidns,
+            "seccomp_arch": self.seccomp_arch,
             "root": self.root,
             "cgroup_v2": self.cgroup_v2,
+        }
+
+
+@dataclass(frozen=True)
+class Seal:
+    """What the program may not do beyond files and network (issue 12).
+
+    Privilege as data: the plan says it, ``guard doctor`` prints it, the
+    child applies exactly this and the record carries it.
+
+    Attributes:
+        namespaces: namespaces of its own beyond network and mount
+            (``pid``, ``ipc``, ``uts``); a PID namespace means an init.
+        user_namespace: made inside a new user namespace (not root).
+        capabilities: ``none`` (every set empty, bounding set dropped and
+            secure bits locked), ``none-bounding-kept`` (the caller held no
+            CAP_SETPCAP: nothing to drop it with, nothing in it to gain with
+            no_new_privs) or ``kept`` (not applied).
+        seccomp: the filter's architecture, or ``none``.
+        unix_sockets: ``denied`` (no new Unix socket; connected pairs only)
+            or ``allowed``.
+    """
+
+    namespaces: tuple[str, ...] = ()
+    user_namespace: bool = False
+    capabilities: str = "kept"
+    seccomp: str = "none"
+    unix_sockets: str = "allowed"
+
+    def as_enforcement(self) -> dict[str, str]:
+        """The record's view of it (``enforcement`` keys)."""
+        return {
+            "namespaces": ",".join(self.namespaces) or "none",
+            "capabilities": self.capabilities,
+            "seccomp": self.seccomp,
+            "unix_sockets": self.unix_sockets,
         }
 
 
@@ -105,6 +147,7 @@ class SandboxPlan:
             themselves so that they cannot be renamed or removed.
         backend: the name of the backend that made the plan.
         details: backend specifics (namespace mode, protection method).
+        seal: capabilities, namespaces, seccomp and the Unix-socket rule.
     """
 
     level: Level
@@ -116,6 +159,7 @@ class SandboxPlan:
     pinned: tuple[str, ...] = ()
     backend: str = "none"
     details: dict[str, object] = field(default_factory=dict)
+    seal: Seal = field(default_factory=Seal)
 
     def as_record(self) -> dict[str, object]:
         """Return the JSON-ready view stored with ``command.started``."""
@@ -129,18 +173,27 @@ class SandboxPlan:
 
 
 class ChildSetup(Protocol):
-    """Applies a plan in the forked child; raises on any failure.
+    """Applies a plan around the program's start; raises on any failure.
 
-    Built in the parent before fork (so the child does little), called once
-    in the child before exec, then closed in the parent after fork.
+    Built in the parent before fork (so the children do little). With a PID
+    namespace, ``enter`` runs in the program's init and ``restrict`` in the
+    program; without one, both run in the program, in that order. The runner
+    enters the working directory between the two, so that it is resolved in
+    the new file view (never a directory of the old one: issue 12 K3).
+    Closed in the parent after fork.
+
+    Attributes:
+        pid_namespace: ``none``, ``root`` (the supervisor unshares it) or
+            ``user`` (a holder makes a user namespace with it).
     """
 
-    def __call__(self, cwd: str) -> None:
-        """Restrict the calling (child) process and enter ``cwd``.
+    pid_namespace: str
 
-        The working directory is entered after the new file view exists, so
-        that it is resolved in that view (never a directory of the old one).
-        """
+    def enter(self) -> None:
+        """Enter the namespaces and make the mounts (init, or the program)."""
+
+    def restrict(self) -> None:
+        """Landlock, capabilities, seccomp; then check nothing is left."""
 
     def close(self) -> None:
         """Release what the parent prepared (file descriptors)."""
@@ -155,8 +208,18 @@ class SandboxBackend(Protocol):
         """Return what the machine offers (cached per process)."""
         ...
 
-    def plan(self, level: Level, network_open: bool, layout: FsLayout) -> SandboxPlan:
-        """Decide what will be enforced for ``level`` on this machine."""
+    def plan(
+        self,
+        level: Level,
+        network_open: bool,
+        layout: FsLayout,
+        *,
+        unix_sockets: bool = False,
+    ) -> SandboxPlan:
+        """Decide what will be enforced for ``level`` on this machine.
+
+        ``unix_sockets``: the policy lets this level create Unix sockets.
+        """
         ...
 
     def keep_prepared(self, plan: SandboxPlan) -> None:

@@ -43,18 +43,20 @@ from typing import TYPE_CHECKING
 
 from statetrace_guard.errors import SandboxUnavailable
 from statetrace_guard.levels import Level
-from statetrace_guard.sandbox import landlock
+from statetrace_guard.sandbox import capabilities, landlock, seccomp
 from statetrace_guard.sandbox.base import (
     Capabilities,
     FsLayout,
     Grant,
     SandboxPlan,
+    Seal,
 )
 from statetrace_guard.sandbox.mounts import (
     MountPlan,
     apply_mounts,
     enter_mount_namespace,
     plan_pins,
+    private_proc,
     take_reserved_mount_namespace,
 )
 from statetrace_guard.sandbox.netns import (
@@ -72,6 +74,7 @@ __all__ = [
     "LinuxBackend",
     "LinuxChildSetup",
     "plan_grants",
+    "plan_seal",
     "probe_linux",
     "protected_paths",
 ]
@@ -101,14 +104,58 @@ def probe_linux() -> Capabilities:
     """Probe Landlock, namespaces and cgroup v2 without starting a process."""
     root = os.geteuid() == 0
     userns = unprivileged_userns_enabled()
+    can = root or userns
+    arch = seccomp.arch_of_machine()
     return Capabilities(
         platform="linux",
         landlock_abi=landlock.abi_version(),
-        netns=os.path.exists("/proc/self/ns/net") and (root or userns),
+        netns=os.path.exists("/proc/self/ns/net") and can,
         userns=userns,
         root=root,
-        mountns=os.path.exists("/proc/self/ns/mnt") and (root or userns),
+        mountns=os.path.exists("/proc/self/ns/mnt") and can,
         cgroup_v2=os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
+        pidns=all(
+            os.path.exists(f"/proc/self/ns/{kind}") for kind in ("pid", "ipc", "uts")
+        )
+        and can,
+        seccomp_arch=arch.name if arch is not None and _has_seccomp() else None,
+        drop_bounding=capabilities.may_drop_bounding() if root else userns,
+    )
+
+
+def _has_seccomp() -> bool:
+    """The kernel has seccomp filters (the status file names the mode)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            return b"\nSeccomp:" in status.read()
+    except OSError:
+        return False
+
+
+def plan_seal(caps: Capabilities, *, unix_sockets: bool, missing: list[str]) -> Seal:
+    """What the program is denied beyond files and network, on this machine.
+
+    Args:
+        caps: the probe result.
+        unix_sockets: the policy lets this level create Unix sockets.
+        missing: gets the layers this machine cannot provide.
+    """
+    namespaces: tuple[str, ...] = ()
+    if caps.pidns:
+        namespaces = ("pid", "ipc", "uts")
+    else:
+        missing.append("pid namespace")
+    if caps.seccomp_arch is None:
+        missing.append("seccomp")
+    if not caps.drop_bounding:
+        missing.append("bounding set")
+    filtered = caps.seccomp_arch is not None
+    return Seal(
+        namespaces=namespaces,
+        user_namespace=bool(namespaces) and not caps.root,
+        capabilities="none" if caps.drop_bounding else "none-bounding-kept",
+        seccomp=caps.seccomp_arch or "none",
+        unix_sockets="denied" if filtered and not unix_sockets else "allowed",
     )
 
 
@@ -262,7 +309,7 @@ def _below_any(path: str, roots: set[str]) -> bool:
 
 
 class LinuxChildSetup:
-    """Built in the parent: an open ruleset and the mount plan; applied in the child."""
+    """Built in the parent: a ruleset, the mount plan, a seccomp program."""
 
     def __init__(
         self, ruleset: Ruleset | None, plan: SandboxPlan, *, shared: bool = False
@@ -284,6 +331,18 @@ class LinuxChildSetup:
             if plan.details.get("protect") == "mount"
             else None
         )
+        seal = plan.seal
+        self.pid_namespace = "none"
+        if "pid" in seal.namespaces:
+            self.pid_namespace = "root" if self._as_root else "user"
+        self._bounding = seal.capabilities == "none"
+        self._filter: tuple[seccomp.Arch, bytes] | None = None
+        arch = seccomp.arch_of_machine(seal.seccomp)
+        if seal.seccomp != "none":
+            if arch is None:
+                raise SandboxUnavailable(f"no seccomp filter for {seal.seccomp}")
+            spec = seccomp.FilterSpec(unix_sockets=seal.unix_sockets == "allowed")
+            self._filter = (arch, seccomp.build_program(arch, spec))
         self._prepared_network = (
             take_reserved_network_namespace()
             if self._network and self._as_root
@@ -297,27 +356,49 @@ class LinuxChildSetup:
             else None
         )
 
-    def __call__(self, cwd: str) -> None:
-        """Enter the namespaces, build the mount view, enter ``cwd``, then Landlock.
+    def enter(self) -> None:
+        """Enter the namespaces and build the mount view.
 
-        The working directory is entered only in the new view (issue 12 K3):
-        a directory entered before the mounts would keep the writable one.
+        With a PID namespace (the caller is its init): new IPC, UTS and mount
+        namespaces and a fresh ``/proc``. The runner enters the working
+        directory afterwards, in the new view (issue 12 K3).
         """
+        isolate = self.pid_namespace != "none"
         prepared = self._prepared_mounts is not None
-        if self._network or self._mounts is not None:
+        if self._network or self._mounts is not None or isolate:
             enter_namespaces(
                 as_root=self._as_root,
                 network=self._network,
-                mounts=self._mounts is not None and not prepared,
+                mounts=(self._mounts is not None or isolate) and not prepared,
                 prepared_network=self._prepared_network,
+                isolate=isolate,
+                user_entered=self.pid_namespace == "user",
             )
         if self._prepared_mounts is not None:
             enter_mount_namespace(self._prepared_mounts)
         if self._mounts is not None:
-            apply_mounts(self._mounts)
-        os.chdir(cwd)
+            apply_mounts(self._mounts, fresh_proc=isolate)
+        elif isolate:
+            private_proc()
+
+    def restrict(self) -> None:
+        """Landlock, then no capabilities, then seccomp; check what is left.
+
+        Raises:
+            OSError: a step failed, or the kernel still shows a capability.
+        """
         if self._ruleset is not None:
             self._ruleset.restrict_self()
+        capabilities.drop_all(bounding=self._bounding)
+        if self._filter is not None:
+            seccomp.install(self._filter[1], self._filter[0])
+        else:
+            landlock.set_no_new_privs()
+        left = capabilities.check_dropped(
+            bounding=self._bounding, seccomp=self._filter is not None
+        )
+        if left is not None:
+            raise OSError(0, f"privileges left before exec: {left}")
 
     def close(self) -> None:
         """Close the descriptors in the parent (a cached ruleset stays)."""
@@ -343,7 +424,14 @@ class LinuxBackend:
             self._caps = probe_linux()
         return self._caps
 
-    def plan(self, level: Level, network_open: bool, layout: FsLayout) -> SandboxPlan:
+    def plan(
+        self,
+        level: Level,
+        network_open: bool,
+        layout: FsLayout,
+        *,
+        unix_sockets: bool = False,
+    ) -> SandboxPlan:
         """Decide enforcement for ``level``; see the module docstring."""
         caps = self.probe()
         missing: list[str] = []
@@ -357,10 +445,15 @@ class LinuxBackend:
                 missing.append("mounts")
         else:
             missing.append("filesystem")
+        seal = plan_seal(caps, unix_sockets=unix_sockets, missing=missing)
         return SandboxPlan(
             level=level,
             network_open=network_open,
-            enforcement={"network": network, "filesystem": filesystem},
+            enforcement={
+                "network": network,
+                "filesystem": filesystem,
+                **seal.as_enforcement(),
+            },
             missing=tuple(missing),
             grants=files.grants,
             readonly=files.readonly,
@@ -370,6 +463,7 @@ class LinuxBackend:
                 "namespaces": "root" if caps.root else "user",
                 "protect": files.protect,
             },
+            seal=seal,
         )
 
     def keep_prepared(self, plan: SandboxPlan) -> None:

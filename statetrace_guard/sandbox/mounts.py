@@ -49,6 +49,9 @@ __all__ = [
     "take_reserved_mount_namespace",
 ]
 
+
+__all__ = ["MountPlan", "apply_mounts", "plan_pins", "private_proc"]
+
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
 _SYS_OPENAT2 = 437
@@ -338,3 +341,16 @@ def drop_old_view_descriptors(keep: int) -> tuple[int, ...]:
             os.close(fd)
             closed.append(fd)
     return tuple(closed)
+
+
+def private_proc() -> None:
+    """Only a fresh /proc, for a new PID namespace without a mount plan.
+
+    The namespace's mounts become slaves of the host's first, so the new
+    /proc does not propagate back.
+
+    Raises:
+        OSError: a step failed; the program must not run.
+    """
+    _setattr(_AT_FDCWD, b"/", _AT_RECURSIVE, _MountAttr(0, 0, _MS_SLAVE, 0), "/")
+    _mount_proc()

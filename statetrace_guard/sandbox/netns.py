@@ -2,8 +2,12 @@
 
 As root the child calls ``unshare`` directly. Otherwise, where unprivileged
 user namespaces are enabled, it enters a new user namespace at the same time
-(mapping its own uid and gid, so files keep their owner).
+(mapping its own uid and gid, so files keep their owner); with a PID
+namespace, the holder process of :mod:`.pidinit` has made it already.
 
+* PID, IPC, UTS (``isolate``): the program's init enters new IPC, UTS and
+  mount namespaces (no SysV objects or hostname of the host); the mount
+  view then gets a fresh ``/proc`` of the PID namespace (:mod:`.mounts`).
 * Network: a new network namespace has only loopback, brought up here with
   one ``SIOCSIFFLAGS`` ioctl on a datagram socket (no ``ip`` binary).
 * Files: a new mount namespace, in which :mod:`.mounts` builds the
@@ -20,6 +24,7 @@ from statetrace_guard.sandbox.landlock import libc as c_library
 
 __all__ = [
     "enter_namespaces",
+    "enter_user_namespace",
     "make_network_namespace",
     "reserve_network_namespace",
     "take_reserved_network_namespace",
@@ -29,6 +34,8 @@ __all__ = [
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUTS = 0x04000000
 _AF_INET = 2
 _SOCK_DGRAM_CLOEXEC = 2 | 0o2000000
 _SIOCGIFFLAGS = 0x8913
@@ -86,12 +93,26 @@ def _loopback_up(libc: ctypes.CDLL) -> None:
         os.close(fd)
 
 
+def enter_user_namespace(*, extra_flags: int = 0) -> None:
+    """Enter a new user namespace (and ``extra_flags``), mapping our own ids.
+
+    Raises:
+        OSError: the kernel refused (user namespaces disabled).
+    """
+    uid, gid = os.getuid(), os.getgid()
+    if c_library().unshare(CLONE_NEWUSER | extra_flags) != 0:
+        _raise("unshare(CLONE_NEWUSER)")
+    _map_ids(uid, gid)
+
+
 def enter_namespaces(
     *,
     as_root: bool,
     network: bool,
     mounts: bool,
     prepared_network: int | None = None,
+    isolate: bool = False,
+    user_entered: bool = False,
 ) -> None:
     """Move the calling (child) process into new namespaces.
 
@@ -102,6 +123,11 @@ def enter_namespaces(
         mounts: enter a new mount namespace (the caller builds the view).
         prepared_network: a fresh network namespace made ahead of time (see
             :func:`make_network_namespace`), entered instead of a new one.
+        isolate: the caller is init of a new PID namespace: new IPC and UTS
+            namespaces (the caller gives it a mount namespace with a fresh
+            ``/proc``).
+        user_entered: the user namespace exists already (made with the PID
+            namespace).
 
     Raises:
         OSError: a namespace, mount or loopback step failed.
@@ -111,13 +137,16 @@ def enter_namespaces(
     join = network and as_root and prepared_network is not None
     fresh_network = network and not join
     flags = (CLONE_NEWNET if fresh_network else 0) | (CLONE_NEWNS if mounts else 0)
+    if isolate:
+        flags |= CLONE_NEWIPC | CLONE_NEWUTS
     if join and libc.setns(prepared_network, CLONE_NEWNET) != 0:
         _raise("setns(net)")
     if not flags:
         return
-    if libc.unshare(flags if as_root else flags | CLONE_NEWUSER) != 0:
+    new_user = not as_root and not user_entered
+    if libc.unshare(flags | CLONE_NEWUSER if new_user else flags) != 0:
         _raise("unshare")
-    if not as_root:
+    if new_user:
         _map_ids(uid, gid)
     if fresh_network:
         _loopback_up(libc)

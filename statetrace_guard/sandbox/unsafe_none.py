@@ -8,12 +8,11 @@ and warns.
 
 from __future__ import annotations
 
-import os
 import platform
 import warnings
 from typing import TYPE_CHECKING
 
-from statetrace_guard.sandbox.base import Capabilities, FsLayout, SandboxPlan
+from statetrace_guard.sandbox.base import Capabilities, FsLayout, SandboxPlan, Seal
 
 if TYPE_CHECKING:
     from statetrace_guard.levels import Level
@@ -28,9 +27,13 @@ class SandboxWarning(UserWarning):
 class NoopChildSetup:
     """Does nothing in the child."""
 
-    def __call__(self, cwd: str) -> None:
-        """Apply nothing; enter ``cwd``."""
-        os.chdir(cwd)
+    pid_namespace = "none"
+
+    def enter(self) -> None:
+        """Enter nothing."""
+
+    def restrict(self) -> None:
+        """Apply nothing."""
 
     def close(self) -> None:
         """Release nothing."""
@@ -45,10 +48,19 @@ class UnsafeNoSandbox:
         """Report a machine with nothing to offer."""
         return Capabilities(platform=platform.system().lower())
 
-    def plan(self, level: Level, network_open: bool, layout: FsLayout) -> SandboxPlan:
+    def plan(
+        self,
+        level: Level,
+        network_open: bool,
+        layout: FsLayout,
+        *,
+        unix_sockets: bool = False,
+    ) -> SandboxPlan:
         """Plan nothing, list what is missing, and warn."""
-        del layout  # nothing can be enforced on it
-        missing = ("filesystem",) if network_open else ("network", "filesystem")
+        del layout, unix_sockets  # nothing can be enforced on them
+        missing: tuple[str, ...] = ("filesystem", "pid namespace", "seccomp")
+        if not network_open:
+            missing = ("network", *missing)
         warnings.warn(
             f"no kernel sandbox on this machine: {level.name} is not enforced",
             SandboxWarning,
@@ -60,6 +72,7 @@ class UnsafeNoSandbox:
             enforcement={
                 "network": "open" if network_open else "none",
                 "filesystem": "none",
+                **Seal().as_enforcement(),
             },
             missing=missing,
             backend=self.name,

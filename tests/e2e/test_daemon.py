@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from resident_helper import ping, wait_for_helper
+from resident_helper import outer_pids, ping, wait_for_helper
 
 from statetrace_guard.daemon import peer, protocol, server
 from statetrace_guard.daemon.client import fast_run, parse_run_args
@@ -179,7 +179,11 @@ class TestSameUserOnly:
     def test_a_guarded_program_that_scrubs_its_environment_is_refused(
         self, guard, workspace
     ):
-        """Without the marker, its ancestry (the helper's supervisor) gives it away."""
+        """Without the marker it still cannot reach the helper, nor write a record.
+
+        The seccomp filter refuses it a Unix socket (issue 12, K1); the
+        helper's own ancestry check stands behind that (tests/escapes).
+        """
         start_daemon(guard)
         inner = (
             "import os, sys\n"
@@ -191,7 +195,6 @@ class TestSameUserOnly:
         result = guard(
             "run", "--policy", ALLOW_PYTHON, "--", "python3", "-c", inner, input_=b""
         )
-        assert b"inside a guarded program" in result.stderr
         assert result.returncode == 125
         started = [
             r for r in session_records(workspace) if r["event"] == "command.started"
@@ -403,9 +406,8 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-PRINT_PIDS = (
-    "import os, time; print(os.getpid(), os.getppid(), flush=True); time.sleep(60)"
-)
+MARKER = "pids-from-outside"
+PRINT_PIDS = f"import time; print({MARKER!r}, flush=True); time.sleep(60)"
 
 
 @pytest.mark.usefixtures("daemon_env")
@@ -488,7 +490,8 @@ class TestHelperRunsPrograms:
             stdout=subprocess.PIPE,
         )
         assert proc.stdout is not None
-        program, supervisor = map(int, proc.stdout.readline().split())
+        proc.stdout.readline()
+        program, supervisor = outer_pids(MARKER)
         assert supervisor != proc.pid  # a supervisor of the helper's runs it
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
@@ -513,7 +516,8 @@ class TestHelperRunsPrograms:
             stdout=subprocess.PIPE,
         )
         assert proc.stdout is not None
-        program, _ = map(int, proc.stdout.readline().split())
+        proc.stdout.readline()
+        program, _ = outer_pids(MARKER)
         proc.kill()
         proc.wait(timeout=10)
         proc.stdout.close()
@@ -539,7 +543,8 @@ class TestHelperRunsPrograms:
             stderr=subprocess.PIPE,
         )
         assert proc.stdout is not None
-        program, supervisor = map(int, proc.stdout.readline().split())
+        proc.stdout.readline()
+        program, supervisor = outer_pids(MARKER)
         os.kill(supervisor, signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 125
@@ -564,7 +569,8 @@ class TestHelperRunsPrograms:
             stdout=subprocess.PIPE,
         )
         assert proc.stdout is not None
-        _, supervisor = map(int, proc.stdout.readline().split())
+        proc.stdout.readline()
+        _, supervisor = outer_pids(MARKER)
         launcher = _parent_of(supervisor)
         os.kill(launcher, signal.SIGKILL)
         wait_until(lambda: not pid_alive(launcher))

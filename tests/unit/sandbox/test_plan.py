@@ -26,7 +26,17 @@ from statetrace_guard.sandbox.linux import LinuxBackend, plan_grants, protected_
 from statetrace_guard.sandbox.mounts import plan_pins
 from statetrace_guard.sandbox.unsafe_none import SandboxWarning, UnsafeNoSandbox
 
-FULL = Capabilities("linux", landlock_abi=6, netns=True, userns=True, mountns=True)
+FULL = Capabilities(
+    "linux",
+    landlock_abi=6,
+    netns=True,
+    userns=True,
+    mountns=True,
+    pidns=True,
+    seccomp_arch="x86_64",
+    drop_bounding=True,
+)
+BARE = ("pid namespace", "seccomp", "bounding set")
 
 
 @pytest.fixture
@@ -181,14 +191,24 @@ class TestBackend:
         [
             (FULL, False, "netns", ()),
             (FULL, True, "open", ()),
-            (Capabilities("linux", landlock_abi=4), False, "landlock", ("mounts",)),
+            (
+                Capabilities("linux", landlock_abi=4),
+                False,
+                "landlock",
+                ("mounts", *BARE),
+            ),
             (
                 Capabilities("linux", landlock_abi=3),
                 False,
                 "none",
-                ("network", "mounts"),
+                ("network", "mounts", *BARE),
             ),
-            (Capabilities("linux"), False, "none", ("network", "filesystem")),
+            (
+                Capabilities("linux"),
+                False,
+                "none",
+                ("network", "filesystem", *BARE),
+            ),
         ],
     )
     def test_network_and_filesystem_modes(
@@ -236,10 +256,18 @@ class TestUnsafeNoSandbox:
         backend = UnsafeNoSandbox()
         with pytest.warns(SandboxWarning):
             plan = backend.plan(Level.L1, network_open=False, layout=layout)
-        assert plan.enforcement == {"network": "none", "filesystem": "none"}
-        assert plan.missing == ("network", "filesystem")
+        assert plan.enforcement == {
+            "network": "none",
+            "filesystem": "none",
+            "namespaces": "none",
+            "capabilities": "kept",
+            "seccomp": "none",
+            "unix_sockets": "allowed",
+        }
+        assert plan.missing == ("network", "filesystem", "pid namespace", "seccomp")
         setup = backend.child_setup(plan)
-        setup(str(Path.cwd()))
+        setup.enter()
+        setup.restrict()
         setup.close()
 
     def test_network_open_is_not_missing(self, layout):
@@ -247,7 +275,7 @@ class TestUnsafeNoSandbox:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SandboxWarning)
             plan = UnsafeNoSandbox().plan(Level.L3, network_open=True, layout=layout)
-        assert plan.missing == ("filesystem",)
+        assert plan.missing == ("filesystem", "pid namespace", "seccomp")
         assert isinstance(plan, SandboxPlan)
 
 
@@ -304,7 +332,7 @@ class TestLandlockOnlyWarning:
         plan = LinuxBackend(Capabilities("linux", landlock_abi=6, netns=True)).plan(
             Level.L1, network_open=False, layout=layout
         )
-        assert plan.missing == ("mounts",)
+        assert plan.missing == ("mounts", *BARE)
         line = _gap_line(plan, "mounts")
         assert line.startswith("guard: warning: not enforced here: mounts (Landlock")
         assert "mkdir d" in line
