@@ -36,7 +36,7 @@ from statetrace_guard.levels import (
     Level,
     format_level,
 )
-from statetrace_guard.policy import CompiledPolicy
+from statetrace_guard.policy import CompiledPolicy, parse_required_level
 from statetrace_guard.session_ids import allocate_session_id, check_session_id
 from statetrace_guard.sessions.gate import (
     SessionContext,
@@ -497,7 +497,13 @@ def _plan(
     network_open = (
         invocation.level >= Level.L3 and invocation.env.get(OPT_IN_NET) == "1"
     )
-    plan = backend.plan(invocation.level, network_open, layout)
+    unix_from = parse_required_level(invocation.policy.model.isolation.unix_sockets)
+    plan = backend.plan(
+        invocation.level,
+        network_open,
+        layout,
+        unix_sockets=unix_from is not None and invocation.level >= unix_from,
+    )
     required = options.require_sandbox or invocation.policy.settings.require_sandbox
     if plan.missing and required:
         raise SandboxUnavailable(

@@ -49,6 +49,7 @@ __all__ = [
     "BUILTIN_POLICY_NAME",
     "CompiledPolicy",
     "CompiledRule",
+    "Isolation",
     "NetworkRule",
     "Policy",
     "Protect",
@@ -228,6 +229,18 @@ class Protect(_Strict):
         return paths
 
 
+class Isolation(_Strict):
+    """``[isolation]``: what programs may do beyond files and network.
+
+    ``unix_sockets``: the lowest level whose programs may create Unix
+    sockets (and so connect to any socket they can write: tmux, docker,
+    ssh-agent); ``never`` (the default) leaves every level with connected
+    pairs and inherited sockets only (issue 12 K1).
+    """
+
+    unix_sockets: LevelName = "never"
+
+
 class Policy(_Strict):
     """A whole policy file."""
 
@@ -240,6 +253,7 @@ class Policy(_Strict):
     protect: Protect = Protect()
     rules: tuple[Rule, ...] = ()
     network: tuple[NetworkRule, ...] = ()
+    isolation: Isolation = Isolation()
 
     @field_validator("network")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -11,18 +12,20 @@ from typing import Any
 
 import click
 
+from statetrace_guard.audit.redact import KEY_FILE_NAME
 from statetrace_guard.invocation import resolve_invocation
 from statetrace_guard.layout import fs_layout
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import default_log_dir, workspace_root
+from statetrace_guard.paths import default_log_dir, guard_home, workspace_root
 from statetrace_guard.result import SCHEMA_VERSION
-from statetrace_guard.sandbox import select_backend
+from statetrace_guard.sandbox import containment_available, select_backend
 from statetrace_guard.sandbox.base import (
     FsLayout,
     SandboxBackend,
     make_private_tmp,
     remove_private_tmp,
 )
+from statetrace_guard.sandbox.layers import Layer, describe_layers
 from statetrace_guard.sandbox.linux import FILE_MODES
 from statetrace_guard.sweep import MISSING_PATHS
 
@@ -67,20 +70,44 @@ def _level_rows(
     return rows
 
 
+def _chain_key() -> Layer:
+    """The keyed chain: present once guard's home has its key."""
+    path = guard_home() / KEY_FILE_NAME
+    if importlib.util.find_spec("statetrace_guard.audit.keys") is None:
+        return Layer.off(
+            "chain key",
+            "MISSING in this version: the chain is plain SHA-256 "
+            "(a writer of a log could re-seal it)",
+        )
+    if path.exists():
+        return Layer.on("chain key", f"{path}")
+    return Layer.off("chain key", f"not created yet: the first run creates {path}")
+
+
 def doctor_report(cwd: Path) -> dict[str, Any]:
-    """Return the machine's capabilities and each level's plan (JSON-ready)."""
+    """Return the machine's capabilities, layers and each level's plan."""
     backend = select_backend()
     workspace = workspace_root(cwd)
     private = make_private_tmp(os.path.realpath(tempfile.gettempdir()))
     try:
         levels = _level_rows(backend, workspace, private)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # UnsafeNoSandbox warns per plan
+            plan = backend.plan(
+                Level.L1,
+                network_open=False,
+                layout=_layout(workspace, private, Level.L1),
+            )
     finally:
         remove_private_tmp(private)
     mode = str(levels["L1"]["protected"])
+    layers = describe_layers(backend.probe(), plan, _chain_key())
     return {
         "schema_version": SCHEMA_VERSION,
         "backend": backend.name,
         "capabilities": backend.probe().as_dict(),
+        "layers": [layer.as_dict() for layer in layers],
+        "containment": containment_available(),
         "workspace": str(workspace),
         "files": {
             "mode": mode,
@@ -103,6 +130,19 @@ def _render(report: dict[str, Any]) -> None:
         f"mount namespaces    {_YES_NO[caps['mount_namespaces']]}",
         f"root                {_YES_NO[caps['root']]}",
         f"cgroup v2           {_YES_NO[caps['cgroup_v2']]}",
+        "",
+        f"{'layer':<19} {'active':<7} what it means here",
+        *(
+            f"{layer['layer']:<19} {_YES_NO[layer['active']]:<7} {layer['detail']}"
+            for layer in report["layers"]
+        ),
+        f"containment         {_YES_NO[report['containment']]:<7} "
+        + (
+            "every layer of the seal is applied"
+            if report["containment"]
+            else "not every layer is applied: code the classifier cannot name "
+            "is blocked"
+        ),
         "",
         f"{'level':<10} {'network':<9} {'filesystem':<15} {'protected':<15} missing",
     ]

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from statetrace_guard.sessions.operator import guard_run_cmdline
 
-__all__ = ["PeerView", "examine", "inside_guarded_tree"]
+__all__ = ["PeerView", "examine", "inside_guarded_tree", "placement_refusal"]
 
 _ACTIVE_MARKER = b"STATETRACE_GUARD_ACTIVE=1"
 _MAX_ANCESTORS = 64
@@ -74,6 +74,39 @@ def inside_guarded_tree(pid: int) -> bool:
             _CLEAN_PARENTS.clear()
         _CLEAN_PARENTS.add(known)
     return False
+
+
+def placement_refusal(pid: int) -> str | None:
+    """Say why the helper cannot place ``pid``, or None when it can.
+
+    The helper lends its authority (it writes the operator's trail) only to
+    a client whose place it can establish (issue 12 K11): one in the
+    helper's own PID namespace (a sandboxed program, a container, anything
+    the kernel shows as pid 0 is elsewhere), with a living parent other than
+    PID 1 (an orphan has lost the ancestry that would give it away) and an
+    ancestry that can be read up to PID 1. Such a client is not refused a
+    run: it judges and records in-process, with its own powers only.
+    """
+    if pid <= 0:
+        return "the client is outside the helper's PID namespace"
+    theirs = _readlink(f"/proc/{pid}/ns/pid")
+    if theirs is None or theirs != _own_pid_namespace():
+        return "the client is in another PID namespace"
+    current = _parent(pid)
+    if current == 1:
+        return "the client's parent is PID 1: its ancestry cannot be established"
+    for _ in range(_MAX_ANCESTORS):
+        if current == 1:
+            return None
+        if current <= 0:
+            break
+        current = _parent(current)
+    return "the client's ancestry cannot be read up to PID 1"
+
+
+@functools.cache
+def _own_pid_namespace() -> str | None:
+    return _readlink("/proc/self/ns/pid")
 
 
 # NOTE(speed): an agent's commands come from the same shell, one after the

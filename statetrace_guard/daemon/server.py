@@ -39,7 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from statetrace_guard.daemon.launcher import recv_packet, send_packet
-from statetrace_guard.daemon.peer import PeerView, examine, inside_guarded_tree
+from statetrace_guard.daemon.peer import (
+    PeerView,
+    examine,
+    inside_guarded_tree,
+    placement_refusal,
+)
 from statetrace_guard.daemon.protocol import (
     ProtocolError,
     code_fingerprint,
@@ -181,14 +186,9 @@ class Daemon:
         if self._check_code():
             send_message(conn, {"op": "fallback", "reason": "stale daemon"})
             return False
-        if inside_guarded_tree(pid):
-            send_message(
-                conn,
-                _error(
-                    "guard run from inside a guarded program is not served",
-                    ExitCode.RUN_GUARD_FAILED,
-                ),
-            )
+        refusal = _refusal(pid)
+        if refusal is not None:
+            send_message(conn, refusal)
             return False
         answer = _answer(request)
         if not isinstance(answer, Prepared):
@@ -471,6 +471,24 @@ def _run_options(request: dict[str, Any], options: dict[str, Any]) -> RunOptions
         pid=int(request["pid"]),
         via="daemon",
     )
+
+
+def _refusal(pid: int) -> dict[str, Any] | None:
+    """The answer for a client the helper does not serve, or None.
+
+    A guarded program is refused (125). A client the helper cannot place
+    (issue 12 K11) is sent to the in-process path: it judges and records
+    with its own powers, never the helper's.
+    """
+    if inside_guarded_tree(pid):
+        return _error(
+            "guard run from inside a guarded program is not served",
+            ExitCode.RUN_GUARD_FAILED,
+        )
+    unplaced = placement_refusal(pid)
+    if unplaced is not None:
+        return {"op": "fallback", "reason": unplaced}
+    return None
 
 
 def _error(message: str, code: int, hint: str | None = None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 :func:`select_backend` picks the platform's backend: Linux with Landlock gets
 :class:`~.linux.LinuxBackend`; every other machine gets
 :class:`~.unsafe_none.UnsafeNoSandbox`, which enforces nothing and says so.
-The probe runs once per process.
+The probe runs once per process. :func:`containment_available` says whether
+this machine's kernel enforces a level's whole envelope.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from statetrace_guard.sandbox.base import SandboxBackend
 
-__all__ = ["select_backend"]
+__all__ = ["containment_available", "select_backend"]
 
 
 @functools.cache
@@ -31,3 +32,23 @@ def select_backend() -> SandboxBackend:
     from statetrace_guard.sandbox.unsafe_none import UnsafeNoSandbox  # noqa: PLC0415 - lazy
 
     return UnsafeNoSandbox()
+
+
+@functools.cache
+def containment_available() -> bool:
+    """Tell whether the kernel here applies every layer of the seal.
+
+    Cheap and cached per process: Linux with Landlock, network, mount, PID,
+    IPC and UTS namespaces, a seccomp filter for this architecture and
+    capabilities dropped down to the bounding set (see
+    :func:`statetrace_guard.sandbox.layers.containment_layers`). Code the
+    classifier cannot name may run "contained" only where this is True.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    backend = select_backend()
+    if backend.name != "linux":
+        return False
+    from statetrace_guard.sandbox.layers import containment_layers  # noqa: PLC0415
+
+    return containment_layers(backend.probe())

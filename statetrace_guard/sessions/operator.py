@@ -11,6 +11,12 @@ Two independent signs say a process runs inside a guarded command tree:
   walking the parent chain. This catches a child that scrubbed its
   environment (``env -i``).
 
+A process whose session ancestry cannot be established is refused too
+(issue 12 K11): an orphan (parent PID 1) has lost the ancestors that would
+give it away, and an ancestor that cannot be read hides one that may be a
+guard. Inside a guarded program's PID namespace the walk ends at its init,
+a copy of the guard's supervisor, which the command-line check recognises.
+
 Neither is the last line of defence: the approval store lives in guard's
 home, which the kernel sandbox never lets a guarded program write.
 """
@@ -24,6 +30,7 @@ from statetrace_guard.errors import SessionError
 
 __all__ = [
     "ACTIVE_VARIABLE",
+    "UnknownAncestry",
     "ancestor_cmdlines",
     "guard_run_cmdline",
     "operator_refusal",
@@ -87,23 +94,35 @@ def _after_interpreter_options(words: list[str]) -> list[str]:
     return words[index:]
 
 
+class UnknownAncestry(Exception):
+    """The ancestry of this process cannot be established."""
+
+
 def ancestor_cmdlines() -> Iterable[list[str]]:
     """Yield the command line of each ancestor process, nearest first.
 
-    Processes that vanish or cannot be read are skipped; psutil is imported
-    only here (operator commands are rare and not on the hot path).
+    psutil is imported only here (operator commands are rare and not on the
+    hot path).
+
+    Raises:
+        UnknownAncestry: the parent is PID 1 (an orphan), or an ancestor
+            cannot be read (gone, hidden, or the walk is too deep).
     """
     import psutil  # noqa: PLC0415 - lazy: only operator commands walk the tree
 
+    if os.getppid() == 1:
+        raise UnknownAncestry("its parent is PID 1 (an orphaned process)")
     try:
         parents = psutil.Process(os.getpid()).parents()
-    except psutil.Error:
-        return
-    for parent in parents[:_MAX_DEPTH]:
+    except psutil.Error as exc:
+        raise UnknownAncestry("its parent processes cannot be read") from exc
+    if len(parents) > _MAX_DEPTH:
+        raise UnknownAncestry(f"more than {_MAX_DEPTH} ancestors")
+    for parent in parents:
         try:
             yield parent.cmdline()
-        except psutil.Error:
-            continue
+        except psutil.Error as exc:
+            raise UnknownAncestry(f"ancestor {parent.pid} cannot be read") from exc
 
 
 def operator_refusal(
@@ -117,10 +136,13 @@ def operator_refusal(
     """
     if ACTIVE_VARIABLE in env:
         return f"{ACTIVE_VARIABLE} is set: this runs inside a guarded command"
-    for cmdline in ancestor_cmdlines() if ancestors is None else ancestors:
-        if guard_run_cmdline(cmdline):
-            shown = " ".join(cmdline)[:80]
-            return f"an ancestor process is a guarded run ({shown})"
+    try:
+        for cmdline in ancestor_cmdlines() if ancestors is None else ancestors:
+            if guard_run_cmdline(cmdline):
+                shown = " ".join(cmdline)[:80]
+                return f"an ancestor process is a guarded run ({shown})"
+    except UnknownAncestry as exc:
+        return f"its session ancestry cannot be established: {exc}"
     return None
 
 
