@@ -143,7 +143,7 @@ def assert_via(workspace: Path, run_path: str) -> None:
 
 
 def find_program(marker: str, timeout: float = 30.0) -> int:
-    """The outer pid of the running ``python3 -c CODE`` whose CODE has ``marker``."""
+    """The outer pid of the running ``python3 -c CODE ARGS`` that names ``marker``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name in os.listdir("/proc"):
@@ -154,7 +154,9 @@ def find_program(marker: str, timeout: float = 30.0) -> int:
                     words = handle.read().split(b"\0")
             except OSError:
                 continue
-            if words[:2] == [b"python3", b"-c"] and marker.encode() in words[2]:
+            if words[:2] == [b"python3", b"-c"] and marker.encode() in b" ".join(
+                words[2:]
+            ):
                 return int(name)
         time.sleep(0.05)
     raise AssertionError(f"no program with {marker!r} found")
