@@ -467,9 +467,13 @@ class LinuxBackend:
         )
 
     def keep_prepared(self, plan: SandboxPlan) -> None:
-        """Build (or find) the shared ruleset for ``plan`` in this process."""
+        """Build (or find) the shared ruleset and seccomp program for ``plan``."""
         if plan.enforcement.get("filesystem", "none") != "none":
             _RULESETS.get(plan, self.probe().landlock_abi)
+        arch = seccomp.arch_of_machine(plan.seal.seccomp)
+        if arch is not None:  # cached: every later supervisor finds it built
+            unix = plan.seal.unix_sockets == "allowed"
+            seccomp.build_program(arch, seccomp.FilterSpec(unix_sockets=unix))
 
     def child_setup(
         self, plan: SandboxPlan, output_fds: tuple[int, ...] = (1, 2)

@@ -26,6 +26,9 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ISOLATION_POLICY = str(ASSETS / "policies" / "isolation.toml")
 UNIX_L2_POLICY = str(ASSETS / "policies" / "isolation_unix_l2.toml")
 LEVELS = ("L0", "L1", "L2", "L3")
+# The seal is the same at every level (only the Unix-socket rule and the
+# network differ): attacks run at the least and the most privileged level.
+EDGES = ("L0", "L3")
 # The venv's interpreter first: the attacks are `python3 -c`, with this
 # project importable when a test wants it.
 VENV_PATH = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"

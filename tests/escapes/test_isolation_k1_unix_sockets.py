@@ -19,7 +19,7 @@ from pathlib import Path
 import isolation_kit
 import pytest
 from isolation_kit import (
-    LEVELS,
+    EDGES,
     UNIX_L2_POLICY,
     assert_via,
     attack,
@@ -75,7 +75,7 @@ s.sendall(b"x")
 
 @needs_tmux
 class TestTmux:
-    @pytest.mark.parametrize("level", LEVELS)
+    @pytest.mark.parametrize("level", EDGES)
     def test_rejects_send_keys_to_the_operators_tmux(
         self, run_path, workspace, tmp_path, tmux_server, level
     ):
@@ -93,7 +93,7 @@ class TestTmux:
 
 
 class TestSockets:
-    @pytest.mark.parametrize("level", LEVELS)
+    @pytest.mark.parametrize("level", EDGES)
     def test_rejects_connect_to_a_listener_outside(
         self, run_path, workspace, tmp_path, level
     ):
@@ -143,7 +143,7 @@ class TestSockets:
             sink.close()
 
     @pytest.mark.usefixtures("run_path")
-    @pytest.mark.parametrize("level", LEVELS)
+    @pytest.mark.parametrize("level", EDGES)
     def test_accepts_connected_pairs_and_inherited_sockets(self, workspace, level):
         """socketpair (stream, seqpacket) and stdio sockets keep working."""
         code = (

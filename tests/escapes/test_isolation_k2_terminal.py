@@ -23,7 +23,7 @@ import time
 
 import isolation_kit
 import pytest
-from isolation_kit import LEVELS, VENV_PATH, guard_args, last
+from isolation_kit import EDGES, VENV_PATH, guard_args, last
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -147,7 +147,7 @@ class TestWithTerminal:
         finally:
             os.close(master)
 
-    @pytest.mark.parametrize("level", LEVELS)
+    @pytest.mark.parametrize("level", EDGES)
     def test_rejects_tiocsti_and_keeps_job_control(self, workspace, level):
         """TIOCSTI fails with EPERM; nothing waits in the input queue after."""
         code = INJECT + "\nprint(os.tcgetpgrp(0) == os.getpgrp())"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import warnings
@@ -22,6 +23,7 @@ from statetrace_guard.sandbox.base import (
     make_private_tmp,
     remove_private_tmp,
 )
+from statetrace_guard.sandbox.layers import Layer, containment_layers, describe_layers
 from statetrace_guard.sandbox.linux import LinuxBackend, plan_grants, protected_paths
 from statetrace_guard.sandbox.mounts import plan_pins
 from statetrace_guard.sandbox.unsafe_none import SandboxWarning, UnsafeNoSandbox
@@ -338,6 +340,65 @@ class TestLandlockOnlyWarning:
         assert "mkdir d" in line
         assert "chmod" in line
 
+    def test_every_layer_is_listed(self):
+        """Each layer of the seal has a line; containment is their conjunction."""
+        report = json.loads(CliRunner().invoke(doctor, ["--json"]).output)
+        names = [layer["layer"] for layer in report["layers"]]
+        assert names == [
+            "landlock",
+            "network namespace",
+            "mount namespace",
+            "pid namespace",
+            "ipc namespace",
+            "uts namespace",
+            "user namespace",
+            "capabilities",
+            "seccomp",
+            "unix sockets",
+            "chain key",
+        ]
+        seal = [layer for layer in report["layers"] if layer["layer"] != "chain key"]
+        assert report["containment"] == all(layer["active"] for layer in seal)
+        assert all(layer["detail"] for layer in report["layers"])
+
+
+class TestLayers:
+    """What doctor says on machines without a layer (probe results made up)."""
+
+    def _layers(self, caps: Capabilities) -> dict[str, Layer]:
+        backend = LinuxBackend(caps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plan = backend.plan(Level.L1, network_open=False, layout=_fake_layout())
+        found = describe_layers(caps, plan, Layer.off("chain key", "MISSING"))
+        return {layer.name: layer for layer in found}
+
+    def test_a_full_machine(self):
+        layers = self._layers(FULL)
+        assert all(
+            layer.active for name, layer in layers.items() if name != "chain key"
+        )
+        assert containment_layers(FULL)
+
+    def test_no_namespaces_says_what_is_left_open(self):
+        bare = Capabilities("linux", landlock_abi=6, seccomp_arch="x86_64")
+        layers = self._layers(bare)
+        assert not layers["pid namespace"].active
+        assert "outlive a killed guard" in layers["pid namespace"].detail
+        assert not layers["ipc namespace"].active
+        assert not containment_layers(bare)
+
+    def test_no_seccomp_says_sockets_are_open(self):
+        caps = dataclasses.replace(FULL, seccomp_arch=None)
+        layers = self._layers(caps)
+        assert not layers["seccomp"].active
+        assert not layers["unix sockets"].active
+        assert "tmux" in layers["unix sockets"].detail
+        assert not containment_layers(caps)
+
+    def test_not_linux(self):
+        assert not containment_layers(Capabilities("darwin"))
+
 
 class TestNestedGrants:
     def test_private_tmp_inside_a_written_tree_is_no_grant_of_its_own(
@@ -359,3 +420,7 @@ class TestNestedGrants:
             assert l1[layout.system_tmp] == "write"
             l0 = kinds(plan_grants(Level.L0, nested, can_mount=can_mount).grants)
             assert l0[str(inner)] == "write"
+
+
+def _fake_layout() -> FsLayout:
+    return FsLayout("/nonexistent/ws", "/nonexistent/priv", "/nonexistent/tmp")
