@@ -43,12 +43,6 @@ sys.exit(wrote)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="K5 needs the isolation layer (capabilities dropped, seccomp on "
-    "open_by_handle_at): a mount cannot refuse a handle; remove this marker "
-    "when runner._child drops CAP_DAC_READ_SEARCH",
-)
 def test_rejects_handles_to_guard_files_through_the_workspace_mount(repo, guard):
     """A program at L1 cannot append to the session log or .git/config by handle."""
     assert guard("run", "--", "true").returncode == 0
