@@ -51,6 +51,7 @@ from statetrace_guard.sweep import START_MARGIN_NS
 if TYPE_CHECKING:
     from statetrace_guard.audit.trail import CommandFacts, Trail
     from statetrace_guard.online.egress import Egress
+    from statetrace_guard.online.plumbing import ProxyProcess
     from statetrace_guard.sandbox.base import SandboxPlan
     from statetrace_guard.sweep import Planted, TreeCache
 
@@ -189,12 +190,33 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
             backend=prepared.backend,
             allow_background=prepared.allow_background,
         )
-        outcome = run(spec)
-        for warning in finish(prepared, outcome.as_record()):
+        proxy = _start_proxy(prepared.plan)
+        if proxy is not None:
+            spec = replace(spec, helpers=(proxy.pid,))
+        try:
+            outcome = run(spec)
+        finally:
+            egress_error = proxy.stop() if proxy is not None else None
+        record = outcome.as_record()
+        if egress_error is not None:
+            record["egress_error"] = egress_error
+        for warning in finish(prepared, record):
             _say(warning)
         return int(outcome.exit_status)
     finally:
         shutil.rmtree(prepared.private_tmp, ignore_errors=True)
+
+
+def _start_proxy(plan: SandboxPlan) -> ProxyProcess | None:
+    """The L3 egress proxy when the plan asks for it (imported only then)."""
+    if plan.enforcement.get("network") != "proxy":
+        return None
+    from statetrace_guard.online.plumbing import start_for  # noqa: PLC0415
+
+    try:
+        return start_for(plan)
+    except OSError as exc:
+        raise SandboxUnavailable(f"cannot start the egress proxy: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +299,7 @@ def prepare(
     try:
         if own_enforcement is None:
             plan, backend, warnings = _plan(invocation, options, private_tmp)
+            plan = _with_egress(plan, invocation, session, facts, options)
         else:
             plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
         trail.started(facts, plan.enforcement)
@@ -296,7 +319,7 @@ def prepare(
         private_tmp=private_tmp,
         argv=options.argv,
         cwd=str(invocation.cwd),
-        env=_child_env(invocation.env, session.session_id, private_tmp),
+        env=_child_env(invocation.env, session.session_id, private_tmp, plan),
         timeout=_first(options.timeout, limits.get("timeout")),
         grace=_first(options.grace, invocation.policy.settings.grace_seconds) or 0.0,
         max_memory=_first(options.max_memory, limits.get("max_memory")),
@@ -420,6 +443,9 @@ def finish(
     # An outcome nobody measured (a client or supervisor lost) still ends
     # a valid record: the time until the guard learned of it.
     record.setdefault("duration_ms", (time.monotonic() - prepared.started_at) * 1000)
+    egress_error = record.get("egress_error")
+    if egress_error:
+        warnings.extend(_proxy_failure(prepared, str(egress_error)))
     try:
         prepared.trail.finished(prepared.facts, record)
     except AuditError as error:
@@ -479,6 +505,17 @@ def _planted_lines(planted: list[Planted]) -> list[str]:
     return lines
 
 
+def _proxy_failure(prepared: Prepared, error: str) -> list[str]:
+    """Record that the egress proxy died while the program ran."""
+    from statetrace_guard.audit.netops import proxy_record  # noqa: PLC0415
+
+    try:
+        prepared.trail.connection(proxy_record(prepared.facts.fields(), error))
+    except AuditError as failure:
+        return [f"guard: warning: {error}, not recorded: {failure.message}"]
+    return [f"guard: warning: {error}; the program's connections were cut"]
+
+
 def _plan(
     invocation: Invocation, options: RunOptions, private_tmp: str
 ) -> tuple[SandboxPlan, Any, tuple[str, ...]]:
@@ -528,19 +565,46 @@ def _own_plan(invocation: Invocation, enforcement: Mapping[str, str]) -> Sandbox
 
 def egress_for(prepared: Prepared) -> Egress:
     """The allow-list in force: the policy's entries, narrowed by the approval."""
+    return _session_egress(Path(prepared.log_dir), prepared.session, prepared.policy)
+
+
+def _session_egress(
+    log_dir: Path, session: SessionContext, policy: CompiledPolicy
+) -> Egress:
     from statetrace_guard.online.egress import Egress  # noqa: PLC0415
     from statetrace_guard.online.hosts import parse_pattern  # noqa: PLC0415
 
     grant = None
-    if prepared.session.approval_id is not None:
-        state = load_session(
-            Path(prepared.log_dir), prepared.session.session_id, details=False
-        )
+    if session.approval_id is not None:
+        state = load_session(log_dir, session.session_id, details=False)
         grant = effective_grant(state, datetime.now(UTC))
     if grant is None or not grant.hosts:
-        return Egress(prepared.policy.network)
+        return Egress(policy.network)
     hosts = tuple(parse_pattern(host, with_port=True) for host in grant.hosts)
-    return Egress(prepared.policy.network, grant.request_id, hosts)
+    return Egress(policy.network, grant.request_id, hosts)
+
+
+def _with_egress(
+    plan: SandboxPlan,
+    invocation: Invocation,
+    session: SessionContext,
+    facts: CommandFacts,
+    options: RunOptions,
+) -> SandboxPlan:
+    """At L3 through the proxy: the plan carries what the proxy needs (plain data)."""
+    if plan.enforcement.get("network") != "proxy":
+        return plan
+    settings = invocation.policy.settings
+    egress = {
+        "egress": _session_egress(
+            invocation.log_dir, session, invocation.policy
+        ).to_wire(),
+        "command": facts.fields(),
+        "log_dir": str(invocation.log_dir),
+        "durable": options.durable or settings.durable,
+        "lock_timeout": settings.lock_timeout_seconds,
+    }
+    return replace(plan, details={**plan.details, "egress": egress})
 
 
 def _gap_line(plan: SandboxPlan, gap: str) -> str:
@@ -560,9 +624,15 @@ def _private_tmp() -> str:
 
 
 def _child_env(
-    env: Mapping[str, str], session_id: str, private_tmp: str
+    env: Mapping[str, str], session_id: str, private_tmp: str, plan: SandboxPlan
 ) -> dict[str, str]:
     child = dict(env)
+    if plan.enforcement.get("network") == "proxy":
+        from statetrace_guard.sandbox.proxy_socket import (  # noqa: PLC0415
+            proxy_environment,
+        )
+
+        child.update(proxy_environment())
     child[SESSION_VARIABLE] = session_id
     child[ACTIVE_VARIABLE] = "1"
     child["TMPDIR"] = private_tmp

@@ -110,6 +110,9 @@ class RunSpec:
         fds: the descriptors the program gets, by number, in place of the
             guard's own inheritable ones (the client's, sent to the helper);
             None passes the guard's own.
+        helpers: pids of the guard's own children that run beside the
+            program (the L3 egress proxy): never counted in its tree, never
+            ended with it.
     """
 
     argv: Sequence[str]
@@ -124,6 +127,7 @@ class RunSpec:
     allow_background: bool = False
     control: RunControl | None = None
     fds: Mapping[int, int] | None = None
+    helpers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -507,6 +511,7 @@ def _tracker(state: _Run) -> TreeTracker:
             state.start_ticks,
             init=state.tree is not None,
             reaped=state.reaped,
+            helpers=state.spec.helpers,
         )
     return state.tracker
 

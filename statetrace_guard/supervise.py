@@ -55,6 +55,7 @@ class TreeTracker:
         *,
         init: bool = False,
         reaped: Reaped | None = None,
+        helpers: tuple[int, ...] = (),
     ) -> None:
         """Track ``main_pid`` and every guard child created since it.
 
@@ -66,9 +67,12 @@ class TreeTracker:
                 from ``/proc``; compared on psutil's own clock when given.
             init: ``main_pid`` is init: track its descendants instead.
             reaped: where to add what the tracker reaps.
+            helpers: the guard's own children beside the program (the L3
+                egress proxy), never part of its tree.
         """
         self.main_pid = main_pid
         self._init = init
+        self._helpers = frozenset(helpers)
         if start_ticks is not None:
             tick = os.sysconf("SC_CLK_TCK")
             self._started = psutil.boot_time() + start_ticks / tick
@@ -106,6 +110,8 @@ class TreeTracker:
     def _ours(self, child: psutil.Process) -> bool:
         if child.pid == self.main_pid:
             return True
+        if child.pid in self._helpers:
+            return False
         try:
             return child.create_time() >= self._started
         except psutil.Error:

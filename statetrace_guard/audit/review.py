@@ -62,6 +62,8 @@ EVENT_TAGS = {
     "job.started": "*job",
     "job.ended": "*job",
     "log.recovered": "*torn",
+    "network.connection": "*net",  # one per connection through the L3 proxy
+    "network.proxy": "*net",
 }
 _RELATIVE = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -252,6 +252,23 @@ def _job(record: dict[str, Any]) -> str:
     return f"job {job} {verb}: {argv}{tail}".replace("  ", " ")
 
 
+def _connection(record: dict[str, Any]) -> str:
+    """``CONNECT host:port allow (rule) 12 KB down 340 ms``: one proxied connection."""
+    figures = record.get("connection") or {}
+    argv = " ".join(str(word) for word in record.get("argv") or [])
+    if figures.get("action") == "proxy":
+        return f"egress proxy failed: {'; '.join(record.get('reasons') or [])}"
+    rule = ", ".join(str(rule) for rule in record.get("rules") or [])
+    text = f"{argv} {record.get('decision', '?')} ({rule}) {figures.get('status', '?')}"
+    if record.get("decision") == "block" or figures.get("error"):
+        why = figures.get("error") or "; ".join(record.get("reasons") or [])
+        return f"{text}: {why}"
+    return (
+        f"{text}, {figures.get('bytes_up', 0)} B up, "
+        f"{figures.get('bytes_down', 0)} B down, {figures.get('duration_ms', 0):.0f} ms"
+    )
+
+
 def _override(record: dict[str, Any]) -> str:
     items = {**(record.get("parameters") or {}), **(record.get("variables") or {})}
     named = ", ".join(f"{k}={v}" if v is not None else str(k) for k, v in items.items())
@@ -293,6 +310,8 @@ _EVENT_TEXT: dict[str, Any] = {
     "job.started": _job,
     "job.ended": _job,
     "log.recovered": lambda _: "torn last line recovered (a writer died mid-append)",
+    "network.connection": _connection,
+    "network.proxy": _connection,
 }
 
 

@@ -33,6 +33,7 @@ import select
 import signal
 import socket
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from statetrace_guard.daemon.protocol import (
@@ -58,6 +59,7 @@ from statetrace_guard.sandbox.netns import (
 )
 
 if TYPE_CHECKING:
+    from statetrace_guard.online.plumbing import ProxyProcess
     from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
 
 __all__ = ["MAX_PACKET", "ClientControl", "main", "recv_packet", "send_packet"]
@@ -192,7 +194,9 @@ class Launcher:
 
     def _take_network(self, plan: SandboxPlan) -> int | None:
         """The spare namespace, when this plan wants a private network."""
-        if plan.enforcement.get("network") != "netns" or not _as_root(plan):
+        if plan.enforcement.get("network") not in {"netns", "proxy"}:
+            return None
+        if not _as_root(plan):
             return None
         network, self.spare_network = self.spare_network, None
         return network
@@ -251,9 +255,17 @@ def _supervise(
     spec = run_spec_from_wire(
         message["spec"], plan, backend, control=ClientControl(conn), fds=program_fds
     )
-    outcome = run(spec)
+    proxy = _start_proxy(plan)
+    if proxy is not None:
+        spec = replace(spec, helpers=(proxy.pid,))
+    try:
+        outcome = run(spec)
+    finally:
+        egress_error = proxy.stop() if proxy is not None else None
     _close_all(fds[1:])  # the agent sees EOF on its pipes once the program is done
     record = outcome.as_record()
+    if egress_error is not None:
+        record["egress_error"] = egress_error
     try:
         send_packet(channel, {"op": "outcome", "id": message["id"], "outcome": record})
     except OSError:
@@ -263,6 +275,19 @@ def _supervise(
         except (OSError, ProtocolError):
             return 1
     return _DELIVERED
+
+
+def _start_proxy(plan: SandboxPlan) -> ProxyProcess | None:
+    """The L3 egress proxy the plan asks for (its module loaded only then).
+
+    Raises:
+        OSError: it cannot be started; the supervisor reports the command lost.
+    """
+    if plan.enforcement.get("network") != "proxy":
+        return None
+    from statetrace_guard.online.plumbing import start_for  # noqa: PLC0415
+
+    return start_for(plan)
 
 
 def _as_root(plan: SandboxPlan) -> bool:

@@ -177,15 +177,17 @@ class Egress:
                 return EgressVerdict(
                     allowed=False,
                     rule=never.id,
-                    reason=f"{host} resolves to {address}, refused by {never.id}",
+                    reason=f"{host} ({address}) is refused by {never.id}",
                 )
             kind = refused_kind(address)
             if kind is not None and not named:
+                what = (
+                    host if host == str(address) else f"{host} resolves to {address},"
+                )
                 return EgressVerdict(
                     allowed=False,
                     rule="network:address",
-                    reason=f"{host} resolves to {address}, a {kind} address "
-                    "that no [[network]] entry names",
+                    reason=f"{what} a {kind} address that no [[network]] entry names",
                 )
         return None
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from statetrace_guard.sandbox.proxy_socket import (
     PROXY_PORT,
     proxy_environment,
+    reserve_proxy_channel,
     send_listener,
 )
 
@@ -49,17 +50,23 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from statetrace_guard.online.proxy import Connection
+    from statetrace_guard.sandbox.base import SandboxPlan
 
 __all__ = [
     "PROXY_PORT",
     "ProxyProcess",
     "proxy_environment",
     "send_listener",
+    "start_for",
     "start_proxy",
 ]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
+# Long enough for the last connections' records: the proxy forked by the
+# helper's supervisor imports the audit modules itself (~0.2 s, seconds on a
+# loaded machine) before its first record.
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -77,7 +84,7 @@ class ProxyProcess:
                 os.close(self.channel)
             self.channel = -1
 
-    def stop(self, grace: float = 2.0) -> str | None:
+    def stop(self, grace: float = STOP_GRACE_S) -> str | None:
         """End the proxy; say how it ended if it had died on its own before.
 
         Returns:
@@ -146,6 +153,24 @@ def start_proxy(plan: Mapping[str, Any]) -> ProxyProcess:
     return ProxyProcess(pid, channel)
 
 
+def start_for(plan: SandboxPlan) -> ProxyProcess | None:
+    """Start the proxy ``plan`` asks for and reserve its channel for the child.
+
+    None when the plan asks for none. A plan that asks for the proxy but
+    carries no egress plan gets none: its program then has no way out.
+
+    Raises:
+        OSError: the proxy cannot be started (the program must not run).
+    """
+    egress = plan.details.get("egress")
+    if plan.enforcement.get("network") != "proxy" or not isinstance(egress, dict):
+        return None
+    proxy = start_proxy(egress)
+    reserve_proxy_channel(proxy.channel)  # the child setup takes and closes it
+    proxy.channel = -1
+    return proxy
+
+
 def _prctl(option: int, value: int) -> None:
     from statetrace_guard.sandbox.landlock import libc  # noqa: PLC0415 - Linux only
 
@@ -173,20 +198,22 @@ def _isolate(control: socket.socket, parent: int) -> None:
 def _proxy_main(control: socket.socket, plan: Mapping[str, Any], parent: int) -> int:
     """The proxy process: wait for the listener, serve it until SIGTERM."""
     _isolate(control, parent)
+    recorder = _Recorder(plan)
+    # Load the recording path while the program starts, not at its first record.
+    threading.Thread(target=recorder.warm, daemon=True).start()
     _, fds, _, _ = socket.recv_fds(control, 16, 1)
     if not fds:
         return 0  # the program never started
     from statetrace_guard.online.egress import egress_from_wire  # noqa: PLC0415
     from statetrace_guard.online.proxy import ProxyServer  # noqa: PLC0415
 
-    recorder = _Recorder(plan)
     server = ProxyServer(
         socket.socket(fileno=fds[0]),
         egress_from_wire(plan["egress"]),
         recorder,
         refuse=recorder.failed,
     )
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
+    signal.signal(signal.SIGTERM, lambda *_: server.close(STOP_GRACE_S - 1))
     server.serve()
     return 0
 
@@ -199,6 +226,13 @@ class _Recorder:
         self._lock = threading.Lock()
         self._trail: Any = None
         self.failed = threading.Event()
+
+    def warm(self) -> None:
+        """Import and open what recording needs (errors surface on use)."""
+        with contextlib.suppress(Exception), self._lock:
+            from statetrace_guard.audit.netops import connection_record  # noqa: F401, PLC0415
+
+            self._get_trail()
 
     def __call__(self, connection: Connection) -> None:
         from statetrace_guard.audit.netops import connection_record  # noqa: PLC0415

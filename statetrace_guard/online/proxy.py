@@ -273,9 +273,9 @@ class ProxyServer:
         conn.rule, conn.reason = verdict.rule, verdict.reason
         if not verdict.allowed:
             raise _Refusal(403, "Forbidden", verdict.reason, verdict.rule)
+        conn.allowed = True
         upstream = self._open(request, conn)
         with upstream, self._tracked(upstream):
-            conn.allowed = True
             if parsed.method == "CONNECT":
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 _tunnel(client, upstream, rest, conn)
@@ -296,6 +296,7 @@ class ProxyServer:
         conn.addresses = tuple(str(address) for address in addresses)
         refusal = self._egress.address_refusal(request.host, addresses)
         if refusal is not None:
+            conn.allowed = False
             conn.rule, conn.reason = refusal.rule, refusal.reason
             raise _Refusal(403, "Forbidden", refusal.reason, refusal.rule)
         errors = []

@@ -64,6 +64,7 @@ from statetrace_guard.sandbox.netns import (
     take_reserved_network_namespace,
     unprivileged_userns_enabled,
 )
+from statetrace_guard.sandbox.proxy_socket import send_listener, take_proxy_channel
 
 if TYPE_CHECKING:
     from statetrace_guard.sandbox.landlock import Ruleset
@@ -98,6 +99,7 @@ FILE_MODES = {
     "none": "no filesystem enforcement",
 }
 _MIN_LANDLOCK_NET = 4
+_PRIVATE_NETWORK = frozenset({"netns", "proxy"})
 
 
 def probe_linux() -> Capabilities:
@@ -321,7 +323,12 @@ class LinuxChildSetup:
         self._ruleset = ruleset
         self._shared = shared
         self._as_root = plan.details.get("namespaces") == "root"
-        self._network = plan.enforcement.get("network") == "netns"
+        # At L3 with the opt-in ("proxy") the program keeps its own network
+        # namespace too; its one way out is the guard's proxy (issue 18).
+        self._network = plan.enforcement.get("network") in _PRIVATE_NETWORK
+        self._proxy_channel = (
+            take_proxy_channel() if plan.enforcement.get("network") == "proxy" else None
+        )
         self._mounts = (
             MountPlan(
                 writable=tuple(g.path for g in plan.grants if g.kind == "write"),
@@ -374,6 +381,9 @@ class LinuxChildSetup:
                 isolate=isolate,
                 user_entered=self.pid_namespace == "user",
             )
+        if self._proxy_channel is not None:
+            channel, self._proxy_channel = self._proxy_channel, None
+            send_listener(channel)  # made in the new namespace, served outside
         if self._prepared_mounts is not None:
             enter_mount_namespace(self._prepared_mounts)
         if self._mounts is not None:
@@ -407,6 +417,9 @@ class LinuxChildSetup:
         if self._prepared_network is not None:
             os.close(self._prepared_network)
             self._prepared_network = None
+        if self._proxy_channel is not None:  # the proxy sees EOF if none came
+            os.close(self._proxy_channel)
+            self._proxy_channel = None
 
 
 class LinuxBackend:
@@ -494,6 +507,9 @@ class LinuxBackend:
 
 def _network_mode(caps: Capabilities, network_open: bool, missing: list[str]) -> str:
     if network_open:
+        if caps.netns:
+            return "proxy"
+        missing.append("network")  # no namespace: the host's whole network
         return "open"
     if caps.netns:
         return "netns"
