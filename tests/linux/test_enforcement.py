@@ -147,10 +147,12 @@ class TestNetwork:
         assert outcome.exit_status == 1
 
     @needs_netns
-    def test_accepts_l3_opt_in_connect(self, room, server):
-        """At L3 with the opt-in the same connection succeeds."""
+    def test_l3_opt_in_has_no_direct_way_out(self, room, server):
+        """At L3 with the opt-in the program keeps its namespace: only the
+        guard's proxy leads out (tests/linux/test_l3_egress.py), never a
+        direct connection (issue 18)."""
         outcome = room.run(Level.L3, connect_argv(server), network_open=True)
-        assert outcome.exit_status == 0
+        assert outcome.exit_status == 1
 
     @needs_netns
     def test_l3_without_opt_in_is_closed(self, room, server):

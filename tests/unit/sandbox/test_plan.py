@@ -192,7 +192,7 @@ class TestBackend:
         ("caps", "network_open", "expected", "missing"),
         [
             (FULL, False, "netns", ()),
-            (FULL, True, "open", ()),
+            (FULL, True, "proxy", ()),
             (
                 Capabilities("linux", landlock_abi=4),
                 False,
@@ -301,7 +301,7 @@ class TestDoctor:
         report = json.loads(result.output)
         assert report["schema_version"] >= 1
         assert set(report["levels"]) == {"L0", "L1", "L2", "L3", "L3+opt-in"}
-        assert report["levels"]["L3+opt-in"]["enforcement"]["network"] == "open"
+        assert report["levels"]["L3+opt-in"]["enforcement"]["network"] == "proxy"
         if sys.platform.startswith("linux"):
             assert "landlock_abi" in report["capabilities"]
 
