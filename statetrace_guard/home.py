@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["guard_home_text"]
+__all__ = ["guard_home_text", "guard_homes_text"]
 
 
 def guard_home_text() -> str:
@@ -16,6 +16,21 @@ def guard_home_text() -> str:
     explicit = os.environ.get("STATETRACE_GUARD_HOME")
     if explicit:
         return os.path.realpath(explicit)
+    return _default_home()
+
+
+def guard_homes_text() -> tuple[str, ...]:
+    """Guard's home and the platform default one, resolved (what programs never read).
+
+    The default home may hold another configuration's keys and approvals
+    even while ``$STATETRACE_GUARD_HOME`` points elsewhere.
+    """
+    return tuple(
+        dict.fromkeys(os.path.realpath(p) for p in (guard_home_text(), _default_home()))
+    )
+
+
+def _default_home() -> str:
     if os.name == "nt":
         base = os.environ.get("LOCALAPPDATA") or os.path.join(
             os.path.expanduser("~"), "AppData", "Local"

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from statetrace_guard.home import guard_homes_text
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS
 from statetrace_guard.protect import ProtectPatterns, expand
@@ -59,6 +60,7 @@ def fs_layout(
         system_tmp=os.path.realpath(tempfile.gettempdir()),
         protected=tuple(path for path in guard_owned if os.path.lexists(path)),
         protected_data=expand(workspace, patterns, listdir) if level < Level.L2 else (),
+        hidden=tuple(path for path in guard_homes_text() if Path(path).is_dir()),
     )
 
 

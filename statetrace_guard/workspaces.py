@@ -16,12 +16,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 
-from statetrace_guard.errors import PolicyError
+from statetrace_guard.errors import AuditError, PolicyError
 from statetrace_guard.home import guard_home_text
 
 __all__ = [
@@ -77,8 +78,15 @@ def register_log_dir(log_dir: str) -> None:
     if resolved in known_log_dirs():
         return
     path = _registry_path()
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        # Inside a guarded program guard's home is an empty read-only view.
+        raise AuditError(
+            f"cannot register the log directory in guard's home: {error.strerror}: "
+            f"{path}"
+        ) from error
     try:
         os.write(fd, (resolved + "\n").encode())
     finally:
@@ -109,7 +117,15 @@ def _read_pin(workspace: str) -> Pin | None:
 
 def _write_pin(pin: Pin, *, replace: bool) -> None:
     path = _pin_path(pin.workspace)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    except OSError as error:
+        if error.errno == errno.EROFS and not replace:
+            # A guard inside a guarded program sees an empty read-only home
+            # (the mount view hides the real one): every workspace is new to
+            # it, and it has no power to record (or need) trust.
+            return
+        raise
     text = json.dumps({"workspace": pin.workspace, "policy_sha256": pin.policy_sha256})
     if not replace:
         try:

@@ -66,6 +66,7 @@ def _level_rows(
                 "devices": [g.path for g in plan.grants if g.kind == "device"],
                 "readonly": list(plan.readonly),
                 "pinned": list(plan.pinned),
+                "hidden": list(plan.hidden),
             }
     return rows
 
@@ -177,6 +178,9 @@ def _envelope_lines(report: dict[str, Any]) -> list[str]:
         if row["readonly"]:
             shown = _short(row["readonly"], workspace)
             lines.append(f"{'':<10} read-only {shown}")
+        if row["hidden"]:
+            shown = _short(row["hidden"], workspace)
+            lines.append(f"{'':<10} unreadable {shown}")
     return lines
 
 

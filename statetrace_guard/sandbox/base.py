@@ -42,6 +42,8 @@ class FsLayout:
         protected: paths never writable by the program at any level.
         protected_data: paths read-only below L2 (the policy's ``[protect]``
             list, expanded to what exists).
+        hidden: directories no program may even read at any level (guard's
+            home: its keys, approvals, other sessions' state), present ones.
     """
 
     workspace: str
@@ -49,6 +51,7 @@ class FsLayout:
     system_tmp: str
     protected: tuple[str, ...] = ()
     protected_data: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class SandboxPlan:
             a bind mount in a private mount namespace.
         pinned: directories between a grant and a protected path, bound over
             themselves so that they cannot be renamed or removed.
+        hidden: directories covered by an empty read-only file system in
+            the program's mount view (guard's home), at every level.
         backend: the name of the backend that made the plan.
         details: backend specifics (namespace mode, protection method).
         seal: capabilities, namespaces, seccomp and the Unix-socket rule.
@@ -157,6 +162,7 @@ class SandboxPlan:
     grants: tuple[Grant, ...] = ()
     readonly: tuple[str, ...] = ()
     pinned: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
     backend: str = "none"
     details: dict[str, object] = field(default_factory=dict)
     seal: Seal = field(default_factory=Seal)

@@ -87,15 +87,18 @@ _L0_DEVICES = ("/dev/null", "/dev/tty", "/dev/ptmx", "/dev/pts")
 FILE_MODES = {
     "mount": "a private mount view: everything read-only (metadata too), the "
     "level's grants bound read-write on top, each protected path bound "
-    "read-only over itself and the directories above it pinned",
+    "read-only over itself and the directories above it pinned, guard's home "
+    "covered by an empty read-only file system (unreadable at every level)",
     "landlock-split": "Landlock only, no mount namespaces: a directory that "
     "holds a protected path (the workspace root, .git/, Logs/) takes no new "
     "entries and loses none (no `mkdir d` at the root, no `git rebase` or "
     "`git commit` below L2), and chmod, chown, utime and extended attributes "
-    "outside the grants are not refused",
+    "outside the grants are not refused, and programs can read guard's home "
+    "(its keys and approvals)",
     "outside": "Landlock only, no mount namespaces: nothing protected lies "
     "inside a grant here; chmod, chown, utime and extended attributes "
-    "outside the grants are not refused",
+    "outside the grants are not refused, and programs can read guard's home "
+    "(its keys and approvals)",
     "none": "no filesystem enforcement",
 }
 _MIN_LANDLOCK_NET = 4
@@ -183,6 +186,8 @@ class GrantPlan:
         grants: Landlock write grants (everything is readable).
         readonly: protected paths bound read-only (mount mode).
         pinned: directories bound over themselves to keep their name.
+        hidden: directories covered by an empty read-only file system
+            (mount mode): guard's home, unreadable at every level.
         protect: ``mount`` (a read-only view with the grants on top, even
             when no protected path lies inside a grant: it also covers
             metadata), ``landlock-split``, or ``outside`` (Landlock only, no
@@ -192,6 +197,7 @@ class GrantPlan:
     grants: tuple[Grant, ...]
     readonly: tuple[str, ...] = ()
     pinned: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
     protect: str = "outside"
 
 
@@ -204,6 +210,10 @@ def plan_grants(
         level: the autonomy level.
         layout: resolved paths of the workspace, temp dirs and protected paths.
         can_mount: the program gets a private mount namespace.
+
+    Raises:
+        SandboxUnavailable: a hidden directory (guard's home) holds a
+            writable root: hiding it would hide the program's own files.
     """
     roots = [layout.private_tmp]
     if level >= Level.L1:
@@ -216,7 +226,7 @@ def plan_grants(
     protected = protected_paths(level, layout)
     devices = tuple(Grant(d, "device") for d in _L0_DEVICES)
     if can_mount:
-        return _mount_plan(existing, protected, devices)
+        return _mount_plan(existing, protected, devices, _hidden(layout, existing))
     splitter = _Splitter(protected)
     for root in existing:
         splitter.grant(root)
@@ -226,22 +236,47 @@ def plan_grants(
     )
 
 
+def _hidden(layout: FsLayout, roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The hidden directories that can be covered; fail on one holding a root."""
+    hidden = tuple(path for path in layout.hidden if _mountable(path))
+    for path in hidden:
+        for root in (*roots, layout.workspace):
+            if _within(root, path):
+                raise SandboxUnavailable(
+                    f"guard's home {path} holds {root}: a program cannot be kept "
+                    "from reading its keys without hiding its own files",
+                    hint="set STATETRACE_GUARD_HOME to a directory outside the "
+                    "workspace and the temporary directories",
+                )
+    return hidden
+
+
 def _mount_plan(
-    roots: tuple[str, ...], protected: tuple[str, ...], devices: tuple[Grant, ...]
+    roots: tuple[str, ...],
+    protected: tuple[str, ...],
+    devices: tuple[Grant, ...],
+    hidden: tuple[str, ...],
 ) -> GrantPlan:
-    """Whole roots writable; protected paths inside them bound read-only."""
+    """Whole roots writable; protected paths inside them bound read-only.
+
+    A protected path in or under a hidden directory needs no bind of its
+    own: the empty file system over the directory covers it.
+    """
     grants = _without_nested([Grant(root, "write") for root in roots])
     writable = tuple(g.path for g in grants)
     inside = [
         path
         for path in protected
-        if any(_within(path, root) for root in writable) and _mountable(path)
+        if any(_within(path, root) for root in writable)
+        and not any(_within(path, h) for h in hidden)
+        and _mountable(path)
     ]
     readonly = tuple(sorted(inside, key=lambda p: (p.count("/"), p)))
     return GrantPlan(
         grants=(*devices, *grants),
         readonly=readonly,
-        pinned=plan_pins(writable, readonly),
+        pinned=plan_pins(writable, (*readonly, *hidden)),
+        hidden=hidden,
         protect="mount",
     )
 
@@ -334,6 +369,7 @@ class LinuxChildSetup:
                 writable=tuple(g.path for g in plan.grants if g.kind == "write"),
                 pinned=plan.pinned,
                 readonly=plan.readonly,
+                hidden=plan.hidden,
             )
             if plan.details.get("protect") == "mount"
             else None
@@ -471,6 +507,7 @@ class LinuxBackend:
             grants=files.grants,
             readonly=files.readonly,
             pinned=files.pinned,
+            hidden=files.hidden,
             backend=self.name,
             details={
                 "namespaces": "root" if caps.root else "user",

@@ -14,7 +14,11 @@ In the program's private mount namespace (the style of bubblewrap's
    path away and put a look-alike in its place: protection holds by
    identity, not by name;
 4. each protected path is bound over itself read-only (exactly that entry:
-   its parent directory stays fully writable).
+   its parent directory stays fully writable);
+5. each hidden directory (guard's home: the chain and redaction key, the
+   approvals, other sessions' state) is covered by an empty read-only tmpfs
+   at every level, so a program cannot even read what lies below it; its
+   parents inside a writable root are pinned like a protected path's.
 
 Every bind is made with the new mount API on a descriptor opened without
 following any symlink (``openat2`` with ``RESOLVE_NO_SYMLINKS``): a path that
@@ -45,17 +49,23 @@ __all__ = [
     "enter_mount_namespace",
     "make_mount_namespace",
     "plan_pins",
+    "private_proc",
     "reserve_mount_namespace",
     "take_reserved_mount_namespace",
 ]
-
-
-__all__ = ["MountPlan", "apply_mounts", "plan_pins", "private_proc"]
 
 _SYS_OPEN_TREE = 428
 _SYS_MOVE_MOUNT = 429
 _SYS_OPENAT2 = 437
 _SYS_MOUNT_SETATTR = 442
+# The new mount API has one number on every architecture.
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
+_FSOPEN_CLOEXEC = 1
+_FSCONFIG_SET_STRING = 1
+_FSCONFIG_CMD_CREATE = 6
+_FSMOUNT_CLOEXEC = 1
 _AT_FDCWD = -100
 _AT_EMPTY_PATH = 0x1000
 _AT_RECURSIVE = 0x8000
@@ -68,6 +78,7 @@ _RESOLVE_NO_SYMLINKS = 0x04
 _MOUNT_ATTR_RDONLY = 0x1
 _MOUNT_ATTR_NOSUID = 0x2
 _MOUNT_ATTR_NODEV = 0x4
+_MOUNT_ATTR_NOEXEC = 0x8
 _MS_SLAVE = 1 << 19
 _CLONE_NEWNS = 0x00020000
 
@@ -97,11 +108,13 @@ class MountPlan:
         writable: roots bound read-write over the read-only view.
         pinned: directories bound over themselves so they keep their name.
         readonly: protected paths bound read-only over themselves.
+        hidden: directories covered by an empty read-only tmpfs.
     """
 
     writable: tuple[str, ...]
     pinned: tuple[str, ...] = ()
     readonly: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 def plan_pins(writable: tuple[str, ...], readonly: tuple[str, ...]) -> tuple[str, ...]:
@@ -207,6 +220,51 @@ def _bind_over(path: str, *, set_flags: int = 0, clear_flags: int = 0) -> None:
         os.close(target)
 
 
+def _empty_tmpfs() -> int:
+    """A detached empty tmpfs, read-only, mode 0555 (an empty directory)."""
+    fs = _syscall(_SYS_FSOPEN, b"tmpfs", ctypes.c_uint(_FSOPEN_CLOEXEC))
+    if fs < 0:
+        _fail("fsopen(tmpfs)")
+    try:
+        for key, value in ((b"mode", b"0555"), (b"size", b"4k")):
+            if _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key, value, 0) != 0:
+                _fail("fsconfig(tmpfs)")
+        if _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0) != 0:
+            _fail("fsconfig(create)")
+        attrs = (
+            _MOUNT_ATTR_RDONLY
+            | _MOUNT_ATTR_NOSUID
+            | _MOUNT_ATTR_NODEV
+            | _MOUNT_ATTR_NOEXEC
+        )
+        mnt = _syscall(
+            _SYS_FSMOUNT, fs, ctypes.c_uint(_FSMOUNT_CLOEXEC), ctypes.c_uint(attrs)
+        )
+        if mnt < 0:
+            _fail("fsmount(tmpfs)")
+        return mnt
+    finally:
+        os.close(fs)
+
+
+def _hide(path: str) -> None:
+    """Cover the directory ``path`` with an empty read-only tmpfs."""
+    target = _open_exact(path)
+    try:
+        mnt = _empty_tmpfs()
+        try:
+            flags = _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH
+            if (
+                _syscall(_SYS_MOVE_MOUNT, mnt, b"", target, b"", ctypes.c_uint(flags))
+                != 0
+            ):
+                _fail(f"move_mount(hide {path})")
+        finally:
+            os.close(mnt)
+    finally:
+        os.close(target)
+
+
 # What bubblewrap keeps read-only in a fresh /proc: uid 0 may write sysctls
 # by file mode alone, without any capability.
 _PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
@@ -251,6 +309,8 @@ def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
             path,
             set_flags=_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV,
         )
+    for path in plan.hidden:
+        _hide(path)
     if fresh_proc:
         _mount_proc()
 

@@ -6,12 +6,14 @@ import dataclasses
 import json
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from statetrace_guard.cli.doctor_cmd import doctor
+from statetrace_guard.errors import SandboxUnavailable
 from statetrace_guard.execute import _gap_line
 from statetrace_guard.levels import Level
 from statetrace_guard.sandbox import select_backend
@@ -172,6 +174,38 @@ class TestGrants:
         plan = plan_grants(Level.L1, lay, can_mount=True)
         assert plan.readonly == ()
         assert plan.pinned == ()
+
+
+class TestHidden:
+    """Guard's home is covered at every level, wherever it lies."""
+
+    def test_hidden_at_every_level_outside_the_grants(self, layout, tmp_path):
+        home = tmp_path / "home"
+        home.mkdir()
+        lay = replace(layout, protected=(str(home),), hidden=(str(home),))
+        for level in Level:
+            plan = plan_grants(level, lay, can_mount=True)
+            assert plan.hidden == (str(home),)
+            assert str(home) not in plan.readonly  # outside every grant
+            assert not any(p.startswith(str(tmp_path / "home")) for p in plan.pinned)
+
+    def test_hidden_inside_a_grant_has_its_parents_pinned(self, layout):
+        home = Path(layout.workspace) / "state" / "guard"
+        home.mkdir(parents=True)
+        lay = replace(layout, protected=(str(home),), hidden=(str(home),))
+        plan = plan_grants(Level.L1, lay, can_mount=True)
+        assert plan.hidden == (str(home),)
+        assert str(home.parent) in plan.pinned
+        assert str(home) not in plan.readonly
+
+    def test_a_home_holding_a_writable_root_is_refused(self, layout, tmp_path):
+        lay = replace(layout, hidden=(str(tmp_path),))
+        with pytest.raises(SandboxUnavailable, match="guard's home"):
+            plan_grants(Level.L0, lay, can_mount=True)
+
+    def test_without_mounts_nothing_is_hidden(self, layout, tmp_path):
+        lay = replace(layout, hidden=(str(tmp_path / "home"),))
+        assert plan_grants(Level.L1, lay).hidden == ()
 
 
 class TestPins:
