@@ -49,6 +49,11 @@ from statetrace_guard.daemon.wire import (
     run_spec_from_wire,
 )
 from statetrace_guard.runner import run
+
+# NOTE(speed): loaded here once, not by every supervisor: the runner imports
+# it lazily (other platforms never need it), and a supervisor is a fork of
+# this process, so an import after the fork is paid per command (~2 ms).
+from statetrace_guard.sandbox import pidinit  # noqa: F401
 from statetrace_guard.sandbox.mounts import (
     make_mount_namespace,
     reserve_mount_namespace,
