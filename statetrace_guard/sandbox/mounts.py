@@ -380,27 +380,67 @@ def drop_old_view_descriptors(keep: int) -> tuple[int, ...]:
     A directory opened before the mounts (by whoever started ``guard run``)
     still refers to the old, writable view: ``openat(fd, "hooks/x")`` from it
     would bypass every read-only bind. The working directory is entered anew
-    for the same reason. Returns the descriptors closed.
+    for the same reason. Regular files open only for reading (stdin from a
+    file too) are exchanged for the same file opened in the new view: through
+    ``/proc/self/fd/N`` the old descriptor reopens for writing on the old,
+    writable mount (``< .git/hooks/pre-commit`` became a writable hook, one
+    in guard's home an approvals file). Returns the descriptors closed.
 
-    NOTE(mounts): a regular file the invoker opened inside a protected path
-    stays open as given (it is the invoker's own grant), but reopening it
-    through ``/proc/self/fd`` also reaches the old view: runtimes must not
-    pass such descriptors.
+    NOTE(mounts): a file the invoker opened for writing stays writable (it
+    is the invoker's own grant).
+
+    Raises:
+        OSError: a read-only file cannot be reached as the same file in the
+            new view (moved, or hidden): the program must not run with it.
     """
     closed = []
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd <= 2 or fd == keep:  # noqa: PLR2004 - stdio stays as given
+        if fd == keep:
             continue
         try:
-            mode = os.fstat(fd).st_mode
+            info = os.fstat(fd)
             flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         except OSError:
             continue  # the listing's own descriptor, already closed
-        if stat.S_ISDIR(mode) or flags & os.O_PATH:
+        if fd > 2 and (stat.S_ISDIR(info.st_mode) or flags & os.O_PATH):  # noqa: PLR2004 - stdio stays as given
             os.close(fd)
             closed.append(fd)
+        elif _reopenable(info, flags) and os.get_inheritable(fd):
+            _reopen_in_view(fd, info, flags)  # close-on-exec ones end at exec
     return tuple(closed)
+
+
+def _reopenable(info: os.stat_result, flags: int) -> bool:
+    """A named regular file open only for reading (no name: nothing to protect)."""
+    return (
+        stat.S_ISREG(info.st_mode)
+        and flags & os.O_ACCMODE == os.O_RDONLY
+        and not flags & os.O_PATH
+        and info.st_nlink > 0
+    )
+
+
+def _reopen_in_view(fd: int, info: os.stat_result, flags: int) -> None:
+    """Put the same file, opened in this view, at ``fd`` (same offset and flags)."""
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    try:
+        fresh = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise OSError(
+            error.errno, f"inherited descriptor {fd} ({path}): {error.strerror}"
+        ) from error
+    try:
+        again = os.fstat(fresh)
+        if (again.st_dev, again.st_ino) != (info.st_dev, info.st_ino):
+            raise OSError(
+                0, f"inherited descriptor {fd} ({path}) is not that file here"
+            )
+        os.lseek(fresh, os.lseek(fd, 0, os.SEEK_CUR), os.SEEK_SET)
+        os.dup2(fresh, fd)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    finally:
+        os.close(fresh)
 
 
 def private_proc() -> None:
