@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from statetrace_guard.classify.model import Classification, ClassifyContext
 from statetrace_guard.decision import DecisionContext, Verdict, decide
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_owned_paths
+from statetrace_guard.paths import temp_dirs as temp_dirs_of_machine
 from statetrace_guard.policy import CompiledPolicy
 from statetrace_guard.workspaces import known_log_dirs
 
@@ -60,12 +60,7 @@ def make_place(
         *(f"{known}/{sub}" for known in known_log_dirs() for sub in GUARD_LOG_SUBDIRS),
     )
     protected = tuple(dict.fromkeys(os.path.realpath(path) for path in owned))
-    temp_dirs = tuple(
-        dict.fromkeys(
-            os.path.realpath(path)
-            for path in ("/tmp", "/var/tmp", tempfile.gettempdir())  # noqa: S108 - writable rooms
-        )
-    )
+    temp_dirs = temp_dirs_of_machine()
     return Place(
         classify=ClassifyContext(cwd=cwd_text, workspace=workspace_text),
         decide=DecisionContext(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from statetrace_guard.home import guard_homes_text
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import GUARD_LOG_SUBDIRS
+from statetrace_guard.paths import GUARD_LOG_SUBDIRS, temp_dirs
 from statetrace_guard.protect import ProtectPatterns, expand
 from statetrace_guard.sandbox.base import FsLayout
 from statetrace_guard.workspaces import register_log_dir
@@ -39,6 +39,7 @@ def fs_layout(
     patterns: ProtectPatterns,
     create: bool = True,
     listdir: Callable[[str], list[tuple[str, bool]]] | None = None,
+    nested_git: tuple[str, ...] = (),
 ) -> FsLayout:
     """Create the placeholders (unless ``create`` is False) and list what is protected.
 
@@ -51,6 +52,8 @@ def fs_layout(
         patterns: the policy's compiled ``[protect]`` globs.
         create: make the log subdirectories and git placeholders first.
         listdir: a (cached) directory lister for the glob expansion.
+        nested_git: the ``.git`` entries below the workspace root (nested
+            repositories): read-only below L2 like the root's hooks and config.
     """
     if create:
         _make_placeholders(level, workspace, log_dir)
@@ -58,8 +61,11 @@ def fs_layout(
         workspace=workspace,
         private_tmp=os.path.realpath(private_tmp),
         system_tmp=os.path.realpath(tempfile.gettempdir()),
+        temp_dirs=tuple(path for path in temp_dirs() if Path(path).is_dir()),
         protected=tuple(path for path in guard_owned if os.path.lexists(path)),
-        protected_data=expand(workspace, patterns, listdir) if level < Level.L2 else (),
+        protected_data=(*expand(workspace, patterns, listdir), *nested_git)
+        if level < Level.L2
+        else (),
         hidden=tuple(path for path in guard_homes_text() if Path(path).is_dir()),
     )
 

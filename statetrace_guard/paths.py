@@ -10,6 +10,7 @@ workspace, so the kernel sandbox never grants it.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from statetrace_guard.home import guard_home_text
@@ -19,12 +20,28 @@ __all__ = [
     "default_log_dir",
     "guard_home",
     "guard_owned_paths",
+    "temp_dirs",
     "workspace_root",
 ]
 
 # The parts of the log directory the guard writes; the rest of Logs/ belongs to
 # the project (StateTrace's own tools write Logs/Reports, Logs/IngestionMetrics).
 GUARD_LOG_SUBDIRS = ("Sessions", "NetOps", "Approvals")
+
+# The machine's shared temporary rooms writable from L1 (with the system
+# temporary directory, wherever TMPDIR puts it). /dev/shm holds POSIX
+# semaphores (multiprocessing).
+_TEMP_ROOMS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - rooms, not files we create
+
+
+def temp_dirs() -> tuple[str, ...]:
+    """The temporary directories L1 may write, resolved, the system one first.
+
+    One list for the classifier (a write there is not outside) and the
+    kernel (each existing one is granted): they must agree.
+    """
+    rooms = (tempfile.gettempdir(), *_TEMP_ROOMS)
+    return tuple(dict.fromkeys(os.path.realpath(path) for path in rooms))
 
 
 def workspace_root(cwd: str | os.PathLike[str]) -> Path:

@@ -39,6 +39,8 @@ class FsLayout:
         workspace: the workspace root; writable from L1.
         private_tmp: the per-command temporary directory (``TMPDIR``).
         system_tmp: the system temporary directory; writable from L1.
+        temp_dirs: every temporary directory writable from L1 (the
+            classifier's list, :func:`statetrace_guard.paths.temp_dirs`).
         protected: paths never writable by the program at any level.
         protected_data: paths read-only below L2 (the policy's ``[protect]``
             list, expanded to what exists).
@@ -52,6 +54,7 @@ class FsLayout:
     protected: tuple[str, ...] = ()
     protected_data: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    temp_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

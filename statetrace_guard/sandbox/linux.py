@@ -5,8 +5,9 @@ What each level gets (issue 13, section 2):
 * every level reads everything; L0 writes only ``/dev/null``, ``/dev/tty``,
   ``/dev/ptmx``, ``/dev/pts`` (a terminal for interactive programs) and the
   per-command private temporary directory;
-* L1 and up also write the workspace, the system temporary directory and
-  ``/dev/shm`` (POSIX semaphores used by multiprocessing), including removing
+* L1 and up also write the workspace and the temporary directories the
+  classifier treats as such (the system one, ``/tmp``, ``/var/tmp``,
+  ``/dev/shm`` for POSIX semaphores: one list), including removing
   and renaming any entry of the workspace root and of ``.git/``;
 * the guard's own paths (log subdirectories of every known workspace, home,
   policy file) are never writable, and the protected paths of the policy
@@ -217,7 +218,7 @@ def plan_grants(
     """
     roots = [layout.private_tmp]
     if level >= Level.L1:
-        roots += [layout.workspace, layout.system_tmp, "/dev/shm"]  # noqa: S108
+        roots += [layout.workspace, layout.system_tmp, *layout.temp_dirs]
     existing = tuple(
         dict.fromkeys(
             os.path.normpath(r) for r in roots if os.path.exists(os.path.normpath(r))
