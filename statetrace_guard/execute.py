@@ -298,7 +298,10 @@ def prepare(
     private_tmp = _private_tmp()
     try:
         if own_enforcement is None:
-            plan, backend, warnings = _plan(invocation, options, private_tmp)
+            writes = not verdict.effects <= {Effect.READ}
+            plan, backend, warnings = _plan(
+                invocation, options, private_tmp, writes=writes
+            )
             plan = _with_egress(plan, invocation, session, facts, options)
         else:
             plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
@@ -517,19 +520,25 @@ def _proxy_failure(prepared: Prepared, error: str) -> list[str]:
 
 
 def _plan(
-    invocation: Invocation, options: RunOptions, private_tmp: str
+    invocation: Invocation,
+    options: RunOptions,
+    private_tmp: str,
+    *,
+    writes: bool = True,
 ) -> tuple[SandboxPlan, Any, tuple[str, ...]]:
     from statetrace_guard.layout import fs_layout  # noqa: PLC0415
     from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
 
     backend = select_backend()
+    workspace = os.path.realpath(invocation.workspace)
     layout = fs_layout(
         level=invocation.level,
-        workspace=os.path.realpath(invocation.workspace),
+        workspace=workspace,
         log_dir=str(invocation.log_dir),
         private_tmp=private_tmp,
         guard_owned=invocation.place.decide.protected,
         patterns=invocation.policy.protect,
+        nested_git=_nested_git(invocation.level, workspace, writes=writes),
     )
     network_open = (
         invocation.level >= Level.L3 and invocation.env.get(OPT_IN_NET) == "1"
@@ -549,6 +558,19 @@ def _plan(
         )
     warnings = tuple(_gap_line(plan, gap) for gap in plan.missing)
     return plan, backend, warnings
+
+
+def _nested_git(level: Level, workspace: str, *, writes: bool) -> tuple[str, ...]:
+    """Nested repositories to keep read-only: only L1 writes the workspace below L2.
+
+    Found only for a command that may write (the sweep's condition): one that
+    only reads cannot change them, and the walk costs on a large tree.
+    """
+    if level != Level.L1 or not writes:
+        return ()
+    from statetrace_guard.sweep import nested_repositories  # noqa: PLC0415
+
+    return nested_repositories(workspace)
 
 
 def _own_plan(invocation: Invocation, enforcement: Mapping[str, str]) -> SandboxPlan:

@@ -30,13 +30,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
 import time
 from dataclasses import dataclass, field
 
 from statetrace_guard.levels import Level
 from statetrace_guard.protect import ProtectPatterns, protection
 
-__all__ = ["MISSING_PATHS", "Planted", "TreeCache", "sweep"]
+__all__ = ["MISSING_PATHS", "Planted", "TreeCache", "nested_repositories", "sweep"]
 
 # What `guard doctor` says about protected paths that do not exist yet.
 MISSING_PATHS = (
@@ -81,6 +82,7 @@ class _Listing:
     mtime_ns: int
     listed_ns: int
     subdirs: tuple[str, ...]
+    git: bool = False  # holds a ``.git`` (directory or file)
 
 
 @dataclass
@@ -118,9 +120,12 @@ def sweep(
         if _created_since(path, started_ns)
     ]
     if level < Level.L2:
-        found.extend(
-            _planted_below_l2(workspace, started_ns, patterns, cache or TreeCache())
-        )
+        if cache is not None:  # the helper's own listings of this workspace
+            found.extend(_planted_below_l2(workspace, started_ns, patterns, cache))
+        else:
+            with _TREES_LOCK:
+                tree = _shared_tree(workspace)
+                found.extend(_planted_below_l2(workspace, started_ns, patterns, tree))
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_ns / 1e9))
     destination = os.path.join(quarantine, f"{stamp}-{os.getpid()}")
     return [
@@ -131,6 +136,37 @@ def sweep(
         )
         for path, why in found
     ]
+
+
+# Listings kept per workspace in this process: the nested repositories found
+# before a command (and, in guard run's own process, the sweep after it)
+# walk only what changed since. The helper's worker threads share them.
+_TREES: dict[str, TreeCache] = {}
+_TREES_LOCK = threading.Lock()
+
+
+def _shared_tree(workspace: str) -> TreeCache:
+    return _TREES.setdefault(workspace, TreeCache())
+
+
+def nested_repositories(workspace: str) -> tuple[str, ...]:
+    """Every ``.git`` below the workspace root (nested repositories, gitdir files).
+
+    Git reads their config and runs their hooks when the operator works in
+    that folder, so they are protected below L2 like the root's. Found with
+    the sweep's walk (``.git`` directories themselves are not entered); the
+    listings are kept, so a later call lists only directories that changed.
+    """
+    with _TREES_LOCK:
+        tree = _shared_tree(workspace)
+        _changed_listings(workspace, tree)
+        return tuple(
+            sorted(
+                f"{directory}/.git"
+                for directory, listing in tree.listings.items()
+                if listing.git and directory != workspace
+            )
+        )
 
 
 def _created_since(path: str, started_ns: int) -> bool:
@@ -195,7 +231,7 @@ def _changed_listings(
             continue
         names, subdirs = _list(directory, top=directory == workspace)
         cache.listings[directory] = _Listing(
-            info.st_ino, info.st_mtime_ns, time.time_ns(), subdirs
+            info.st_ino, info.st_mtime_ns, time.time_ns(), subdirs, ".git" in names
         )
         changed.append((directory, names))
         stack.extend(subdirs)
