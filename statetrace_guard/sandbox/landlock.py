@@ -213,6 +213,10 @@ class Ruleset:
             return False
         return self._allow_fd(path_fd, f"fd {fd}", access)
 
+    def allow_fd(self, fd: int, label: str, access: int) -> bool:
+        """Grant ``access`` beneath the ``O_PATH`` descriptor ``fd`` (closed here)."""
+        return self._allow_fd(fd, label, access)
+
     def _allow_fd(self, fd: int, path: str, access: int) -> bool:
         """Add a path-beneath rule for the O_PATH ``fd``, then close it."""
         try:

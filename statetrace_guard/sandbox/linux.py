@@ -54,8 +54,10 @@ from statetrace_guard.sandbox.base import (
 )
 from statetrace_guard.sandbox.mounts import (
     MountPlan,
+    PrivateDevices,
     apply_mounts,
     enter_mount_namespace,
+    make_private_devices,
     plan_pins,
     private_proc,
     take_reserved_mount_namespace,
@@ -350,12 +352,19 @@ class LinuxChildSetup:
     """Built in the parent: a ruleset, the mount plan, a seccomp program."""
 
     def __init__(
-        self, ruleset: Ruleset | None, plan: SandboxPlan, *, shared: bool = False
+        self,
+        ruleset: Ruleset | None,
+        plan: SandboxPlan,
+        *,
+        shared: bool = False,
+        devices: PrivateDevices | None = None,
     ) -> None:
         """Keep the prepared ruleset and what the namespaces must do.
 
-        A ``shared`` ruleset belongs to the cache, which closes it.
+        A ``shared`` ruleset belongs to the cache, which closes it; the
+        private ``devices`` are this program's (closed by close()).
         """
+        self._devices = devices
         self._ruleset = ruleset
         self._shared = shared
         self._as_root = plan.details.get("namespaces") == "root"
@@ -367,10 +376,16 @@ class LinuxChildSetup:
         )
         self._mounts = (
             MountPlan(
-                writable=tuple(g.path for g in plan.grants if g.kind == "write"),
+                writable=tuple(
+                    g.path
+                    for g in plan.grants
+                    if g.kind == "write"
+                    and (devices is None or g.path not in _PRIVATE_DEVICES)
+                ),
                 pinned=plan.pinned,
                 readonly=plan.readonly,
                 hidden=plan.hidden,
+                private_dev=devices,
             )
             if plan.details.get("protect") == "mount"
             else None
@@ -451,6 +466,9 @@ class LinuxChildSetup:
         """Close the descriptors in the parent (a cached ruleset stays)."""
         if self._ruleset is not None and not self._shared:
             self._ruleset.close()
+        if self._devices is not None:
+            self._devices.close()
+            self._devices = None
         if self._prepared_network is not None:
             os.close(self._prepared_network)
             self._prepared_network = None
@@ -538,9 +556,27 @@ class LinuxBackend:
             return LinuxChildSetup(None, plan)
         abi = self.probe().landlock_abi
         outputs = _writable_files(output_fds)
+        if _private_dev(plan):  # rules on this program's own devices: never shared
+            devices = _make_devices()
+            try:
+                ruleset = _build_ruleset(plan, abi, outputs, devices)
+            except BaseException:
+                devices.close()
+                raise
+            return LinuxChildSetup(ruleset, plan, devices=devices)
         if outputs:  # a grant for these very files: never shared
             return LinuxChildSetup(_build_ruleset(plan, abi, outputs), plan)
         return LinuxChildSetup(_RULESETS.get(plan, abi), plan, shared=True)
+
+
+def _make_devices() -> PrivateDevices:
+    try:
+        return make_private_devices()
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"cannot make the program's own /dev/pts and /dev/shm: {exc}",
+            hint="run `guard doctor` to see what this machine supports",
+        ) from exc
 
 
 def _network_mode(caps: Capabilities, network_open: bool, missing: list[str]) -> str:
@@ -619,8 +655,36 @@ def _ruleset_key(plan: SandboxPlan, abi: int) -> tuple[object, ...] | None:
 _RULESETS = _RulesetCache()
 
 
+# Mounted afresh in the program's view (mounts.PrivateDevices).
+_PRIVATE_DEVICES = frozenset({"/dev/shm", "/dev/pts", "/dev/ptmx"})  # noqa: S108
+
+
+def _private_dev(plan: SandboxPlan) -> bool:
+    """Private /dev/shm and /dev/pts: where root builds a mount view."""
+    return (
+        plan.details.get("protect") == "mount"
+        and plan.details.get("namespaces") == "root"
+    )
+
+
+def _allow_private_devices(
+    ruleset: Ruleset, plan: SandboxPlan, devices: PrivateDevices
+) -> None:
+    """The level's device and temp grants, on the program's own instances."""
+    granted = {grant.path: grant.kind for grant in plan.grants}
+    if "/dev/pts" in granted:
+        ruleset.allow_fd(os.dup(devices.pts), "/dev/pts", landlock.ACCESS_DEVICE)
+    if "/dev/ptmx" in granted:
+        ruleset.allow_fd(devices.ptmx(), "/dev/ptmx", landlock.ACCESS_DEVICE)
+    if granted.get("/dev/shm") == "write":  # noqa: S108 - L1 and up
+        ruleset.allow_fd(os.dup(devices.shm), "/dev/shm", landlock.ACCESS_WRITE)  # noqa: S108
+
+
 def _build_ruleset(
-    plan: SandboxPlan, abi: int, outputs: tuple[int, ...] = ()
+    plan: SandboxPlan,
+    abi: int,
+    outputs: tuple[int, ...] = (),
+    devices: PrivateDevices | None = None,
 ) -> Ruleset:
     access = {"write": landlock.ACCESS_WRITE, "device": landlock.ACCESS_DEVICE}
     closed = not plan.network_open
@@ -633,7 +697,10 @@ def _build_ruleset(
         try:
             ruleset.allow_path("/", landlock.ACCESS_READ)
             for grant in plan.grants:
-                ruleset.allow_path(grant.path, access[grant.kind])
+                if devices is None or grant.path not in _PRIVATE_DEVICES:
+                    ruleset.allow_path(grant.path, access[grant.kind])
+            if devices is not None:
+                _allow_private_devices(ruleset, plan, devices)
             for fd in outputs:
                 ruleset.allow_open_file(fd, landlock.ACCESS_FILE_WRITE)
         except BaseException:

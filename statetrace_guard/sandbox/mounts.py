@@ -18,7 +18,16 @@ In the program's private mount namespace (the style of bubblewrap's
 5. each hidden directory (guard's home: the chain and redaction key, the
    approvals, other sessions' state) is covered by an empty read-only tmpfs
    at every level, so a program cannot even read what lies below it; its
-   parents inside a writable root are pinned like a protected path's.
+   parents inside a writable root are pinned like a protected path's;
+6. (as root) a fresh read-only ``/dev`` as bubblewrap's ``--dev`` makes it:
+   ``null``, ``zero``, ``full``, ``random``, ``urandom``, ``tty`` bound from
+   the host, the program's own ``/dev/pts`` (a new devpts instance,
+   ``ptmx`` linked to it) and ``/dev/shm`` (an empty tmpfs). The host's
+   device nodes belong to root, which the program is: it read another
+   terminal's input (the operator's typed password) from ``/dev/pts/N``,
+   other processes' POSIX shared memory, and on a machine that allows it
+   raw disks and input devices. Its own terminal stays usable through its
+   descriptors and ``/dev/tty``; ``ttyname`` of it finds no name.
 
 Every bind is made with the new mount API on a descriptor opened without
 following any symlink (``openat2`` with ``RESOLVE_NO_SYMLINKS``): a path that
@@ -34,6 +43,7 @@ inside from undoing them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -44,10 +54,12 @@ from statetrace_guard.sandbox.landlock import libc as c_library
 
 __all__ = [
     "MountPlan",
+    "PrivateDevices",
     "apply_mounts",
     "drop_old_view_descriptors",
     "enter_mount_namespace",
     "make_mount_namespace",
+    "make_private_devices",
     "plan_pins",
     "private_proc",
     "reserve_mount_namespace",
@@ -63,6 +75,7 @@ _SYS_FSOPEN = 430
 _SYS_FSCONFIG = 431
 _SYS_FSMOUNT = 432
 _FSOPEN_CLOEXEC = 1
+_FSCONFIG_SET_FLAG = 0
 _FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
 _FSMOUNT_CLOEXEC = 1
@@ -79,6 +92,7 @@ _MOUNT_ATTR_RDONLY = 0x1
 _MOUNT_ATTR_NOSUID = 0x2
 _MOUNT_ATTR_NODEV = 0x4
 _MOUNT_ATTR_NOEXEC = 0x8
+_DEV_ATTRS = _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NOEXEC
 _MS_SLAVE = 1 << 19
 _CLONE_NEWNS = 0x00020000
 
@@ -109,12 +123,62 @@ class MountPlan:
         pinned: directories bound over themselves so they keep their name.
         readonly: protected paths bound read-only over themselves.
         hidden: directories covered by an empty read-only tmpfs.
+        private_dev: fresh ``/dev/shm`` and ``/dev/pts`` made by the parent
+            (its Landlock rules name their roots), attached here.
     """
 
     writable: tuple[str, ...]
     pinned: tuple[str, ...] = ()
     readonly: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    private_dev: PrivateDevices | None = None
+
+
+@dataclass(frozen=True)
+class PrivateDevices:
+    """A program's own ``/dev/shm`` and ``/dev/pts``, made but not yet mounted.
+
+    Made in the parent, before the Landlock ruleset: a rule must name the
+    new file systems themselves (the rule check skips what a mount covers,
+    so a rule on the host's ``/dev/pts`` or on the directory underneath
+    reaches nothing in the program's view).
+
+    Attributes:
+        shm: a detached tmpfs (mode 1777).
+        pts: a detached new devpts instance (``ptmx`` mode 0666).
+    """
+
+    shm: int
+    pts: int
+
+    def ptmx(self) -> int:
+        """An ``O_PATH`` descriptor on the new instance's ``ptmx``."""
+        return os.open(
+            "ptmx", os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.pts
+        )
+
+    def close(self) -> None:
+        """Close the parent's descriptors (the child attached its copies)."""
+        os.close(self.shm)
+        os.close(self.pts)
+
+
+def make_private_devices() -> PrivateDevices:
+    """A new tmpfs and devpts for one program (root: it may make mounts).
+
+    Raises:
+        OSError: the kernel refused one of them.
+    """
+    shm = _new_fs(
+        b"tmpfs", ((b"mode", b"1777"),), _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV
+    )
+    try:
+        options = ((b"newinstance", None), (b"ptmxmode", b"0666"), (b"mode", b"0620"))
+        pts = _new_fs(b"devpts", options, _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NOEXEC)
+    except BaseException:
+        os.close(shm)
+        raise
+    return PrivateDevices(shm, pts)
 
 
 def plan_pins(writable: tuple[str, ...], readonly: tuple[str, ...]) -> tuple[str, ...]:
@@ -220,49 +284,127 @@ def _bind_over(path: str, *, set_flags: int = 0, clear_flags: int = 0) -> None:
         os.close(target)
 
 
-def _empty_tmpfs() -> int:
-    """A detached empty tmpfs, read-only, mode 0555 (an empty directory)."""
-    fs = _syscall(_SYS_FSOPEN, b"tmpfs", ctypes.c_uint(_FSOPEN_CLOEXEC))
+def _new_fs(
+    fstype: bytes, options: tuple[tuple[bytes, bytes | None], ...], attrs: int
+) -> int:
+    """A detached new file system of ``fstype`` (a mount descriptor)."""
+    fs = _syscall(_SYS_FSOPEN, fstype, ctypes.c_uint(_FSOPEN_CLOEXEC))
     if fs < 0:
-        _fail("fsopen(tmpfs)")
+        _fail(f"fsopen({fstype.decode()})")
     try:
-        for key, value in ((b"mode", b"0555"), (b"size", b"4k")):
-            if _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key, value, 0) != 0:
-                _fail("fsconfig(tmpfs)")
+        for key, value in options:
+            command = _FSCONFIG_SET_FLAG if value is None else _FSCONFIG_SET_STRING
+            if _syscall(_SYS_FSCONFIG, fs, command, key, value, 0) != 0:
+                _fail(f"fsconfig({fstype.decode()} {key.decode()})")
         if _syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0) != 0:
-            _fail("fsconfig(create)")
-        attrs = (
-            _MOUNT_ATTR_RDONLY
-            | _MOUNT_ATTR_NOSUID
-            | _MOUNT_ATTR_NODEV
-            | _MOUNT_ATTR_NOEXEC
-        )
+            _fail(f"fsconfig({fstype.decode()} create)")
         mnt = _syscall(
             _SYS_FSMOUNT, fs, ctypes.c_uint(_FSMOUNT_CLOEXEC), ctypes.c_uint(attrs)
         )
         if mnt < 0:
-            _fail("fsmount(tmpfs)")
+            _fail(f"fsmount({fstype.decode()})")
         return mnt
     finally:
         os.close(fs)
 
 
-def _hide(path: str) -> None:
-    """Cover the directory ``path`` with an empty read-only tmpfs."""
-    target = _open_exact(path)
+def _empty_tmpfs() -> int:
+    """A detached empty tmpfs, read-only, mode 0555 (an empty directory)."""
+    attrs = (
+        _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV | _MOUNT_ATTR_NOEXEC
+    )
+    return _new_fs(b"tmpfs", ((b"mode", b"0555"), (b"size", b"4k")), attrs)
+
+
+def _attach(mnt: int, path: str) -> None:
+    """Move the detached mount ``mnt`` onto ``path`` (no symlink on the way)."""
     try:
-        mnt = _empty_tmpfs()
+        target = _open_exact(path)
         try:
             flags = _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH
             if (
                 _syscall(_SYS_MOVE_MOUNT, mnt, b"", target, b"", ctypes.c_uint(flags))
                 != 0
             ):
-                _fail(f"move_mount(hide {path})")
+                _fail(f"move_mount({path})")
         finally:
-            os.close(mnt)
+            os.close(target)
     finally:
-        os.close(target)
+        os.close(mnt)
+
+
+# The device nodes a program gets from the host (bubblewrap's ``--dev`` list):
+# bound one by one into a fresh /dev, so no disk, input device, camera or
+# other terminal of the machine is reachable by name.
+_HOST_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+
+
+def _private_devices(devices: PrivateDevices) -> None:
+    """A fresh read-only /dev: the safe host nodes, own /dev/pts and /dev/shm.
+
+    Root inside owns the host's device nodes: without this it read raw
+    disks (guard's key with them), ``/dev/input`` (keystrokes), another
+    terminal's ``/dev/pts/N`` (what the operator typed there) and other
+    processes' shared memory in ``/dev/shm``.
+    """
+    nodes = []
+    try:
+        nodes.extend(
+            (name, _clone(f"/dev/{name}"))
+            for name in _HOST_DEVICES
+            if os.path.exists(f"/dev/{name}")
+        )
+        _attach(
+            _new_fs(b"tmpfs", ((b"mode", b"0755"), (b"size", b"64k")), _DEV_ATTRS),
+            "/dev",
+        )
+        for name, _ in nodes:
+            os.close(
+                os.open(f"/dev/{name}", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+            )
+        for name, target in _DEV_LINKS:
+            os.symlink(target, f"/dev/{name}")
+        for name in ("pts", "shm"):
+            os.mkdir(f"/dev/{name}", 0o755)
+        for name, node in nodes:
+            _attach(node, f"/dev/{name}")
+    except BaseException:
+        for _, node in nodes:
+            with contextlib.suppress(OSError):
+                os.close(node)
+        raise
+    _attach(devices.pts, "/dev/pts")
+    _attach(devices.shm, "/dev/shm")  # noqa: S108
+    _setattr(_AT_FDCWD, b"/dev", 0, _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0), "/dev")
+
+
+def _clone(path: str) -> int:
+    """A detached copy of the mount at ``path`` (just that entry)."""
+    origin = _open_exact(path)
+    try:
+        tree = _syscall(
+            _SYS_OPEN_TREE,
+            origin,
+            b"",
+            ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_EMPTY_PATH),
+        )
+        if tree < 0:
+            _fail(f"open_tree({path})")
+        return tree
+    finally:
+        os.close(origin)
+
+
+def _hide(path: str) -> None:
+    """Cover the directory ``path`` with an empty read-only tmpfs."""
+    _attach(_empty_tmpfs(), path)
 
 
 # What bubblewrap keeps read-only in a fresh /proc: uid 0 may write sysctls
@@ -311,6 +453,8 @@ def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
         )
     for path in plan.hidden:
         _hide(path)
+    if plan.private_dev is not None:
+        _private_devices(plan.private_dev)
     if fresh_proc:
         _mount_proc()
 

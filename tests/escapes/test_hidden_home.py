@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 import isolation_kit
 import pytest
-from isolation_kit import LEVELS, assert_via, attack, py
+from isolation_kit import LEVELS, UNIX_L2_POLICY, assert_via, attack, py
+
+from statetrace_guard.daemon import protocol
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -109,3 +112,30 @@ def test_a_home_holding_the_workspace_refuses_to_run(workspace, monkeypatch):
     result = attack(workspace, ["true"], level="L1")
     assert result.returncode == 125
     assert "guard's home" in result.stderr
+
+
+def test_a_level_allowed_unix_sockets_cannot_reach_the_helper(workspace, monkeypatch):
+    """Where the policy lets a level make Unix sockets, the helper's is still hidden.
+
+    Its socket lives in guard's home; the helper would refuse a guarded peer
+    anyway (issue 12 K11), but the program cannot even connect.
+    """
+    monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "on")
+    monkeypatch.setenv("STATETRACE_GUARD_DAEMON_IDLE", "30")
+    pid = isolation_kit.start_helper(workspace.parent / "warm-up")
+    try:
+        code = (
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            "try:\n"
+            "    s.connect(sys.argv[1]); print('connected')\n"
+            "except OSError as error:\n"
+            "    print('refused', error.strerror)\n"
+        )
+        path = protocol.socket_path()
+        assert Path(path).exists()
+        result = attack(workspace, [*py(code), path], level="L2", policy=UNIX_L2_POLICY)
+        assert result.returncode == 0, result.stderr
+        assert "refused No such file or directory" in result.stdout
+    finally:
+        os.kill(pid, signal.SIGKILL)
