@@ -537,7 +537,9 @@ class LinuxBackend:
 
     def keep_prepared(self, plan: SandboxPlan) -> None:
         """Build (or find) the shared ruleset and seccomp program for ``plan``."""
-        if plan.enforcement.get("filesystem", "none") != "none":
+        if plan.enforcement.get("filesystem", "none") != "none" and not _private_dev(
+            plan
+        ):  # with private devices every program gets its own
             _RULESETS.get(plan, self.probe().landlock_abi)
         arch = seccomp.arch_of_machine(plan.seal.seccomp)
         if arch is not None:  # cached: every later supervisor finds it built
