@@ -91,7 +91,9 @@ FILE_MODES = {
     "mount": "a private mount view: everything read-only (metadata too), the "
     "level's grants bound read-write on top, each protected path bound "
     "read-only over itself and the directories above it pinned, guard's home "
-    "covered by an empty read-only file system (unreadable at every level)",
+    "covered by an empty read-only file system (unreadable at every level); "
+    "as root, a fresh /dev (null, zero, full, random, urandom, tty from the "
+    "host, the program's own /dev/pts and /dev/shm)",
     "landlock-split": "Landlock only, no mount namespaces: a directory that "
     "holds a protected path (the workspace root, .git/, Logs/) takes no new "
     "entries and loses none (no `mkdir d` at the root, no `git rebase` or "
