@@ -533,6 +533,7 @@ class LinuxBackend:
             details={
                 "namespaces": "root" if caps.root else "user",
                 "protect": files.protect,
+                "devices": _devices_mode(caps, files, layout),
             },
             seal=seal,
         )
@@ -664,11 +665,22 @@ _PRIVATE_DEVICES = frozenset({"/dev/shm", "/dev/pts", "/dev/ptmx"})  # noqa: S10
 
 
 def _private_dev(plan: SandboxPlan) -> bool:
-    """Private /dev/shm and /dev/pts: where root builds a mount view."""
-    return (
-        plan.details.get("protect") == "mount"
-        and plan.details.get("namespaces") == "root"
-    )
+    """Whether the program gets a fresh /dev (decided by the plan, see below)."""
+    return plan.details.get("devices") == "private"
+
+
+def _devices_mode(caps: Capabilities, files: GrantPlan, layout: FsLayout) -> str:
+    """``private`` where root builds a mount view and nothing of ours is in /dev.
+
+    (A workspace or temp directory in /dev/shm would vanish under a fresh
+    /dev: that view keeps the host's.)
+    """
+    if files.protect != "mount" or not caps.root:
+        return "host"
+    ours = (layout.workspace, layout.private_tmp, layout.system_tmp)
+    if any(_within(path, "/dev") for path in ours):
+        return "host"
+    return "private"
 
 
 def _allow_private_devices(

@@ -354,7 +354,7 @@ def _private_devices(devices: PrivateDevices) -> None:
     terminal's ``/dev/pts/N`` (what the operator typed there) and other
     processes' shared memory in ``/dev/shm``.
     """
-    nodes = []
+    nodes: list[tuple[str, int]] = []
     try:
         nodes.extend(
             (name, _clone(f"/dev/{name}"))

@@ -208,6 +208,27 @@ class TestHidden:
         assert plan_grants(Level.L1, lay).hidden == ()
 
 
+class TestDevices:
+    """A fresh /dev where root builds the view and nothing of ours lies in /dev."""
+
+    def test_private_as_root_with_mounts(self, layout):
+        plan = LinuxBackend(dataclasses.replace(FULL, root=True)).plan(
+            Level.L1, False, layout
+        )
+        assert plan.details["devices"] == "private"
+
+    def test_host_without_root(self, layout):
+        plan = LinuxBackend(FULL).plan(Level.L1, False, layout)
+        assert plan.details["devices"] == "host"
+
+    def test_host_for_a_workspace_in_dev_shm(self, layout):
+        lay = replace(layout, workspace="/dev/shm/ws")
+        plan = LinuxBackend(dataclasses.replace(FULL, root=True)).plan(
+            Level.L0, False, lay
+        )
+        assert plan.details["devices"] == "host"
+
+
 class TestPins:
     def test_pins_every_directory_between_root_and_protected(self):
         """Each directory strictly between the grant and the protected path is pinned."""
