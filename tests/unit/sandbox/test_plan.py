@@ -213,18 +213,18 @@ class TestDevices:
 
     def test_private_as_root_with_mounts(self, layout):
         plan = LinuxBackend(dataclasses.replace(FULL, root=True)).plan(
-            Level.L1, False, layout
+            Level.L1, network_open=False, layout=layout
         )
         assert plan.details["devices"] == "private"
 
     def test_host_without_root(self, layout):
-        plan = LinuxBackend(FULL).plan(Level.L1, False, layout)
+        plan = LinuxBackend(FULL).plan(Level.L1, network_open=False, layout=layout)
         assert plan.details["devices"] == "host"
 
     def test_host_for_a_workspace_in_dev_shm(self, layout):
         lay = replace(layout, workspace="/dev/shm/ws")
         plan = LinuxBackend(dataclasses.replace(FULL, root=True)).plan(
-            Level.L0, False, lay
+            Level.L0, network_open=False, layout=lay
         )
         assert plan.details["devices"] == "host"
 
