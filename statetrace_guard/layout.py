@@ -19,7 +19,7 @@ from pathlib import Path
 
 from statetrace_guard.home import guard_homes_text
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import GUARD_LOG_SUBDIRS, temp_dirs
+from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_runtime, temp_dirs
 from statetrace_guard.protect import ProtectPatterns, expand
 from statetrace_guard.sandbox.base import FsLayout
 from statetrace_guard.workspaces import register_log_dir
@@ -62,6 +62,7 @@ def fs_layout(
         private_tmp=os.path.realpath(private_tmp),
         system_tmp=os.path.realpath(tempfile.gettempdir()),
         temp_dirs=tuple(path for path in temp_dirs() if Path(path).is_dir()),
+        runtime=guard_runtime(),
         protected=tuple(path for path in guard_owned if os.path.lexists(path)),
         protected_data=(*expand(workspace, patterns, listdir), *nested_git)
         if level < Level.L2

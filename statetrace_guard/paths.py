@@ -10,6 +10,7 @@ workspace, so the kernel sandbox never grants it.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ __all__ = [
     "default_log_dir",
     "guard_home",
     "guard_owned_paths",
+    "guard_runtime",
     "temp_dirs",
     "workspace_root",
 ]
@@ -74,3 +76,26 @@ def guard_owned_paths(log_dir: Path, policy_file: Path | None) -> tuple[Path, ..
     if policy_file is not None:
         owned.append(policy_file.resolve())
     return tuple(owned)
+
+
+def guard_runtime() -> tuple[str, ...]:
+    """Where guard's own code and interpreter live, resolved (present ones).
+
+    Guard's package, every ``site-packages`` on its path (a ``.pth`` file
+    there runs at every interpreter start) and its environment's scripts
+    (``bin/guard``) and ``pyvenv.cfg``. A program that wrote any of them
+    would run its code as the next ``guard`` outside every sandbox: guard
+    installed in the project's own virtual environment inside the workspace
+    made that an L1 write.
+    """
+    prefix = Path(sys.prefix)
+    candidates = [
+        Path(__file__).resolve().parent,  # the statetrace_guard package
+        *(Path(p) for p in sys.path if p.endswith(("site-packages", "dist-packages"))),
+        prefix / "bin",
+        prefix / "Scripts",
+        prefix / "pyvenv.cfg",
+    ]
+    return tuple(
+        dict.fromkeys(os.path.realpath(p) for p in candidates if os.path.lexists(p))
+    )

@@ -41,6 +41,8 @@ class FsLayout:
         system_tmp: the system temporary directory; writable from L1.
         temp_dirs: every temporary directory writable from L1 (the
             classifier's list, :func:`statetrace_guard.paths.temp_dirs`).
+        runtime: guard's own code and interpreter environment, read-only
+            below L3 (:func:`statetrace_guard.paths.guard_runtime`).
         protected: paths never writable by the program at any level.
         protected_data: paths read-only below L2 (the policy's ``[protect]``
             list, expanded to what exists).
@@ -55,6 +57,7 @@ class FsLayout:
     protected_data: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
     temp_dirs: tuple[str, ...] = ()
+    runtime: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

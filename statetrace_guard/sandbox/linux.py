@@ -176,10 +176,16 @@ def _within(path: str, root: str) -> bool:
 
 
 def protected_paths(level: Level, layout: FsLayout) -> tuple[str, ...]:
-    """Return the paths kept read-only at ``level`` (the policy's only below L2)."""
+    """Return the paths kept read-only at ``level`` (the policy's only below L2).
+
+    Guard's own runtime stays read-only below L3 (at L3, installing into an
+    environment guard shares with the project is the level's purpose).
+    """
     paths = list(layout.protected)
     if level < Level.L2:
         paths += layout.protected_data
+    if level < Level.L3:
+        paths += layout.runtime
     return tuple(dict.fromkeys(os.path.normpath(p) for p in paths))
 
 
