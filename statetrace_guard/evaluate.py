@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from statetrace_guard.classify.model import Classification, ClassifyContext
@@ -83,7 +83,8 @@ def evaluate(
     from statetrace_guard.classify.registry import knowledge_for  # noqa: PLC0415
 
     knowledge = knowledge_for(policy.programs, policy.trusted_dirs)
-    ctx = replace(place.classify, knowledge=knowledge)
+    where = place.classify
+    ctx = ClassifyContext(where.cwd, where.workspace, where.depth, knowledge)
 
     # NOTE(gc): the classifiers bound their work by CPU time and fail closed
     # past it; a collector pause (a long-lived helper has a large heap) must

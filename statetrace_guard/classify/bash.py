@@ -741,7 +741,7 @@ class _Walker:
 
     def here(self) -> ClassifyContext:
         """The context for a command at this point of the script (cwd followed)."""
-        return self.ctx.at(self.cwd)
+        return self.ctx if self.cwd == self.ctx.cwd else self.ctx.at(self.cwd)
 
     def call(self, name: str, words: list[Word], depth: int) -> None:
         """A call of a function defined earlier: classify its body here."""

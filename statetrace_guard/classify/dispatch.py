@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from statetrace_guard.classify import bash, cmd
 from statetrace_guard.classify.engine import combine, generic
+from statetrace_guard.classify.handler_names import FRONT_ENDS
 from statetrace_guard.classify.handlers import HANDLERS
 from statetrace_guard.classify.interp import script_verdict
 from statetrace_guard.classify.knowledge import Knowledge, ProgramEntry
@@ -57,6 +58,7 @@ MAX_DEPTH = 8
 # "-" is stdout for the tools that take a file name
 _NOT_FILES = SINK_FILES | {"-"}
 _WIN_SUFFIXES = (".exe", ".com")
+_LOOKUPS_KEPT = 4096
 
 
 def knowledge_of(ctx: ClassifyContext) -> Knowledge:
@@ -130,14 +132,22 @@ def classify_words(  # noqa: PLR0911 - one return per kind of command
     if path is not None and not _is_trusted(path, ctx):
         verdict = script_verdict(name, Word(path), ctx)
         return _build(argv, name, path, verdict, ctx, shell)
-    entries = _lookup(knowledge_of(ctx), name, shell)
+    knowledge = ctx.knowledge if ctx.knowledge is not None else builtin_knowledge()
+    key = (name, shell)
+    entries = knowledge.lookups.get(key)
+    if entries is None:
+        entries = _lookup(knowledge, name, shell)
+        if len(knowledge.lookups) < _LOOKUPS_KEPT:  # a long-lived helper stays bounded
+            knowledge.lookups[key] = entries
     if not entries:
         verdict = _unknown(name, path, args)
         return _build(argv, name, path, verdict, ctx, shell)
-    front = _front_end(entries[0], argv, name, path, args, ctx, shell)
-    if front is not None:
-        return front
-    verdict = combine([judge(entry, name, args, ctx) for entry in entries])
+    if entries[0].handler in FRONT_ENDS:
+        return _front_end(entries[0], argv, name, path, args, ctx, shell)
+    if len(entries) == 1:
+        verdict = judge(entries[0], name, args, ctx)
+    else:
+        verdict = combine([judge(entry, name, args, ctx) for entry in entries])
     return _build(argv, name, path, verdict, ctx, shell)
 
 
@@ -186,17 +196,15 @@ def _front_end(
     args: tuple[Word, ...],
     ctx: ClassifyContext,
     shell: Shell,
-) -> list[SimpleCommand] | None:
-    """Shells hand their script to a parser; ``None`` for every other entry."""
+) -> list[SimpleCommand]:
+    """Shells hand their script to a parser (``entry.handler`` is a front end)."""
     if entry.handler == "posix-shell":
         return _posix_shell(entry, argv, name, path, args, ctx, shell)
     if entry.handler == "pwsh":
         return _pwsh(argv, args, ctx, shell)
     if entry.handler == "cmd":
         return _cmd(argv, args, ctx, shell)
-    if entry.handler == "other-shell":
-        return [failed(argv, shell, f"{name} scripts are not parsed", entry.spec)]
-    return None
+    return [failed(argv, shell, f"{name} scripts are not parsed", entry.spec)]
 
 
 def _build(
@@ -237,6 +245,8 @@ def _build(
         verdict.env_sets,
     )
     out = [command]
+    if not verdict.nested and not verdict.scripts:
+        return out
     inner = ctx.deeper()
     for nested in verdict.nested:
         out.extend(classify_words(nested, inner, shell))

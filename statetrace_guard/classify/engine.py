@@ -232,6 +232,11 @@ class _Acc:
     script: str | None = None
 
 
+# A plain entry's verdict never changes: one immutable Verdict per entry.
+_PLAIN_VERDICTS: dict[ProgramEntry, Verdict] = {}
+_PLAIN_KEPT = 4096
+
+
 def generic(
     entry: ProgramEntry,
     name: str,
@@ -258,8 +263,13 @@ def generic(
     ):
         return read(entry.spec, f"{name} {args[0].text} prints its version or help")
     if entry.plain:  # nothing it is given can change what it does
-        why = entry.reason or f"{entry.name} only reads"
-        return Verdict(entry.effects, entry.spec, (why,), hint=entry.hint)
+        found = _PLAIN_VERDICTS.get(entry)
+        if found is None:
+            why = entry.reason or f"{entry.name} only reads"
+            found = Verdict(entry.effects, entry.spec, (why,), hint=entry.hint)
+            if len(_PLAIN_VERDICTS) < _PLAIN_KEPT:
+                _PLAIN_VERDICTS[entry] = found
+        return found
     if entry.subcommands:
         return _with_subcommand(entry, name, args, ctx, judge)
     parsed = options_of(entry, args)

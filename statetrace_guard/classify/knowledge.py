@@ -10,7 +10,7 @@ one-off ``guard run`` compiles only the few it meets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -218,76 +218,97 @@ def compile_program(
         )
         for mode in (fill("mode", m) for m in raw["modes"])
     )
-    entry = ProgramEntry(
-        spec=spec,
-        name=name,
-        reason=raw["reason"],
-        effects=frozenset(Effect(e) for e in raw["effects"]),
-        handler=raw["handler"],
-        style=style,
-        stop_at_operand=raw["options_stop_at_operand"],
-        unknown_dynamic=raw["unknown_options"] == "dynamic",
-        kinds=MappingProxyType(kinds),
-        longs=tuple(sorted(k for k in kinds if k.startswith("--"))),
-        versions=frozenset(_option_key(v, style) for v in raw["version_options"]),
-        operands=_operands(raw["operands"]),
-        default_write=raw["default_write"],
-        modes=modes,
-        subcommands=MappingProxyType({}),
-        unknown_subcommand_dynamic=raw["unknown_subcommand"] == "dynamic",
-        hint=raw["hint"],
-        data=MappingProxyType(
+    effectful = bool(_EFFECTFUL.intersection(kinds.values()))
+    operands = _operands(raw["operands"])
+    values: dict[str, Any] = {
+        "spec": spec,
+        "name": name,
+        "reason": raw["reason"],
+        "effects": frozenset(Effect(e) for e in raw["effects"]),
+        "handler": raw["handler"],
+        "style": style,
+        "stop_at_operand": raw["options_stop_at_operand"],
+        "unknown_dynamic": raw["unknown_options"] == "dynamic",
+        "kinds": MappingProxyType(kinds),
+        "longs": tuple(sorted(k for k in kinds if k.startswith("--"))),
+        "versions": frozenset(_option_key(v, style) for v in raw["version_options"]),
+        "operands": operands,
+        "default_write": raw["default_write"],
+        "modes": modes,
+        "subcommands": MappingProxyType({}),
+        "unknown_subcommand_dynamic": raw["unknown_subcommand"] == "dynamic",
+        "hint": raw["hint"],
+        "data": MappingProxyType(
             {key: tuple(value) for key, value in raw["handler_data"].items()}
         ),
-        effectful=bool(_EFFECTFUL & set(kinds.values())),
-    )
-    if not raw["subcommands"]:
-        return _with_plain(entry)
-    return _subcommands_of(entry, raw, spec, name, style, fill)
-
-
-def _with_plain(entry: ProgramEntry) -> ProgramEntry:
-    plain = (
-        entry.handler is None
-        and not entry.effectful
-        and not entry.unknown_dynamic
-        and not entry.modes
-        and not entry.subcommands
-        and entry.default_write is None
-        and all(item.kind in ("read", "value") for item in entry.operands)
-    )
-    if not plain:
+        "effectful": effectful,
+    }
+    if raw["subcommands"]:
+        subs = _Subcommands(spec, name, style, fill, raw["subcommands"])
+        values["subcommands"] = subs
+        entry = ProgramEntry(**values)
+        subs.parent = entry
         return entry
-    values = {slot: getattr(entry, slot) for slot in ProgramEntry.__slots__}
-    values["plain"] = True
+    # NOTE(speed): nothing it is given can change what a plain entry does.
+    values["plain"] = (
+        raw["handler"] is None
+        and not effectful
+        and (style == "none" or raw["unknown_options"] != "dynamic")
+        and not modes
+        and raw["default_write"] is None
+        and all(item.kind in ("read", "value") for item in operands)
+    )
     return ProgramEntry(**values)
 
 
-def _subcommands_of(
-    entry: ProgramEntry,
-    raw: Mapping[str, Any],
-    spec: str,
-    name: str,
-    style: str,
-    fill: Filler,
-) -> ProgramEntry:
-    subs: dict[str, ProgramEntry] = {}
-    for sub_name, raw_sub in raw["subcommands"].items():
-        sub = fill("subcommand", raw_sub)
-        compiled = compile_program(
-            sub, f"{spec}-{sub_name}", f"{name} {sub_name}", entry, fill
-        )
-        for alias in (sub_name, *sub["aliases"]):
-            subs[_option_key(alias, style) if style == "windows" else alias] = compiled
-    return _with_subcommands(entry, subs)
+class _Subcommands(Mapping[str, ProgramEntry]):
+    """A program's subcommands, each compiled the first time it is looked up.
 
+    NOTE(speed): git has a hundred subcommand entries and a command uses one.
+    """
 
-def _with_subcommands(
-    entry: ProgramEntry, subs: dict[str, ProgramEntry]
-) -> ProgramEntry:
-    values = {slot: getattr(entry, slot) for slot in ProgramEntry.__slots__}
-    values["subcommands"] = MappingProxyType(subs)
-    return ProgramEntry(**values)
+    __slots__ = ("_compiled", "_fill", "_name", "_names", "_spec", "parent")
+
+    def __init__(
+        self,
+        spec: str,
+        name: str,
+        style: str,
+        fill: Filler,
+        raw: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        self._spec = spec
+        self._name = name
+        self._fill = fill
+        self._names: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        for sub_name, raw_sub in raw.items():
+            for alias in (sub_name, *raw_sub.get("aliases", ())):
+                key = _option_key(alias, style) if style == "windows" else alias
+                self._names[key] = (sub_name, raw_sub)
+        self._compiled: dict[str, ProgramEntry] = {}
+        self.parent: ProgramEntry | None = None
+
+    def __getitem__(self, key: str) -> ProgramEntry:
+        sub_name, raw_sub = self._names[key]
+        found = self._compiled.get(sub_name)
+        if found is None:
+            found = self._compiled[sub_name] = compile_program(
+                raw_sub,
+                f"{self._spec}-{sub_name}",
+                f"{self._name} {sub_name}",
+                self.parent,
+                self._fill,
+            )
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def compile_cmdlet(raw: Mapping[str, Any], groups: Mapping[str, Any]) -> Cmdlet:
@@ -372,12 +393,14 @@ class Knowledge:
     )
     _compiled: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _groups: dict[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
-    _variables: tuple[tuple[str, str, VariableRule], ...] | None = field(
-        default=None, repr=False
-    )
+    _variables: _VariableIndex | None = field(default=None, repr=False)
     _methods: dict[str, Effect] | None = field(default=None, repr=False)
     _properties: dict[str, VariableRule] | None = field(default=None, repr=False)
     _variable_memo: dict[str, VariableRule | None] = field(
+        default_factory=dict, repr=False
+    )
+    # The dispatcher's memo: (program name, shell) -> the entries that judge it.
+    lookups: dict[tuple[str, str], tuple[ProgramEntry, ...]] = field(
         default_factory=dict, repr=False
     )
 
@@ -508,19 +531,13 @@ class Knowledge:
         """What setting ``name`` does: the most specific entry, or ``None``."""
         if name in self._variable_memo:
             return self._variable_memo[name]
-        best: tuple[int, VariableRule] | None = None
-        upper = name.upper()
         if self._variables is None:
-            self._variables = tuple(
+            self._variables = _VariableIndex(
                 _variable_matcher(self._full("variable", raw))
                 for document in self.documents
                 for raw in document.get("variable", ())
             )
-        for how, text, rule in self._variables:
-            score = _variable_score(how, text, upper)
-            if score and (best is None or score > best[0]):
-                best = (score, rule)
-        found = best[1] if best is not None else None
+        found = self._variables.lookup(name.upper())
         if len(self._variable_memo) < 4096:  # noqa: PLR2004 - a bound, not a size
             self._variable_memo[name] = found
         return found
@@ -539,13 +556,41 @@ def _variable_matcher(raw: Mapping[str, Any]) -> tuple[str, str, VariableRule]:
     raise RegistryError(msg)
 
 
-def _variable_score(how: str, text: str, upper: str) -> int:
-    """How specifically a matcher names a variable; 0 when it does not."""
-    if how == "name":
-        return 10_000 if upper == text else 0
-    if how == "prefix":
-        return len(text) if upper.startswith(text) else 0
-    return len(text) if upper.endswith(text) else 0
+class _VariableIndex:
+    """The variable rules, indexed for lookup.
+
+    A name wins, else the longest prefix or suffix (the earlier entry when a
+    prefix and a suffix are as long).
+    """
+
+    __slots__ = ("_names", "_prefixes", "_suffixes")
+
+    def __init__(self, matchers: Iterable[tuple[str, str, VariableRule]]) -> None:
+        self._names: dict[str, VariableRule] = {}
+        ranked: dict[str, list[tuple[int, int, str, VariableRule]]] = {
+            "prefix": [],
+            "suffix": [],
+        }
+        for order, (how, text, rule) in enumerate(matchers):
+            if how == "name":
+                self._names.setdefault(text, rule)
+            else:
+                ranked[how].append((-len(text), order, text, rule))
+        self._prefixes = sorted(ranked["prefix"], key=lambda item: item[:2])
+        self._suffixes = sorted(ranked["suffix"], key=lambda item: item[:2])
+
+    def lookup(self, upper: str) -> VariableRule | None:
+        """The rule for an upper-case variable name, or ``None``."""
+        named = self._names.get(upper)
+        if named is not None:
+            return named
+        prefix = next((i for i in self._prefixes if upper.startswith(i[2])), None)
+        suffix = next((i for i in self._suffixes if upper.endswith(i[2])), None)
+        if prefix is None or suffix is None:
+            best = prefix or suffix
+        else:
+            best = min(prefix, suffix, key=lambda item: item[:2])
+        return None if best is None else best[3]
 
 
 def _index(

@@ -135,7 +135,11 @@ def _elements(walker: WalkerLike, node: Node | None) -> tuple[list[Arg], list[st
             args[-1] = Arg(args[-1].text + node_text(child), static=True, kind="param")
         elif kind == "redirection":
             redirects.extend(walker.redirection(child))
-        elif _glued_colon(child, args):
+        elif (
+            kind == "command_argument_sep"
+            and child.end_byte - child.start_byte == 1
+            and _glued_colon(child, args)
+        ):
             # NOTE(pwsh): `-WhatIf:$false` parses as -WhatIf, ":" and $false;
             # PowerShell binds $false to -WhatIf.
             last = args[-1]

@@ -184,9 +184,24 @@ def _write_cache(
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
-        for old in path.parent.glob("registry-*.json"):
-            if old != path:
-                old.unlink(missing_ok=True)
+        _prune(path)
+
+
+# NOTE(registry): several installs (or checkouts) of guard may share one home;
+# each keeps its own cache, so only the oldest beyond a few are removed.
+_KEEP_CACHES = 8
+
+
+def _prune(current: Path) -> None:
+    """Drop the oldest registry caches beyond ``_KEEP_CACHES``."""
+    found = []
+    for old in current.parent.glob("registry-*.json"):
+        with contextlib.suppress(OSError):
+            found.append((old.stat().st_mtime_ns, old))
+    found.sort(reverse=True)
+    for _, old in found[_KEEP_CACHES:]:
+        if old != current:
+            old.unlink(missing_ok=True)
 
 
 def validate_documents(
@@ -276,11 +291,22 @@ def knowledge_for(
         The built-in knowledge itself when the policy adds nothing.
     """
     base = builtin_knowledge()
-    if not programs and frozenset(trusted_dirs) == frozenset(DEFAULT_TRUSTED_DIRS):
+    if not programs and trusted_dirs == DEFAULT_TRUSTED_DIRS:
         return base
-    return Knowledge(
-        base.documents,
-        tuple(json.loads(text) for text in programs),
-        frozenset(trusted_dirs),
-        base.defaults,
-    )
+    key = (programs, trusted_dirs)
+    found = _POLICY_KNOWLEDGE.get(key)
+    if found is None:
+        if len(_POLICY_KNOWLEDGE) >= _POLICY_KNOWLEDGE_KEPT:
+            _POLICY_KNOWLEDGE.clear()  # a helper serving many policies stays bounded
+        found = _POLICY_KNOWLEDGE[key] = Knowledge(
+            base.documents,
+            tuple(json.loads(text) for text in programs),
+            frozenset(trusted_dirs),
+            base.defaults,
+        )
+    return found
+
+
+# One Knowledge per policy content: its compiled entries are reused.
+_POLICY_KNOWLEDGE: dict[tuple[tuple[str, ...], tuple[str, ...]], Knowledge] = {}
+_POLICY_KNOWLEDGE_KEPT = 16

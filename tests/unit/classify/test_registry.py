@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,27 @@ class TestLoader:
         )
         assert load_documents() == first
         assert len(calls) == 1
-        names = [p.name for p in (tmp_path / "cache").glob("registry-*.json")]
-        assert names == ["registry-changed.json"]
+        names = {p.name for p in (tmp_path / "cache").glob("registry-*.json")}
+        assert names == {cached[0].name, "registry-changed.json"}
+
+    def test_only_the_oldest_caches_beyond_a_few_are_dropped(
+        self, monkeypatch, tmp_path
+    ):
+        """Installs sharing a home keep their caches; the oldest ones go."""
+        monkeypatch.setenv("STATETRACE_GUARD_HOME", str(tmp_path))
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        for number in range(12):
+            old = cache / f"registry-old{number:02}.json"
+            old.write_text("{}")
+            os.utime(old, ns=(number * 10**9, number * 10**9))
+        monkeypatch.setattr(
+            "statetrace_guard.classify.registry._cache_key", lambda: "mine"
+        )
+        load_documents()
+        names = sorted(p.name for p in cache.glob("registry-*.json"))
+        kept = [f"registry-old{number:02}.json" for number in range(5, 12)]
+        assert names == sorted([*kept, "registry-mine.json"])
 
     def test_sparse_documents_judge_like_full_ones(self):
         """The cache leaves defaults and examples out; the answers do not change."""
