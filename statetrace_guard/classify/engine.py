@@ -55,7 +55,7 @@ _STRICTNESS = ("flag", "optional", "value", "read", "network", "write", "command
                "exec", "shell", "code", "dynamic")  # fmt: skip
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Parsed:
     """A command's words sorted into options (with values) and operands."""
 
@@ -221,7 +221,7 @@ def _unknown(entry: ProgramEntry, spelling: str, parsed: Parsed) -> None:
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class _Acc:
     effects: set[Effect]
     reasons: list[str]

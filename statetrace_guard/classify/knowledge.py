@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from statetrace_guard.classify.trusted import DEFAULT_TRUSTED_DIRS
 from statetrace_guard.levels import Effect
@@ -60,8 +60,12 @@ class RegistryError(Exception):
     """The registry's data is inconsistent (a duplicate name, an unknown key)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Operand:
+# NOTE(speed): the small records are NamedTuples and the compiled entries
+# plain slotted classes: a frozen dataclass compiles per-field setattr code
+# at every process start (exec of generated source), which a short-lived
+# `guard check` pays before its first command. Entries are never changed
+# once compiled.
+class Operand(NamedTuple):
     """One item of an operand pattern: a kind and a quantifier."""
 
     kind: str
@@ -69,8 +73,7 @@ class Operand:
     optional: bool  # * or ?
 
 
-@dataclass(frozen=True, slots=True)
-class Mode:
+class Mode(NamedTuple):
     """A variant chosen by an option (``gzip -c`` only reads)."""
 
     options: frozenset[str]
@@ -80,7 +83,7 @@ class Mode:
     default_write: str | None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False, repr=False)
 class ProgramEntry:
     """One program (or subcommand) compiled for the option engine.
 
@@ -118,7 +121,7 @@ class ProgramEntry:
         return tuple(name for name, found in self.kinds.items() if found == kind)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False, repr=False)
 class Cmdlet:
     """One PowerShell cmdlet compiled for binding."""
 
@@ -141,8 +144,7 @@ class Cmdlet:
     dynamic_switches: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class DotnetType:
+class DotnetType(NamedTuple):
     """A .NET type: the effect of its static members and of creating one."""
 
     static: Effect
@@ -150,8 +152,7 @@ class DotnetType:
     members: Mapping[str, Effect]
 
 
-@dataclass(frozen=True, slots=True)
-class VariableRule:
+class VariableRule(NamedTuple):
     """What setting an environment variable does (``hijack``, ``plain``...)."""
 
     kind: str
@@ -369,7 +370,7 @@ def compile_type(raw: Mapping[str, Any]) -> DotnetType:
     return DotnetType(Effect(raw["static"]), Effect(raw["constructor"]), members)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Knowledge:
     """The registry one classification uses: built-in entries, a policy's own.
 
