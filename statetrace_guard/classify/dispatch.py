@@ -16,7 +16,7 @@ test builds it, imports inside functions included).
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from statetrace_guard.classify import bash, cmd
 from statetrace_guard.classify.engine import combine, generic
@@ -300,8 +300,7 @@ def _posix_shell(
     ctx: ClassifyContext,
     shell: Shell,
 ) -> list[SimpleCommand]:
-    startup = tuple(entry.data.get("startup_file_options", ()))
-    mode, operand, problem = _shell_flags(args, startup)
+    mode, operand, problem = _shell_flags(name, args, entry.data)
     if problem:
         verdict = dynamic(entry.spec, problem)
     elif mode == "c" and operand is not None:
@@ -315,30 +314,69 @@ def _posix_shell(
 
 
 def _shell_flags(
-    args: tuple[Word, ...], startup: tuple[str, ...]
+    name: str, args: tuple[Word, ...], data: Mapping[str, tuple[str, ...]]
 ) -> tuple[str, Word | None, str | None]:
-    """Return (mode "c"/"s"/"", first operand, problem) for a POSIX shell's args."""
+    """Return (mode "c"/"s"/"", first operand, problem) for a POSIX shell's args.
+
+    The shell reads all its options first (``bash -c -o pipefail CMD``), a
+    cluster's argument letters each take the next word in turn (``-euo
+    pipefail``, ``-oO pipefail extglob``); the first operand is the command
+    string (mode "c") or the script file. The letters come from the entry's
+    ``handler_data``; an unknown letter is a problem (it might take a word).
+    """
     mode = ""
-    it = iter(args)
-    for word in it:
+    i = 0
+    while i < len(args):
+        word = args[i]
         text = word.text
         if not word.static:
             return mode, word, None if mode == "c" else "shell argument not static"
-        if text.startswith("--") and text.partition("=")[0] in startup:
-            return mode, None, f"{text} runs a startup file"
-        if text == "--":
-            return mode, next(it, None), None
-        if text in ("-o", "+o", "-O", "+O"):
-            next(it, None)
-        elif text.startswith("--"):
+        if text in ("-", "--"):  # bash(1): "A single - is equivalent to --"
+            return mode, _at(args, i + 1), None
+        if text.startswith("--"):
+            option = text.partition("=")[0]
+            if option in data.get("startup_file_options", ()):
+                return mode, None, f"{text} runs a startup file"
+            takes = option == text and option in data.get("argument_long_options", ())
+            i += 2 if takes else 1
             continue
-        elif text[:1] in "-+" and len(text) > 1:
-            mode = (
-                "c" if "c" in text else ("s" if "s" in text and mode != "c" else mode)
-            )
-        else:
+        if len(text) < 2 or text[0] not in "-+":  # noqa: PLR2004 - a sign and a letter
             return mode, word, None
+        mode, i, stop, problem = _cluster(name, args, i, mode, data)
+        if problem or stop:
+            return mode, None if problem else _at(args, i), problem
     return mode, None, None
+
+
+def _at(args: tuple[Word, ...], index: int) -> Word | None:
+    return args[index] if index < len(args) else None
+
+
+def _cluster(
+    name: str,
+    args: tuple[Word, ...],
+    i: int,
+    mode: str,
+    data: Mapping[str, tuple[str, ...]],
+) -> tuple[str, int, bool, str | None]:
+    """Read the cluster ``args[i]`` (``-euo``): (mode, next index, stop, problem)."""
+    text = args[i].text
+    i += 1
+    stop = False
+    for letter in text[1:]:
+        if letter in "".join(data.get("argument_letters", ())):
+            if i < len(args) and not args[i].static:
+                return mode, i, False, f"{name} {text}: option name not static"
+            i += 1
+        elif letter in "".join(data.get("dynamic_letters", ())):
+            return mode, i, False, f"{name} {text}: -{letter} is not followed"
+        elif letter in "".join(data.get("end_letters", ())):
+            stop = True
+        elif letter == "c" or (letter == "s" and mode != "c"):
+            mode = letter
+        elif letter not in "".join(data.get("flag_letters", ())):
+            return mode, i, False, f"{name} {text}: unknown option -{letter}"
+    return mode, i, stop, None
 
 
 def _pwsh(

@@ -15,7 +15,16 @@ FRONT_ENDS = frozenset({"posix-shell", "pwsh", "cmd", "other-shell"})
 
 HANDLER_DATA_KEYS: dict[str, frozenset[str]] = {
     # front ends
-    "posix-shell": frozenset({"startup_file_options"}),
+    "posix-shell": frozenset(
+        {
+            "flag_letters",
+            "argument_letters",
+            "dynamic_letters",
+            "end_letters",
+            "argument_long_options",
+            "startup_file_options",
+        }
+    ),
     "pwsh": frozenset(),
     "cmd": frozenset(),
     "other-shell": frozenset(),

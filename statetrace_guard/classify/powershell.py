@@ -886,62 +886,96 @@ _HANDLERS = {
 
 # -- pwsh's own command line ------------------------------------------------
 
-_PWSH_OPTIONS: tuple[tuple[str, str, bool], ...] = (
-    # (full name, shortest accepted prefix, takes a value), as pwsh matches
-    ("command", "c", True),
-    ("file", "f", True),
-    ("encodedcommand", "e", True),
-    ("encodedarguments", "encodeda", True),
-    ("executionpolicy", "ex", True),
-    ("noprofile", "nop", False),
-    ("nologo", "nol", False),
-    ("noninteractive", "noni", False),
-    ("noexit", "noe", False),
-    ("sta", "s", False),
-    ("mta", "mta", False),
-    ("windowstyle", "w", True),
-    ("inputformat", "inp", True),
-    ("outputformat", "o", True),
-    ("version", "v", True),
-    ("workingdirectory", "wo", True),
-    ("configurationname", "config", True),
-    ("settingsfile", "settings", True),
-    ("custompipename", "custompipename", True),
-    ("commandwithargs", "commandwithargs", True),
-    ("login", "l", False),
-    ("interactive", "i", False),
-    ("noprofileloadtime", "noprofileloadtime", False),
-    ("psconsolefile", "psconsolefile", True),
-    ("help", "h", False),
+# NOTE(registry): pwsh's ConsoleHost CommandLineParameterParser, in its
+# order: the first row whose name starts with the key, the key being at least
+# as long as the row's shortest form, wins ("-s" is -ServerMode, "-e"
+# -EncodedCommand, "-ex" -ExecutionPolicy). A key nothing matches is not an
+# error: pwsh runs it as a script file (Windows PowerShell 5.1 as -Command
+# text). Rows: (name matched, shortest form, option, takes a value).
+_PWSH_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
+    ("version", "v", "version", False),  # pwsh stops at it; 5.1 takes a value
+    ("help", "h", "help", False),
+    ("?", "?", "help", False),
+    ("login", "l", "login", False),
+    ("noexit", "noe", "noexit", False),
+    ("noprofile", "nop", "noprofile", False),
+    ("nologo", "nol", "nologo", False),
+    ("noninteractive", "noni", "noninteractive", False),
+    ("socketservermode", "so", "socketservermode", False),
+    ("servermode", "s", "servermode", False),
+    ("namedpipeservermode", "nam", "namedpipeservermode", False),
+    ("sshservermode", "sshs", "sshservermode", False),
+    ("interactive", "i", "interactive", False),
+    ("configurationname", "config", "configurationname", True),
+    ("custompipename", "cus", "custompipename", True),
+    ("command", "c", "command", True),
+    ("commandwithargs", "commandwithargs", "commandwithargs", True),
+    ("cwa", "cwa", "commandwithargs", True),
+    ("windowstyle", "w", "windowstyle", True),
+    ("file", "f", "file", True),
+    ("outputformat", "o", "outputformat", True),
+    ("of", "o", "outputformat", True),
+    ("inputformat", "inp", "inputformat", True),
+    ("if", "if", "inputformat", True),
+    ("executionpolicy", "ex", "executionpolicy", True),
+    ("ep", "ep", "executionpolicy", True),
+    ("encodedcommand", "e", "encodedcommand", True),
+    ("ec", "e", "encodedcommand", True),
+    ("encodedarguments", "encodeda", "encodedarguments", True),
+    ("ea", "ea", "encodedarguments", True),
+    ("settingsfile", "settings", "settingsfile", True),
+    ("sta", "sta", "sta", False),
+    ("mta", "mta", "mta", False),
+    ("workingdirectory", "wo", "workingdirectory", True),
+    ("wd", "wd", "workingdirectory", True),
+    ("noprofileloadtime", "noprofileloadtime", "noprofileloadtime", False),
+    ("psconsolefile", "psconsolefile", "psconsolefile", True),  # 5.1
+    (
+        "removeworkingdirectorytrailingcharacter",
+        "removeworkingdirectorytrailingcharacter",
+        "removeworkingdirectorytrailingcharacter",
+        False,
+    ),
 )
-# Short names that are not prefixes of the full name.
-_PWSH_EXACT = {
-    "ec": ("encodedcommand", True),
-    "ea": ("encodedarguments", True),
-    "ep": ("executionpolicy", True),
-    "if": ("inputformat", True),
-    "of": ("outputformat", True),
-    "wd": ("workingdirectory", True),
-    "cwa": ("commandwithargs", True),
-    "?": ("help", False),
-}
-_DASHES = "-\u2013\u2014\u2015/"
+_DASHES = "-\u2013\u2014\u2015"  # CharExtensions.IsDash
+# Options after which commands come from somewhere the guard cannot read.
+_PWSH_UNSEEN = frozenset(
+    {
+        "noexit",
+        "interactive",
+        "workingdirectory",
+        "settingsfile",
+        "configurationname",
+        "psconsolefile",
+        "custompipename",
+        "inputformat",
+        "servermode",
+        "socketservermode",
+        "namedpipeservermode",
+        "sshservermode",
+    }
+)
 
 
 @lru_cache(maxsize=1024)
 def _pwsh_option(token: str) -> tuple[str, bool] | None:
-    """Resolve a pwsh option token (``-nop``, ``/Enc``, ``--command``)."""
-    key = token.lstrip(_DASHES).lower()
-    if not key or key == token.lower():
+    """Resolve a pwsh option token (``-nop``, ``/Enc``, ``--command``).
+
+    As pwsh does: the word trimmed, one leading dash or ``/`` dropped, then
+    one more dash; no ``-Name:value`` form (``-ep:Bypass`` names a file).
+    ``None``: not an option (a script file, or 5.1's command text).
+    """
+    key = token.strip()
+    if not key or (key[0] not in _DASHES and key[0] != "/"):
         return None
-    if key in _PWSH_EXACT:
-        return _PWSH_EXACT[key]
-    hits = {
-        (full, takes)
-        for full, shortest, takes in _PWSH_OPTIONS
-        if key.startswith(shortest) and full.startswith(key)
-    }
-    return hits.pop() if len(hits) == 1 else ("ambiguous:" + key, False)
+    key = key[1:]
+    if key[:1] and key[0] in _DASHES:
+        key = key[1:]
+    key = key.lower()
+    for name, shortest, option, takes in _PWSH_OPTIONS:
+        if len(key) >= len(shortest) and name.startswith(key):
+            return option, takes
+    return None
 
 
 def classify_pwsh_argv(
@@ -986,6 +1020,10 @@ def _classify_argv(
                 return _run_command(argv, i, deeper, classify_words)
             return _run_file(argv, i, deeper)
         name, takes = option
+        if name == "version":
+            if not legacy:  # pwsh prints its version and reads no further
+                return [_version(argv)]
+            takes = True  # Windows PowerShell: -Version 2.0 picks the engine
         verdict = _option_verdict(argv, i, name, deeper, classify_words)
         if verdict is not None:
             return verdict
@@ -1007,13 +1045,20 @@ def _option_verdict(
         return _run_file(argv, i + 1, ctx)
     if name == "encodedcommand":
         return _run_encoded(argv, i + 1, ctx, classify_words)
-    if name in {"noexit", "interactive", "workingdirectory", "settingsfile"} or (
-        name in {"configurationname", "psconsolefile", "custompipename"}
-        or name.startswith("ambiguous:")
-        or (name == "inputformat")
-    ):
+    if name in _PWSH_UNSEEN:
         return [_dyn(argv, "pwsh", f"pwsh option -{name}: what runs is not static")]
     return None
+
+
+def _version(argv: Sequence[str]) -> SimpleCommand:
+    return SimpleCommand(
+        argv=tuple(argv),
+        shell="pwsh",
+        name="pwsh",
+        effects=frozenset({Effect.READ}),
+        spec="posix:pwsh",
+        reasons=("pwsh -Version prints its version and runs nothing",),
+    )
 
 
 def _run_command(

@@ -48,7 +48,17 @@ CASES = load_cases()
 
 
 # Shells that only carry a script: the commands inside decide.
-_CARRIERS = frozenset({"posix:bash", "cmd:cmd"})
+_CARRIERS = frozenset(
+    {
+        "posix:bash",
+        "posix:sh",
+        "posix:dash",
+        "posix:zsh",
+        "posix:ksh",
+        "posix:yash",
+        "cmd:cmd",
+    }
+)
 
 
 def deciding_spec(verdict: Verdict) -> str:
