@@ -21,7 +21,10 @@ installed wheel has it (``PYTHONDONTWRITEBYTECODE`` would otherwise make
 every run compile the guard's modules from source).
 
 Usage: ``python benchmarks/bench_run.py [--runs N] [--json] [--no-daemon]
-[--codex]``.
+[--codex] [--corpus DIR]``. The batch mix repeats the corpus's distinct
+commands, so a tree with a larger corpus judges more distinct commands in
+the same 20,000 lines: compare two trees on one mix (``--corpus`` naming
+the other tree's ``tests/corpus``).
 """
 
 from __future__ import annotations
@@ -170,9 +173,9 @@ def time_subjects(
     }
 
 
-def batch_input(count: int) -> str:
+def batch_input(count: int, corpus: Path = CORPUS) -> str:
     lines = []
-    for path in sorted(CORPUS.glob("*.jsonl")):
+    for path in sorted(corpus.glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 case = json.loads(line)
@@ -192,8 +195,10 @@ def batch_input(count: int) -> str:
     return "\n".join((lines * (count // len(lines) + 1))[:count]) + "\n"
 
 
-def batch_throughput(count: int, workspace: Path, env: dict[str, str]) -> float:
-    data = batch_input(count)
+def batch_throughput(
+    count: int, workspace: Path, env: dict[str, str], corpus: Path = CORPUS
+) -> float:
+    data = batch_input(count, corpus)
     start = time.perf_counter()
     subprocess.run(
         [*GUARD, "check", "--batch", "-"],
@@ -216,6 +221,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--codex", action="store_true", help="also time `codex sandbox -- /bin/true`"
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=CORPUS,
+        help="draw the batch mix from this corpus directory (default tests/corpus; "
+        "comparing two trees needs one mix: the corpus grows)",
     )
     args = parser.parse_args()
     compile_package()
@@ -240,7 +252,7 @@ def main() -> None:
     env["STATETRACE_GUARD_DAEMON_IDLE"] = "60"
     try:
         medians = time_subjects(args.runs, workspace, env, codex)
-        rate = batch_throughput(args.batch, workspace, env)
+        rate = batch_throughput(args.batch, workspace, env, args.corpus)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     base = medians["python -c pass"][0]

@@ -92,8 +92,15 @@ def _judge(argv: tuple[str, ...], invocation: Invocation) -> Judgement:
 
 
 def _run_batch(stream: IO[str], invocation: Invocation) -> int:
+    import gc  # noqa: PLC0415
+
     from statetrace_guard.batch import BatchStats, judge_lines  # noqa: PLC0415
 
+    # NOTE(speed): everything loaded so far (modules, the policy) lives until
+    # exit; frozen, the collector stops walking it. A batch allocates enough
+    # to trigger full collections, each of which walked all of it (25-50 ms
+    # each on a 20,000-line batch here, a fifth of the batch's time).
+    gc.freeze()
     stats = BatchStats()
     out = sys.stdout
     for text in judge_lines(
