@@ -211,11 +211,16 @@ def check(
         statetrace_guard.errors.GuardError: a bad level or an invalid policy.
     """
     from statetrace_guard.evaluate import evaluate  # noqa: PLC0415
+    from statetrace_guard.invocation import session_task  # noqa: PLC0415
     from statetrace_guard.result import verdict_json  # noqa: PLC0415
 
     invocation = _invocation(level, policy, cwd, env)
     judgement = evaluate(
-        _argv(command), invocation.level, invocation.policy, invocation.place
+        _argv(command),
+        invocation.level,
+        invocation.policy,
+        invocation.place,
+        invocation.inspector(session_task(invocation)),
     )
     return CheckResult.from_json(verdict_json(judgement.verdict))
 

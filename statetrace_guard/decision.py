@@ -48,6 +48,7 @@ __all__ = [
     "DecisionContext",
     "HostVerdict",
     "Verdict",
+    "combine_verdicts",
     "decide",
     "describe_command",
     "matching_rules",
@@ -179,12 +180,25 @@ def decide(
     verdicts = tuple(
         _judge(command, policy, ctx) for command in classification.commands
     )
+    return combine_verdicts(verdicts, level, ctx.env, classification.parse_errors)
+
+
+def combine_verdicts(
+    verdicts: tuple[CommandVerdict, ...],
+    level: Level,
+    env: Mapping[str, str],
+    parse_errors: tuple[str, ...] = (),
+) -> Verdict:
+    """The whole command's verdict from its simple commands': the strictest wins.
+
+    The guardrails call it again after tightening a simple command's verdict.
+    """
     required = max_required([verdict.required for verdict in verdicts])
-    blocking = next((v for v in verdicts if not v.allowed_at(level, ctx.env)), None)
+    blocking = next((v for v in verdicts if not v.allowed_at(level, env)), None)
     effects = frozenset().union(*(verdict.effects for verdict in verdicts))
     opt_ins = frozenset().union(*(verdict.opt_ins for verdict in verdicts))
     reasons = [reason for verdict in verdicts for reason in verdict.reasons]
-    reasons.extend(f"parse: {error}" for error in classification.parse_errors)
+    reasons.extend(f"parse: {error}" for error in parse_errors)
     return Verdict(
         decision=Decision.ALLOW if blocking is None else Decision.DENY,
         level=level,

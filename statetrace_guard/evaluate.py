@@ -1,7 +1,11 @@
 """Classify then decide: the one judgement every subcommand shares.
 
 ``run``, ``check``, ``explain`` and ``replay`` all call :func:`evaluate`, so
-they can never disagree about a command.
+they can never disagree about a command. After the policy's decision the
+guardrails (the commit guard and the ADR stop, :mod:`.guardrails.review`)
+may tighten it; they need facts from the repository, which only the caller
+may look at: it passes an inspector (run, check, explain, hooks), recorded
+facts (replay), or nothing (batch), and the verdict says what was skipped.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from statetrace_guard.classify.model import Classification, ClassifyContext
 from statetrace_guard.decision import DecisionContext, Verdict, decide
@@ -19,6 +24,10 @@ from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_owned_paths
 from statetrace_guard.paths import temp_dirs as temp_dirs_of_machine
 from statetrace_guard.policy import CompiledPolicy
 from statetrace_guard.workspaces import known_log_dirs
+
+if TYPE_CHECKING:
+    from statetrace_guard.guardrails.facts import GuardrailFacts
+    from statetrace_guard.guardrails.review import FactsSource
 
 __all__ = ["POLICY_FILE_NAME", "Judgement", "Place", "evaluate", "make_place"]
 
@@ -35,10 +44,11 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """A classification and the verdict on it."""
+    """A classification, the verdict on it, and the guardrails' facts if any."""
 
     classification: Classification
     verdict: Verdict
+    guardrails: GuardrailFacts | None = None
 
 
 def make_place(
@@ -74,13 +84,31 @@ def make_place(
 
 
 def evaluate(
-    argv: Sequence[str], level: Level, policy: CompiledPolicy, place: Place
+    argv: Sequence[str],
+    level: Level,
+    policy: CompiledPolicy,
+    place: Place,
+    guardrails: FactsSource = None,
+    unchecked: str = "guard check --batch does not look at the repository",
 ) -> Judgement:
-    """Classify ``argv`` and decide on it at ``level``."""
+    """Classify ``argv`` and decide on it at ``level``.
+
+    Args:
+        argv: the command.
+        level: the session's level.
+        policy: the compiled policy.
+        place: where it is judged.
+        guardrails: where the commit guard and the ADR stop get their facts
+            (an inspector, recorded facts, or None to skip them).
+        unchecked: the reason a skipped check gives.
+    """
     from statetrace_guard.classify.argv import (  # noqa: PLC0415 - parsers load on first use
         classify_argv,
     )
     from statetrace_guard.classify.registry import knowledge_for  # noqa: PLC0415
+    from statetrace_guard.guardrails.review import (  # noqa: PLC0415 - loaded with the parsers
+        review,
+    )
 
     knowledge = knowledge_for(policy.programs, policy.trusted_dirs)
     where = place.classify
@@ -96,6 +124,8 @@ def evaluate(
     finally:
         if collecting:
             gc.enable()
-    return Judgement(
-        classification, decide(classification, policy, level, place.decide)
+    verdict = decide(classification, policy, level, place.decide)
+    reviewed = review(
+        classification, verdict, policy, place.decide, guardrails, unchecked
     )
+    return Judgement(classification, reviewed.verdict, reviewed.facts)

@@ -117,10 +117,13 @@ def block_message(verdict: Verdict) -> str:
     # At a level that suffices, what blocks is the operator's opt-in: name it.
     if item.required is not None and item.opt_ins and verdict.level >= item.required:
         need += " with " + " and ".join(f"{name}=1" for name in sorted(item.opt_ins))
-    return (
+    line = (
         f"guard: blocked: {describe_command(item.command)} ({effects}) needs {need}, "
         f"session is {verdict.level.name} (rule {item.rule})"
     )
+    if item.rule.startswith(("commit:", "adr:")):  # the guardrail says what to fix
+        line += ": " + item.reasons[0].partition(" needs never: ")[2]
+    return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,9 +263,19 @@ def assess(
     except SessionError as error:
         return Blocked(ExitCode.RUN_BLOCKED, f"guard: blocked: {error.message}")
     invocation = replace(invocation, level=session.level)
-    judgement = judge(
-        options.argv, invocation.level, invocation.policy, invocation.place
-    )
+    task_id = options.task or (session.task_ids[0] if session.task_ids else None)
+    if judge is evaluate:  # the guardrails look at the repository for it
+        judgement = evaluate(
+            options.argv,
+            invocation.level,
+            invocation.policy,
+            invocation.place,
+            invocation.inspector(task_id),
+        )
+    else:
+        judgement = judge(
+            options.argv, invocation.level, invocation.policy, invocation.place
+        )
     trail = _open_trail(invocation, session_id, options)
     facts = _facts(invocation, options, judgement, session)
     blocked = _refuse(trail, facts, session, invocation, judgement.verdict)
@@ -743,18 +756,28 @@ def _facts(
         else None,
         task_ids=task_ids,
         plan_refs=(session.plan,) if session.plan else (),
-        extra=_extra(options, session, verdict),
+        extra=_extra(options, session, judgement),
     )
 
 
 def _extra(
-    options: RunOptions, session: SessionContext, verdict: Verdict
+    options: RunOptions, session: SessionContext, judgement: Judgement
 ) -> dict[str, Any]:
-    """How the command was served, the approval in force, the network program."""
+    """How it was served, the approval, the network program, the guardrail facts.
+
+    The guardrails' facts are kept so ``guard replay`` can judge them again.
+    """
+    verdict = judgement.verdict
     extra: dict[str, Any] = {"via": options.via, "approval_id": session.approval_id}
     network = [c.command for c in verdict.commands if Effect.NETWORK in c.effects]
     if network:
         extra["program"] = network[0].name
+    if judgement.guardrails is not None:
+        from statetrace_guard.guardrails.facts import (  # noqa: PLC0415 - commits only
+            facts_to_json,
+        )
+
+        extra["guardrails"] = facts_to_json(judgement.guardrails)
     return extra
 
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from statetrace_guard.errors import PolicyError, UsageError
 from statetrace_guard.evaluate import POLICY_FILE_NAME, Place, make_place
@@ -23,12 +24,16 @@ from statetrace_guard.paths import default_log_dir, guard_home, workspace_root
 from statetrace_guard.policy import CompiledPolicy, load_policy, load_policy_bytes
 from statetrace_guard.workspaces import check_policy_pin
 
+if TYPE_CHECKING:
+    from statetrace_guard.guardrails.inspect import Inspector
+
 __all__ = [
     "LEVEL_VARIABLE",
     "POLICY_FILE_NAME",
     "Invocation",
     "resolve_invocation",
     "resolve_level",
+    "session_task",
 ]
 
 LEVEL_VARIABLE = "STATETRACE_GUARD_LEVEL"
@@ -49,6 +54,20 @@ class Invocation:
     cwd: Path
     env: Mapping[str, str]
     place: Place
+
+    def inspector(self, task_id: str | None) -> Inspector:
+        """What the guardrails look at the repository with, for this command."""
+        from statetrace_guard.guardrails.inspect import (  # noqa: PLC0415 - judging path
+            Inspector,
+        )
+
+        return Inspector(
+            workspace=self.place.decide.workspace,
+            cwd=self.place.decide.cwd,
+            log_dir=str(self.log_dir),
+            env=self.env,
+            task_id=task_id,
+        )
 
 
 def resolve_level(option: str | None, env: Mapping[str, str]) -> Level:
@@ -140,3 +159,24 @@ def _trusted_workspace_policy(workspace: Path) -> tuple[Path | None, CompiledPol
     if raw is None:
         return None, load_policy(None)
     return candidate, load_policy_bytes(raw, str(candidate))
+
+
+def session_task(invocation: Invocation) -> str | None:
+    """The task of the session ``$STATETRACE_GUARD_SESSION`` names, if any.
+
+    ``guard check`` and ``explain`` judge as the session would (its task is
+    what the ADR stop asks for); a missing or unreadable session has none.
+    """
+    session_id = invocation.env.get("STATETRACE_GUARD_SESSION")
+    if not session_id:
+        return None
+    from statetrace_guard.errors import AuditError  # noqa: PLC0415
+    from statetrace_guard.sessions.store import load_session  # noqa: PLC0415
+
+    try:
+        state = load_session(invocation.log_dir, session_id, details=False)
+    except AuditError:
+        return None
+    if state.start is None or not state.start.task_ids:
+        return None
+    return state.start.task_ids[0]

@@ -34,6 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from statetrace_guard.classify.trusted import DEFAULT_TRUSTED_DIRS
 from statetrace_guard.errors import PolicyError
+from statetrace_guard.guardrails.config import (
+    AdrPolicy,
+    CommitPolicy,
+    Guardrails,
+    compile_guardrails,
+)
 from statetrace_guard.levels import Effect, Level
 from statetrace_guard.online.egress import NetRule, parse_example
 from statetrace_guard.online.hosts import parse_pattern
@@ -267,6 +273,8 @@ class Policy(_Strict):
                 raise ValueError(msg)
             seen.add(entry.rule_id)
         return entries
+    commit: CommitPolicy = CommitPolicy()
+    adr: AdrPolicy = AdrPolicy()
 
     # Program knowledge the policy adds (the registry's schema: see
     # classify/specs/*.toml): a project tool the guard does not know, or an
@@ -322,6 +330,7 @@ class CompiledPolicy:
     script_rules: tuple[CompiledRule, ...]
     model: Policy
     protect: ProtectPatterns
+    guardrails: Guardrails
     network: tuple[NetRule, ...] = ()
     # The classifier's view of the policy: [[programs]] as canonical JSON and
     # the trusted directories (hashable: one registry per policy content).
@@ -523,6 +532,7 @@ def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:
         network=tuple(entry.compiled() for entry in model.network),
         protect=compile_protect(model.protect.paths),
         trusted_dirs=model.trusted_dirs,
+        guardrails=compile_guardrails(model.commit, model.adr),
     )
 
 

@@ -40,9 +40,13 @@ from statetrace_guard.errors import AuditError
 from statetrace_guard.paths import guard_home
 
 __all__ = [
+    "DETECTORS",
     "KEY_FILE_NAME",
     "REDACTED_PREFIX",
+    "Detector",
     "Redactor",
+    "SecretHit",
+    "find_secrets",
     "load_key",
 ]
 
@@ -452,51 +456,137 @@ def _redact_securestring(
 _V = r"(?!\[REDACTED:)"  # a value that is already a token is left alone
 _QUOTED = rf"(?:'(?P<v1>{_V}[^']*)'|\"(?P<v2>{_V}[^\"]*)\"|(?P<v3>{_V}[^\s'\";&|)]+))"
 
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """One secret shape: a pattern whose ``v*`` groups hold the secret.
+
+    ``markers`` are literal strings at least one of which every match
+    contains (compared with the lower-cased text when ``fold``): a file
+    without any is skipped at C speed. ``in_files`` marks the shapes that are
+    secrets wherever they appear, so the commit guard runs them on staged
+    content too; the others (``Authorization:``, ``*_TOKEN=`` assignments,
+    a bare ``password=``) are only secrets in a command line, while in source
+    code they mostly name variables.
+    """
+
+    name: str
+    pattern: re.Pattern[str]
+    markers: tuple[str, ...]
+    in_files: bool = True
+    fold: bool = False
+
+
+def _detector(
+    name: str,
+    pattern: str,
+    markers: tuple[str, ...],
+    *,
+    flags: int = 0,
+    in_files: bool = True,
+) -> Detector:
+    fold = bool(flags & re.IGNORECASE)
+    return Detector(name, re.compile(pattern, flags), markers, in_files, fold)
+
+
+_AWS_PREFIXES: tuple[str, ...] = (
+    "AKIA",
+    "ASIA",
+    "ABIA",
+    "ACCA",
+    "AGPA",
+    "AIDA",
+    "AIPA",
+    "ANPA",
+)
+_AWS_PREFIXES += ("ANVA", "AROA", "APKA")
+_GITLAB = ("pat", "dt", "rt", "ptt", "ft", "soat", "cbt", "imt", "oas", "agent")
+# A connection string names its parts: ``Data Source=x;...;Password=y``.
+_CONNECTION_PART = (
+    r"(?:provider|data source|server|user id|uid|database|initial catalog|dsn|"
+    r"driver|host|address)"
+)
+_CS_PASSWORD = r"(?:jet oledb:(?:new )?database )?(?:password|pwd)\s*=\s*"  # noqa: S105 - a pattern
+# Values that stand for a secret rather than being one: {0}, $pwd, %PASS%, <pw>.
+_CS_VALUE = rf"{_V}(?![{{$%<*\[])[^;'\"\r\n]+"
+
+DETECTORS: tuple[Detector, ...] = (
+    _detector(
+        "private-key",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+        r"(?P<v>.+?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        ("PRIVATE KEY",),
+        flags=re.DOTALL,
+    ),
+    _detector(
+        "jwt",
+        r"(?P<v>\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})",
+        ("eyJ",),
+    ),
+    _detector(
+        "aws-access-key",
+        rf"(?P<v>\b(?:{'|'.join(_AWS_PREFIXES)})[A-Z0-9]{{16}}\b)",
+        _AWS_PREFIXES,
+    ),
+    _detector(
+        "github-token",
+        r"(?P<v>\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}))",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    _detector(
+        "gitlab-token",
+        rf"(?P<v>\bgl(?:{'|'.join(_GITLAB)})-[A-Za-z0-9_-]{{20,}})",
+        tuple(f"gl{kind}-" for kind in _GITLAB),
+    ),
+    _detector("slack-token", r"(?P<v>\bxox[abposre]-[A-Za-z0-9-]{10,})", ("xox",)),
+    _detector(
+        "slack-webhook",
+        r"hooks\.slack\.com/(?:services|workflows)/(?P<v>[A-Za-z0-9/_-]+)",
+        ("hooks.slack.com",),
+    ),
+    _detector(
+        "api-key",
+        r"(?P<v>\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})",
+        ("sk-",),
+    ),
+    _detector(
+        "connection-string-password",
+        rf"\b{_CONNECTION_PART}\s*=[^'\"\r\n]*?;\s*{_CS_PASSWORD}(?P<v>{_CS_VALUE})|"
+        rf"(?:^|(?<=[;'\"\s])){_CS_PASSWORD}(?P<v2>{_CS_VALUE});"
+        rf"[^'\"\r\n]*?\b{_CONNECTION_PART}\s*=",
+        ("password", "pwd"),
+        flags=re.IGNORECASE,
+    ),
+    _detector(
+        "auth-header",
+        (
+            r"\b(?:proxy-)?(?:authorization|cookie|set-cookie|x-api-key|api-key|"
+            r"x-auth-token|private-token|x-gitlab-token|x-github-token|"
+            r"ocp-apim-subscription-key)['\"]?\s*[:=]\s*['\"]?(?:(?:bearer|basic|"
+            rf"token|digest|negotiate|ntlm|apikey|sso-key)\s+)?(?P<v>{_V}[^'\"\r\n}}]+)"
+        ),
+        ("authori", "cookie", "key", "token"),
+        flags=re.IGNORECASE,
+        in_files=False,
+    ),
+    _detector(
+        "password-assignment",
+        rf"(?:^|(?<=[;'\"\s]))(?:password|pwd)\s*=\s*(?P<v>{_V}[^;'\"\r\n]+)",
+        ("password", "pwd"),
+        flags=re.IGNORECASE,
+        in_files=False,
+    ),
+    _detector(
+        "secret-assignment",
+        r"(?<![\w-])(?:\$env:|\$)?[A-Za-z0-9_]*(?:password|passwd|passphrase|"
+        r"token|secret|_key|apikey|credentials?|_pat)\s*=\s*" + _QUOTED,
+        ("pass", "token", "secret", "key", "credential", "_pat"),
+        flags=re.IGNORECASE,
+        in_files=False,
+    ),
+)
 _TEXT_RULES: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(pattern, flags)
-    for pattern, flags in (
-        (
-            (
-                r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-                r"(?P<v>.+?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
-            ),
-            re.DOTALL,
-        ),
-        (r"(?P<v>\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})", 0),
-        (
-            (
-                r"(?P<v>\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)"
-                r"[A-Z0-9]{16}\b)"
-            ),
-            0,
-        ),
-        (r"(?P<v>\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}))", 0),
-        (
-            r"(?P<v>\bgl(?:pat|dt|rt|ptt|ft|soat|cbt|imt|oas|agent)-[A-Za-z0-9_-]{20,})",
-            0,
-        ),
-        (r"(?P<v>\bxox[abposre]-[A-Za-z0-9-]{10,})", 0),
-        (r"hooks\.slack\.com/(?:services|workflows)/(?P<v>[A-Za-z0-9/_-]+)", 0),
-        (r"(?P<v>\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})", 0),
-        (
-            (
-                r"\b(?:proxy-)?(?:authorization|cookie|set-cookie|x-api-key|api-key|"
-                r"x-auth-token|private-token|x-gitlab-token|x-github-token|"
-                r"ocp-apim-subscription-key)['\"]?\s*[:=]\s*['\"]?(?:(?:bearer|basic|"
-                rf"token|digest|negotiate|ntlm|apikey|sso-key)\s+)?(?P<v>{_V}[^'\"\r\n}}]+)"
-            ),
-            re.IGNORECASE,
-        ),
-        (
-            rf"(?:^|(?<=[;'\"\s]))(?:password|pwd)\s*=\s*(?P<v>{_V}[^;'\"\r\n]+)",
-            re.IGNORECASE,
-        ),
-        (
-            r"(?<![\w-])(?:\$env:|\$)?[A-Za-z0-9_]*(?:password|passwd|passphrase|"
-            r"token|secret|_key|apikey|credentials?|_pat)\s*=\s*" + _QUOTED,
-            re.IGNORECASE,
-        ),
-    )
+    detector.pattern for detector in DETECTORS
 )
 
 _HINT = re.compile(
@@ -546,6 +636,109 @@ def _url_secrets(url: str) -> Iterator[str]:
             name, sep, value = pair.partition("=")
             if sep and value and _SECRET_QUERY.fullmatch(name):
                 yield value
+
+
+@dataclass(frozen=True, slots=True)
+class SecretHit:
+    """Where a secret was found in a text: the detector and the 1-based line."""
+
+    detector: str
+    line: int
+
+
+_URL_PLACEHOLDERS = frozenset({"password", "pass", "passwd", "secret", "pwd", "xxx"})
+
+
+def find_secrets(text: str, limit: int = 5) -> list[SecretHit]:
+    """Return up to ``limit`` secrets in a file's text, never the values.
+
+    Runs the detectors marked ``in_files`` (the same patterns redaction uses)
+    and URL passwords (``scheme://user:pass@host``, placeholders such as
+    ``user:password@`` aside). A detector looks only at the lines holding one
+    of its literal markers (found by substring search), so a file without
+    them costs one ``str.find`` per marker; a private key block, which spans
+    lines, is searched from its marker on.
+    """
+    hits: list[SecretHit] = []
+    lowered = text.lower()
+    # A letter whose lower case is longer would shift every offset after it.
+    folded = lowered if len(lowered) == len(text) else None
+    for detector in DETECTORS:
+        if detector.in_files:
+            hits.extend(_detector_hits(detector, text, folded))
+            if len(hits) >= limit:
+                return hits[:limit]
+    if "://" in text:
+        for start, line in _lines_with(text, text, ("://",)):
+            hits.extend(
+                SecretHit("url-password", _line_of(text, start))
+                for match in _URL.finditer(line)
+                if _url_password(match.group(0))
+            )
+    return hits[:limit]
+
+
+def _detector_hits(
+    detector: Detector, text: str, folded: str | None
+) -> list[SecretHit]:
+    """One detector's hits, searched only where its markers occur."""
+    if detector.pattern.flags & re.DOTALL:
+        first = min(
+            (at for at in map(text.find, detector.markers) if at >= 0), default=-1
+        )
+        if first < 0:
+            return []
+        start = text.rfind("\n", 0, first) + 1
+        return [
+            SecretHit(detector.name, _line_of(text, match.start()))
+            for match in detector.pattern.finditer(text, start)
+        ]
+    if detector.fold and folded is None:  # offsets would not line up
+        return [
+            SecretHit(detector.name, _line_of(text, match.start()))
+            for match in detector.pattern.finditer(text)
+        ]
+    haystack = folded if detector.fold and folded is not None else text
+    return [
+        SecretHit(detector.name, _line_of(text, start))
+        for start, line in _lines_with(text, haystack, detector.markers)
+        if detector.pattern.search(line)
+    ]
+
+
+def _lines_with(
+    text: str, haystack: str, markers: tuple[str, ...]
+) -> Iterator[tuple[int, str]]:
+    """Yield (offset, line) for each distinct line of ``text`` holding a marker.
+
+    ``haystack`` is ``text`` or its lower-cased form (same offsets).
+    """
+    seen: set[int] = set()
+    for marker in markers:
+        at = haystack.find(marker)
+        while at >= 0:
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            end = len(text) if end < 0 else end
+            if start not in seen:
+                seen.add(start)
+                yield start, text[start:end]
+            at = haystack.find(marker, end)
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _url_password(url: str) -> bool:
+    """True when a URL carries a real-looking password in its user-info."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return False
+    if not password or password.lower() in _URL_PLACEHOLDERS:
+        return False
+    return not password.startswith(("$", "{", "<", "%", "*"))
 
 
 def load_key(path: Path | None = None) -> bytes:

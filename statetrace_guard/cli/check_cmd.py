@@ -13,7 +13,7 @@ from statetrace_guard.cli.common import guard_errors, level_option, policy_optio
 from statetrace_guard.errors import ExitCode, UsageError
 from statetrace_guard.evaluate import Judgement, evaluate
 from statetrace_guard.explain import explain_json, explain_lines
-from statetrace_guard.invocation import Invocation, resolve_invocation
+from statetrace_guard.invocation import Invocation, resolve_invocation, session_task
 from statetrace_guard.result import verdict_json
 
 __all__ = ["check", "explain"]
@@ -88,7 +88,10 @@ def explain(
 def _judge(argv: tuple[str, ...], invocation: Invocation) -> Judgement:
     if not argv:
         raise UsageError("no command given", hint="guard check -- PROGRAM [ARGS...]")
-    return evaluate(argv, invocation.level, invocation.policy, invocation.place)
+    inspector = invocation.inspector(session_task(invocation))
+    return evaluate(
+        argv, invocation.level, invocation.policy, invocation.place, inspector
+    )
 
 
 def _run_batch(stream: IO[str], invocation: Invocation) -> int:

@@ -1,0 +1,202 @@
+"""Judge the guardrails: pure functions of the command, the policy and the facts.
+
+A finding tightens one simple command's verdict to "never" under a rule of
+its own (``commit:<id>``, ``commit:secret``, ``commit:guard-logs``,
+``commit:uninspected``, ``adr:<kind>``), with a reason that says what would
+happen and how to fix it. The whole verdict is then combined again the usual
+way (the strictest wins), so ``guard run``, ``check``, ``explain``, the
+records and ``replay`` all show the same thing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from statetrace_guard.decision import CommandVerdict, Verdict, combine_verdicts
+from statetrace_guard.guardrails.adr import AdrNeed
+from statetrace_guard.guardrails.commits import CommitIntent
+from statetrace_guard.guardrails.config import AdrPolicy, CommitRules
+from statetrace_guard.guardrails.facts import AdrFacts, CommitFacts
+from statetrace_guard.guardrails.scan import MESSAGE_PATH
+
+__all__ = [
+    "GUARDRAIL_RULE_PREFIXES",
+    "RULE_GUARD_LOGS",
+    "RULE_SECRET",
+    "RULE_UNINSPECTED",
+    "Finding",
+    "adr_findings",
+    "adr_fix",
+    "apply_findings",
+    "commit_findings",
+    "note_unchecked",
+]
+
+GUARDRAIL_RULE_PREFIXES = ("commit:", "adr:")
+RULE_GUARD_LOGS = "commit:guard-logs"
+RULE_SECRET = "commit:secret"  # noqa: S105 - a rule id, not a password
+RULE_UNINSPECTED = "commit:uninspected"
+_SHOWN = 3  # paths named in a message; the rest are counted
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One guardrail that refuses one simple command."""
+
+    command: int
+    rule: str
+    why: str
+
+
+def commit_findings(
+    facts: CommitFacts, rules: CommitRules, intent: CommitIntent | None
+) -> list[Finding]:
+    """What refuses one commit: never-paths, guard logs, secrets, a problem."""
+    index = facts.command
+    what = _what(facts.kind, intent)
+    if facts.problem is not None:
+        why = f"guard cannot tell what this {what} would hold ({facts.problem})"
+        return [Finding(index, RULE_UNINSPECTED, why)]
+    findings = []
+    if facts.owned:
+        why = (
+            f"{what} would commit the guard's own logs: {_paths(facts.owned)}; "
+            f"fix: {_unstage(facts.owned, facts.kind, intent)}"
+        )
+        findings.append(Finding(index, RULE_GUARD_LOGS, why))
+    for rule in rules.never:
+        refused = [path for path in facts.paths if rule.refuses(path)]
+        if refused:
+            about = rule.description or f"rule {rule.id}"
+            fix = _unstage(refused, facts.kind, intent)
+            if rule.fix:
+                fix += f"; {rule.fix}"
+            why = f"{what} would commit {_paths(refused)} ({about}); fix: {fix}"
+            findings.append(Finding(index, f"commit:{rule.id}", why))
+    secrets = [
+        found
+        for found in facts.secrets
+        if found.path == MESSAGE_PATH or rules.scanned(found.path)
+    ]
+    if secrets and rules.scan_secrets:
+        places = ", ".join(
+            f"{s.detector} in {s.path} line {s.line}" for s in secrets[:_SHOWN]
+        )
+        more = f" and {len(secrets) - _SHOWN} more" if len(secrets) > _SHOWN else ""
+        why = (
+            f"{what} would commit a secret: {places}{more}; fix: remove it (and "
+            f"rotate it if it is real), stage the file again, then commit"
+        )
+        findings.append(Finding(index, RULE_SECRET, why))
+    return findings
+
+
+def adr_fix(policy: AdrPolicy, task_id: str | None) -> str:
+    """The ADR stop's instruction (the words agents act on)."""
+    folder = f"{policy.folder}/"
+    if task_id:
+        return f"open an ADR under {folder} naming {task_id}, then retry"
+    return (
+        f"open an ADR under {folder} naming the session's task id, then retry "
+        f"(this command has no task: start the session with --task)"
+    )
+
+
+def adr_findings(
+    needs: Sequence[AdrNeed], facts: AdrFacts, policy: AdrPolicy
+) -> list[Finding]:
+    """The needs that apply and are not met by an ADR naming the task."""
+    if facts.record is not None:
+        return []
+    held = {(c.command, c.kind): c.evidence for c in facts.held}
+    findings = []
+    for need in needs:
+        if need.conditional and (need.command, need.kind) not in held:
+            continue
+        why = f"{need.why}: {adr_fix(policy, facts.task_id)}"
+        findings.append(Finding(need.command, f"adr:{need.kind}", why))
+    return findings
+
+
+def apply_findings(
+    verdict: Verdict,
+    findings: Sequence[Finding],
+    env: Mapping[str, str],
+    parse_errors: tuple[str, ...] = (),
+) -> Verdict:
+    """Tighten the simple commands the findings name, then combine again."""
+    if not findings:
+        return verdict
+    by_command: dict[int, list[Finding]] = {}
+    for finding in findings:
+        by_command.setdefault(finding.command, []).append(finding)
+    commands = tuple(
+        _tightened(item, by_command[index]) if index in by_command else item
+        for index, item in enumerate(verdict.commands)
+    )
+    return combine_verdicts(commands, verdict.level, env, parse_errors)
+
+
+def note_unchecked(
+    verdict: Verdict, notes: Mapping[int, str], env: Mapping[str, str]
+) -> Verdict:
+    """Say which guardrail was not checked (replay, batch); the decision stands."""
+    if not notes:
+        return verdict
+    commands = tuple(
+        replace(item, reasons=(*item.reasons, f"{item.command.name}: {notes[index]}"))
+        if index in notes
+        else item
+        for index, item in enumerate(verdict.commands)
+    )
+    return combine_verdicts(commands, verdict.level, env, _parse_errors(verdict))
+
+
+def _parse_errors(verdict: Verdict) -> tuple[str, ...]:
+    return tuple(
+        reason.removeprefix("parse: ")
+        for reason in verdict.reasons
+        if reason.startswith("parse: ")
+    )
+
+
+def _tightened(item: CommandVerdict, findings: list[Finding]) -> CommandVerdict:
+    command = item.command
+    effects = ", ".join(sorted(effect.value for effect in item.effects)) or "nothing"
+    lines = tuple(
+        f"{command.name}: {effects} ({command.spec}) needs never: {finding.why}"
+        for finding in findings
+    )
+    return replace(
+        item,
+        required=None,
+        rule=findings[0].rule,
+        reasons=(*lines, *item.reasons),
+    )
+
+
+def _what(kind: str, intent: CommitIntent | None) -> str:
+    spelled = f"git {kind}"
+    if intent is not None and intent.alias:
+        spelled += f" (alias {intent.alias})"
+    return spelled
+
+
+def _paths(paths: Sequence[str]) -> str:
+    shown = ", ".join(paths[:_SHOWN])
+    return shown + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
+
+
+def _unstage(paths: Sequence[str], kind: str, intent: CommitIntent | None) -> str:
+    """How to leave ``paths`` out, for this way of committing."""
+    quoted = " ".join(shlex.quote(path) for path in paths[:_SHOWN])
+    if kind != "commit":
+        return f"leave {quoted} out of the commits being {kind}d (git rm --cached)"
+    if intent is not None and intent.flags & {"a", "p"}:
+        return (
+            f"commit without -a: stage only what belongs with git add, "
+            f"and keep {quoted} unstaged"
+        )
+    return f"git restore --staged {quoted}"
