@@ -38,6 +38,7 @@ from statetrace_guard.audit.chain import GENESIS, HEADER_EVENT
 from statetrace_guard.decision import Verdict
 from statetrace_guard.errors import AuditError
 from statetrace_guard.evaluate import Place, evaluate, make_place
+from statetrace_guard.guardrails.facts import GuardrailFacts, facts_from_json
 from statetrace_guard.levels import Level
 from statetrace_guard.policy import CompiledPolicy
 
@@ -71,6 +72,9 @@ SESSION_BLOCK_NOTE = (
 )
 _decode = json.JSONDecoder().decode  # skips json.loads' per-call set-up
 _PROGRESS_EVERY = 10_000
+# NOTE(replay): the guardrails' facts come from the record; a record without
+# them (older, or a transcript) is judged without the repository, and says so.
+_UNCHECKED = "replay: no repository facts were recorded"
 PARALLEL_FROM = 4_000  # distinct commands worth starting worker processes
 _CHUNK = 500
 
@@ -104,6 +108,8 @@ class RecordedCommand:
         rules: the rules that decided, in order.
         exit_status: the guard's exit status for it, when it finished.
         compared: which of :data:`COMPARED_FIELDS` the record actually holds.
+        guardrails: the repository facts the guardrails judged (what a
+            commit held, the ADR found), judged again under today's policy.
     """
 
     source: str
@@ -120,6 +126,7 @@ class RecordedCommand:
     rules: tuple[str, ...] = ()
     exit_status: int | None = None
     compared: tuple[str, ...] = COMPARED_FIELDS
+    guardrails: GuardrailFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +508,15 @@ def _command_fields(
         "effects": tuple(sorted(_strings(record.get("effects")))),
         "rules": tuple(_strings(record.get("rules"))),
         "compared": COMPARED_FIELDS if "required_level" in record else _NO_REQUIRED,
+        "guardrails": _guardrail_facts(record.get("extra")),
     }
+
+
+def _guardrail_facts(extra: object) -> GuardrailFacts | None:
+    """The guardrails' facts a record keeps under ``extra.guardrails``."""
+    if not isinstance(extra, dict) or "guardrails" not in extra:
+        return None
+    return facts_from_json(extra["guardrails"])
 
 
 def _strings(value: object) -> list[str]:
@@ -534,7 +549,8 @@ class Replayer:
     """Judges recorded commands again; holds the per-replay caches.
 
     A Place is built once per distinct (cwd, env) and a judgement once per
-    distinct (argv, level, cwd, env): a long session repeats itself a lot.
+    distinct (argv, level, cwd, env, guardrail facts): a long session repeats
+    itself a lot.
     """
 
     def __init__(self, settings: ReplaySettings) -> None:
@@ -556,7 +572,8 @@ class Replayer:
     def key_of(self, command: RecordedCommand) -> tuple[Any, ...]:
         """What a judgement depends on: argv, level, cwd and environment."""
         level = command.level if self._settings.level is None else self._settings.level
-        return (command.argv, level, command.cwd, command.env or self._default_env)
+        env = command.env or self._default_env
+        return (command.argv, level, command.cwd, env, command.guardrails)
 
     def judge_key(self, key: tuple[Any, ...]) -> JudgedNow:
         """Return the judgement for a key from :meth:`key_of`, cached."""
@@ -577,9 +594,11 @@ class Replayer:
         self._judged.update(zip(keys, judged, strict=True))
 
     def _evaluate(self, key: tuple[Any, ...]) -> JudgedNow:
-        argv, level, cwd, env_key = key
+        argv, level, cwd, env_key, facts = key
         place = self._place(cwd, env_key)
-        verdict = evaluate(argv, level, self._settings.policy, place).verdict
+        verdict = evaluate(
+            argv, level, self._settings.policy, place, facts, _UNCHECKED
+        ).verdict
         return JudgedNow(
             decision=verdict.decision.label,
             required_level=None

@@ -23,7 +23,14 @@ from statetrace_guard.guardrails.gitcmd import (
     pathspec_args,
 )
 
-__all__ = ["Content", "Repository", "commit_contents", "open_repository"]
+__all__ = [
+    "Content",
+    "Repository",
+    "commit_contents",
+    "new_commits",
+    "open_repository",
+    "staged_contents",
+]
 
 _EMPTY_TREE = {
     "sha1": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
@@ -92,6 +99,27 @@ def commit_contents(
     if intent.flags & {"continue", "resolved", "skip"}:
         return _merged(staged, _index(repo, "HEAD", ()))
     return _BY_KIND[kind](repo, intent)
+
+
+def staged_contents(repo: Repository) -> list[Content]:
+    """What the index holds against HEAD: the commit a pre-commit hook sees."""
+    return _index(repo, "HEAD", ())
+
+
+def new_commits(repo: Repository, tips: Sequence[str]) -> tuple[int, list[Content]]:
+    """Commits reachable from ``tips`` that no reference reaches yet, and their changes.
+
+    A reference-transaction hook in the ``prepared`` state sees the new tips
+    before any reference moves: what ``--not --all`` leaves are exactly the
+    commits this transaction brings in (a commit, a rebase, a cherry-pick,
+    ``commit-tree`` plus ``update-ref``, ``--no-verify`` or not).
+    """
+    out = repo.git("rev-list", *tips, "--not", "--all", "--")
+    commits = out.decode("ascii", "replace").split()
+    if not commits:
+        return 0, []
+    log = repo.git(*_LOG, "-m", "--first-parent", "--no-walk=unsorted", *commits, "--")
+    return len(commits), _latest(parse_raw(log), old=False)
 
 
 def _merged(first: list[Content], then: list[Content]) -> list[Content]:

@@ -15,7 +15,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from statetrace_guard.guardrails.adr import AdrNeed
 from statetrace_guard.guardrails.commits import AddIntent, CommitIntent
@@ -36,7 +36,7 @@ from statetrace_guard.guardrails.gitcmd import Git, GitFailed
 from statetrace_guard.guardrails.scan import scan_contents, scan_messages
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS
 
-__all__ = ["Inspector", "find_adr", "guard_log_prefixes"]
+__all__ = ["Inspector", "examine", "find_adr", "guard_log_prefixes"]
 
 _ADR_FILES = 2000  # files of the ADR folder looked at
 _ADR_BYTES = 256 * 1024  # of each, read for the task id
@@ -109,22 +109,8 @@ class Inspector:
         adds: Sequence[AddIntent],
     ) -> CommitFacts:
         contents = commit_contents(repo, intent, adds)
-        paths = sorted({item.path for item in contents})
-        owned = _owned(paths, guard_log_prefixes(self.log_dir, repo.top))
-        skip = set(owned) | {p for p in paths if any(r.refuses(p) for r in rules.never)}
-        secrets, unscanned = scan_contents(repo, _unrefused(contents, skip), rules)
-        if rules.scan_secrets:
-            secrets.extend(scan_messages(intent.messages))
-        return CommitFacts(
-            command=index,
-            kind=intent.kind,
-            repo=repo.top,
-            paths=tuple(paths[:MAX_RECORDED_PATHS]),
-            more_paths=max(0, len(paths) - MAX_RECORDED_PATHS),
-            owned=tuple(owned),
-            secrets=tuple(secrets),
-            unscanned=tuple(unscanned),
-        )
+        facts = examine(repo, contents, rules, self.log_dir, intent.messages)
+        return replace(facts, command=index, kind=intent.kind)
 
     def adr(self, needs: Sequence[AdrNeed], policy: AdrPolicy) -> AdrFacts:
         """Which conditional needs hold, and the ADR naming the task."""
@@ -171,6 +157,39 @@ class Inspector:
         if directory is None:
             return self.cwd
         return os.path.realpath(os.path.join(self.cwd, directory))
+
+
+def examine(
+    repo: Repository,
+    contents: Sequence[Content],
+    rules: CommitRules,
+    log_dir: str,
+    messages: Sequence[str] = (),
+) -> CommitFacts:
+    """The facts about contents a commit would hold (the hook's check too).
+
+    Paths already refused by a never-rule or lying in the guard's logs are not
+    read: they are refused whatever they hold.
+
+    Raises:
+        GitFailed: a blob could not be read.
+    """
+    paths = sorted({item.path for item in contents})
+    owned = _owned(paths, guard_log_prefixes(log_dir, repo.top))
+    skip = set(owned) | {p for p in paths if any(r.refuses(p) for r in rules.never)}
+    secrets, unscanned = scan_contents(repo, _unrefused(contents, skip), rules)
+    if rules.scan_secrets:
+        secrets.extend(scan_messages(messages))
+    return CommitFacts(
+        command=0,
+        kind="commit",
+        repo=repo.top,
+        paths=tuple(paths[:MAX_RECORDED_PATHS]),
+        more_paths=max(0, len(paths) - MAX_RECORDED_PATHS),
+        owned=tuple(owned),
+        secrets=tuple(secrets),
+        unscanned=tuple(unscanned),
+    )
 
 
 def _unrefused(contents: Sequence[Content], skip: set[str]) -> list[Content]:

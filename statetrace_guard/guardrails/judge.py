@@ -56,13 +56,14 @@ def commit_findings(
     """What refuses one commit: never-paths, guard logs, secrets, a problem."""
     index = facts.command
     what = _what(facts.kind, intent)
+    verb = "hold" if facts.kind == "history" else "would commit"
     if facts.problem is not None:
         why = f"guard cannot tell what this {what} would hold ({facts.problem})"
         return [Finding(index, RULE_UNINSPECTED, why)]
     findings = []
     if facts.owned:
         why = (
-            f"{what} would commit the guard's own logs: {_paths(facts.owned)}; "
+            f"{what} {verb} the guard's own logs: {_paths(facts.owned)}; "
             f"fix: {_unstage(facts.owned, facts.kind, intent)}"
         )
         findings.append(Finding(index, RULE_GUARD_LOGS, why))
@@ -73,7 +74,7 @@ def commit_findings(
             fix = _unstage(refused, facts.kind, intent)
             if rule.fix:
                 fix += f"; {rule.fix}"
-            why = f"{what} would commit {_paths(refused)} ({about}); fix: {fix}"
+            why = f"{what} {verb} {_paths(refused)} ({about}); fix: {fix}"
             findings.append(Finding(index, f"commit:{rule.id}", why))
     secrets = [
         found
@@ -86,7 +87,7 @@ def commit_findings(
         )
         more = f" and {len(secrets) - _SHOWN} more" if len(secrets) > _SHOWN else ""
         why = (
-            f"{what} would commit a secret: {places}{more}; fix: remove it (and "
+            f"{what} {verb} a secret: {places}{more}; fix: remove it (and "
             f"rotate it if it is real), stage the file again, then commit"
         )
         findings.append(Finding(index, RULE_SECRET, why))
@@ -178,7 +179,7 @@ def _tightened(item: CommandVerdict, findings: list[Finding]) -> CommandVerdict:
 
 
 def _what(kind: str, intent: CommitIntent | None) -> str:
-    spelled = f"git {kind}"
+    spelled = "the new commits" if kind == "history" else f"git {kind}"
     if intent is not None and intent.alias:
         spelled += f" (alias {intent.alias})"
     return spelled
@@ -192,8 +193,18 @@ def _paths(paths: Sequence[str]) -> str:
 def _unstage(paths: Sequence[str], kind: str, intent: CommitIntent | None) -> str:
     """How to leave ``paths`` out, for this way of committing."""
     quoted = " ".join(shlex.quote(path) for path in paths[:_SHOWN])
+    if kind == "history":
+        return (
+            f"make the commits again without {quoted} (git reset --soft to before "
+            f"them, git restore --staged {quoted}, commit)"
+        )
+    if kind == "merge":
+        return f"git restore --staged {quoted} before the merge commit is made"
     if kind != "commit":
-        return f"leave {quoted} out of the commits being {kind}d (git rm --cached)"
+        return (
+            f"remove {quoted} from the commits this git {kind} would copy "
+            f"(git rm --cached {quoted} on their branch)"
+        )
     if intent is not None and intent.flags & {"a", "p"}:
         return (
             f"commit without -a: stage only what belongs with git add, "
