@@ -123,6 +123,12 @@ def block_message(verdict: Verdict) -> str:
     )
     if item.rule.startswith(("commit:", "adr:")):  # the guardrail says what to fix
         line += ": " + item.reasons[0].partition(" needs never: ")[2]
+        others = [
+            reason.partition(" needs never: ")[2]
+            for reason in item.reasons[1:]
+            if " needs never: " in reason
+        ]
+        line += "".join(f"\nguard: also: {other}" for other in others)
     return line
 
 

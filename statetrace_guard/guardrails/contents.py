@@ -298,20 +298,37 @@ def _patches(repo: Repository, intent: CommitIntent) -> list[Content]:
 
 
 def _patch_files(text: str) -> Iterator[Content]:
-    """Split a patch into (path, added lines)."""
+    """Split a patch into (path, added lines); binary and deleted files included.
+
+    ``diff --git a/X b/X`` starts a file (a binary one has no ``+++`` line);
+    a plain diff's ``+++ b/X`` does when there is no git header.
+    """
     path: str | None = None
     added: list[str] = []
+    deleted = False
+    plain = "\ndiff --git " not in f"\n{text}"
     for line in text.splitlines():
-        if line.startswith("+++ "):
-            if path is not None:
+        header = _patch_header(line, plain=plain)
+        if header is not None:
+            if path is not None and not deleted:
                 yield Content(path, text="\n".join(added))
-            target = line[4:].strip()
-            path = None if target == "/dev/null" else target.removeprefix("b/")
-            added = []
-        elif path is not None and line.startswith("+"):
+            path, added, deleted = header or None, [], False
+        elif line.startswith("deleted file mode"):
+            deleted = True
+        elif path is not None and line.startswith("+") and not line.startswith("+++"):
             added.append(line[1:])
-    if path is not None:
+    if path is not None and not deleted:
         yield Content(path, text="\n".join(added))
+
+
+def _patch_header(line: str, *, plain: bool) -> str | None:
+    """The path a header line starts ("" for /dev/null), or None if not one."""
+    if line.startswith("diff --git "):
+        return line.rpartition(" b/")[2].strip('"')
+    if plain and line.startswith("+++ "):
+        target = line[4:].strip()
+        return "" if target == "/dev/null" else target.removeprefix("b/")
+    return None
 
 
 def _added(changes: Iterable[RawChange]) -> Iterator[RawChange]:

@@ -64,11 +64,13 @@ def commit_findings(
     if facts.owned:
         why = (
             f"{what} {verb} the guard's own logs: {_paths(facts.owned)}; "
-            f"fix: {_unstage(facts.owned, facts.kind, intent)}"
+            f"fix: {_unstage(facts.owned, facts.kind, intent)}; list the guard's "
+            f"log directories (Sessions, NetOps, Approvals) in .gitignore"
         )
         findings.append(Finding(index, RULE_GUARD_LOGS, why))
+    owned = set(facts.owned)
     for rule in rules.never:
-        refused = [path for path in facts.paths if rule.refuses(path)]
+        refused = [p for p in facts.paths if p not in owned and rule.refuses(p)]
         if refused:
             about = rule.description or f"rule {rule.id}"
             fix = _unstage(refused, facts.kind, intent)
@@ -210,4 +212,4 @@ def _unstage(paths: Sequence[str], kind: str, intent: CommitIntent | None) -> st
             f"commit without -a: stage only what belongs with git add, "
             f"and keep {quoted} unstaged"
         )
-    return f"git restore --staged {quoted}"
+    return f"git restore --staged {quoted} (or leave it out of git add)"

@@ -340,6 +340,7 @@ def end_session(
         next_step=next_step,
         changes=changes,
         exclude=_log_prefixes(workspace, log_dir),
+        log_dir=log_dir,
     )
     _record_end(log_dir, policy, report)
     return report

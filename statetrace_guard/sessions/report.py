@@ -24,9 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from statetrace_guard.audit.table import brief_command
+from statetrace_guard.guardrails.session import (
+    GuardrailBlock,
+    SessionCommit,
+    guardrail_blocks,
+    session_commits,
+)
 from statetrace_guard.policy import CompiledPolicy
 from statetrace_guard.sessions.overrides import Change
-from statetrace_guard.sessions.store import CommandRun, SessionState
+from statetrace_guard.sessions.store import (
+    CommandRun,
+    SessionState,
+    read_records,
+    session_file,
+)
 from statetrace_guard.sessions.testruns import (
     FAIL,
     PASS,
@@ -102,6 +113,8 @@ class Report:
     must_stop: str | None
     halts: tuple[str, ...] = ()
     status_note: str | None = None
+    commits: tuple[SessionCommit, ...] = ()
+    guardrail_blocks: tuple[GuardrailBlock, ...] = ()
 
 
 def _git(workspace: Path, *args: str) -> str | None:
@@ -210,10 +223,12 @@ def build_report(
     next_step: str | None,
     changes: tuple[Change, ...],
     exclude: tuple[str, ...] = (),
+    log_dir: Path | None = None,
 ) -> Report:
     """Collect the report's facts from the session's state and the disk.
 
     ``status`` None means the honest default (:func:`default_status`).
+    ``log_dir`` is where the session's log is (for the guardrail blocks).
     """
     start = state.start
     tests = test_results(state, policy)
@@ -239,7 +254,22 @@ def build_report(
         must_stop=must_stop_reason(tests, policy.settings.max_test_failures),
         halts=tuple(f"{halt.ts} {halt.reason}" for halt in state.halts),
         status_note=note,
+        commits=session_commits(
+            workspace,
+            start.base_commit if start else None,
+            start.ts if start else (state.created or ""),
+            policy.guardrails.commit,
+        ),
+        guardrail_blocks=_guardrail_blocks(log_dir, state.session_id),
     )
+
+
+def _guardrail_blocks(
+    log_dir: Path | None, session_id: str
+) -> tuple[GuardrailBlock, ...]:
+    if log_dir is None:
+        return ()
+    return guardrail_blocks(read_records(session_file(log_dir, session_id)))
 
 
 def _test_lines(report: Report) -> list[str]:
@@ -266,6 +296,34 @@ def _change_lines(report: Report) -> list[str]:
     ]
 
 
+_FILES_SHOWN = 5
+
+
+def _commit_line(commit: SessionCommit) -> str:
+    files = ", ".join(commit.files[:_FILES_SHOWN])
+    if len(commit.files) > _FILES_SHOWN:
+        files += f" and {len(commit.files) - _FILES_SHOWN} more"
+    broken = f" BREAKS {', '.join(commit.broken)}" if commit.broken else ""
+    return f"{commit.sha[:12]} {commit.subject} ({files or 'no files'}){broken}"
+
+
+def _guardrail_lines(report: Report) -> list[str]:
+    """Commits made and guardrail blocks, as lines without indentation."""
+    lines = []
+    if report.commits:
+        lines.append(f"commits made in the session ({len(report.commits)}):")
+        lines.extend(f"  {_commit_line(commit)}" for commit in report.commits)
+    else:
+        lines.append("commits made in the session: none")
+    if report.guardrail_blocks:
+        lines.append(f"guardrail blocks ({len(report.guardrail_blocks)}):")
+        lines.extend(
+            f"  {block.ts[11:19]} {brief_command(block.command, 60)}: {block.reason}"
+            for block in report.guardrail_blocks
+        )
+    return lines
+
+
 def render_cli(report: Report) -> str:
     """The report in the plan's CLI format (four sections)."""
     task_status = _TASK_STATUS.get(report.status, report.status)
@@ -274,6 +332,7 @@ def render_cli(report: Report) -> str:
         "PATCH SUMMARY",
         *(f"  {line.strip()}" for line in report.patch.splitlines()),
         *_change_lines(report),
+        *(f"  {line}" for line in _guardrail_lines(report)),
         "",
         "TEST RESULTS",
         *_test_lines(report),
@@ -333,6 +392,29 @@ def _validation_lines(report: Report) -> list[str]:
     ]
 
 
+def _md_guardrails(report: Report) -> list[str]:
+    lines = [
+        f"Commits made in the session: {len(report.commits) or 'none'}",
+        "",
+    ]
+    for commit in report.commits:
+        broken = f" **breaks {', '.join(commit.broken)}**" if commit.broken else ""
+        files = ", ".join(md_code(name) for name in commit.files[:_FILES_SHOWN])
+        more = len(commit.files) - _FILES_SHOWN
+        files += f" and {more} more" if more > 0 else ""
+        lines.append(
+            f"- {md_code(commit.sha[:12])} {md_code(commit.subject)}: "
+            f"{files or 'no files'}{broken}"
+        )
+    if report.guardrail_blocks:
+        lines.extend(["", f"Guardrail blocks: {len(report.guardrail_blocks)}", ""])
+        lines.extend(
+            f"- {md_code(brief_command(block.command, 80))}: {block.reason}"
+            for block in report.guardrail_blocks
+        )
+    return [*lines, ""] if report.commits or report.guardrail_blocks else [*lines]
+
+
 def render_markdown(report: Report) -> str:
     """The session log in the StateTrace template's form."""
     outcome = f"Status: {_TASK_STATUS.get(report.status, report.status)}."
@@ -351,6 +433,7 @@ def render_markdown(report: Report) -> str:
         md_fence(report.patch),
         *(f"- {line.strip()}" for line in _change_lines(report)),
         "",
+        *_md_guardrails(report),
         "## Validation",
         "",
         *_validation_lines(report),
