@@ -126,6 +126,6 @@ def evaluate(
             gc.enable()
     verdict = decide(classification, policy, level, place.decide)
     reviewed = review(
-        classification, verdict, policy, place.decide, guardrails, unchecked
+        argv, classification, verdict, policy, place.decide, guardrails, unchecked
     )
     return Judgement(classification, reviewed.verdict, reviewed.facts)

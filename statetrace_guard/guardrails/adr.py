@@ -160,6 +160,7 @@ class AdrNeed:
 
 
 def adr_needs(
+    argv: Sequence[str],
     classification: Classification,
     kinds: frozenset[str],
     cwd: str,
@@ -167,38 +168,44 @@ def adr_needs(
 ) -> tuple[AdrNeed, ...]:
     """Find the commands of a classification that the ADR stop applies to.
 
+    Programs are recognised per simple command; scripts by the text of the
+    whole command line (a schema change is spread over several statements:
+    the connection, the SQL, the call that runs it).
+
     Args:
+        argv: the whole command as given.
         classification: the classified command.
         kinds: the ``[adr] applies`` kinds of the policy.
         cwd: the command's working directory (for compiler outputs).
         workspace: the workspace root.
 
     Returns:
-        One need per (command, kind) found, in command order.
+        One need per kind found, on the simple command it concerns.
     """
     if not kinds:
         return ()
-    found: dict[tuple[int, str], AdrNeed] = {}
-    for index, command in enumerate(classification.commands):
-        for need in _command_needs(index, command, cwd, workspace):
-            if need.kind in kinds:
-                found.setdefault((index, need.kind), need)
-    return tuple(found.values())
+    commands = classification.commands
+    found: dict[str, AdrNeed] = {}
+    for index, command in enumerate(commands):
+        name = _base(command.name)
+        for need in _program_needs(index, name, command, cwd, workspace):
+            found.setdefault(need.kind, need)
+    text = "\n".join(_whole_text(argv, commands))
+    for need in _text_needs(_acting(commands), text, commands):
+        found.setdefault(need.kind, need)
+    return tuple(need for need in found.values() if need.kind in kinds)
 
 
-def _command_needs(
-    index: int, command: SimpleCommand, cwd: str, workspace: str
-) -> Iterator[AdrNeed]:
-    name = _base(command.name)
-    args = command.argv[1:]
-    yield from _program_needs(index, name, args, cwd, workspace)
-    text = "\n".join(_texts(command, name))
-    yield from _text_needs(index, text, command)
+def _acting(commands: Sequence[SimpleCommand]) -> int:
+    """The simple command a script-wide need is charged to: the first that acts."""
+    acting = {Effect.WRITE, Effect.DYNAMIC}
+    return next((i for i, c in enumerate(commands) if c.effects & acting), 0)
 
 
 def _program_needs(
-    index: int, name: str, args: Sequence[str], cwd: str, workspace: str
+    index: int, name: str, command: SimpleCommand, cwd: str, workspace: str
 ) -> Iterator[AdrNeed]:
+    args = command.argv[1:]
     if name == "add-type":
         yield AdrNeed(index, "add-type", "Add-Type compiles or loads code")
     if name in _COMPILERS or any(_base(a) in _COMPILER_DLLS for a in args[:2]):
@@ -215,6 +222,10 @@ def _program_needs(
             yield need
     if name in ("sqlite3", "sqlite"):
         yield from _sqlite_needs(index, args)
+    written = tuple(dict.fromkeys(p for p in command.written if _is_store(p)))
+    if written:
+        why = f"{name} writes {written[0]}, a new database when it does not exist"
+        yield AdrNeed(index, "new-store", why, if_missing=written)
 
 
 def _dotnet_needs(index: int, args: Sequence[str]) -> Iterator[AdrNeed]:
@@ -258,8 +269,10 @@ def _native_need(
     if not outputs:  # a.out, *.o or *.obj in the working directory
         return AdrNeed(index, "native-compile", why)
     for output in outputs:
+        # A relative path climbing out may start from a directory a cd chose.
+        climbs = not os.path.isabs(output) and ".." in output.replace("\\", "/").split("/")
         resolved = os.path.realpath(os.path.join(cwd, output)) if cwd else output
-        if not cwd or _within(resolved, workspace):
+        if not cwd or climbs or _within(resolved, workspace):
             return AdrNeed(index, "native-compile", why)
     return None
 
@@ -288,22 +301,22 @@ def _sqlite_needs(index: int, args: Sequence[str]) -> Iterator[AdrNeed]:
         yield AdrNeed(index, "schema-change", "sqlite3 reads SQL guard cannot see")
 
 
-def _text_needs(index: int, text: str, command: SimpleCommand) -> Iterator[AdrNeed]:
-    if _CODEDOM.search(text) and _base(command.name) != "add-type":
+def _text_needs(
+    index: int, text: str, commands: Sequence[SimpleCommand]
+) -> Iterator[AdrNeed]:
+    if _CODEDOM.search(text):
         yield AdrNeed(index, "add-type", "the script compiles or loads an assembly")
     why = schema_change_in(text)
     if why is not None:
         yield AdrNeed(index, "schema-change", why)
     if _NEW_STORE.search(text):
         yield AdrNeed(index, "new-store", "the script creates a database")
-    stores = _named_stores(command, text)
-    if stores:
-        yield AdrNeed(
-            index,
-            "new-store",
-            f"{stores[0]} would be a new database when it does not exist",
-            if_missing=stores,
-        )
+    if any(c.effects & {Effect.WRITE, Effect.DYNAMIC} for c in commands):
+        named = [m.group(0).strip("'\"") for m in _STORE_LITERAL.finditer(text)]
+        stores = tuple(dict.fromkeys(p for p in named if "://" not in p))
+        if stores:
+            why = f"the command names {stores[0]}, a new database if it does not exist"
+            yield AdrNeed(index, "new-store", why, if_missing=stores)
 
 
 def schema_change_in(text: str) -> str | None:
@@ -322,41 +335,47 @@ def schema_change_in(text: str) -> str | None:
     return None
 
 
-def _named_stores(command: SimpleCommand, text: str) -> tuple[str, ...]:
-    """Store paths the command writes, or names while it may write."""
-    written = [path for path in command.written if _is_store(path)]
-    if written:
-        return tuple(dict.fromkeys(written))
-    if not command.effects & {Effect.WRITE, Effect.DYNAMIC}:
-        return ()
-    named = [m.group(0).strip("'\"") for m in _STORE_LITERAL.finditer(text)]
-    return tuple(dict.fromkeys(path for path in named if "://" not in path))
-
-
 def _is_store(path: str) -> bool:
     return path.lower().endswith(STORE_SUFFIXES)
 
 
-def _texts(command: SimpleCommand, name: str) -> list[str]:
-    """The command's words, with PowerShell's encoded scripts decoded."""
-    texts = list(command.argv)
-    if name in _PWSH:
-        texts.extend(_decoded(command.argv))
+_ENCODED = re.compile(
+    r"(?:pwsh|powershell)(?:\.exe)?['\"]?\s(?:[^|;&\n]*?\s)?[-/]e(?:c|n|nc|nco|ncod|"
+    r"ncode|ncoded|ncodedc|ncodedco|ncodedcom|ncodedcomm|ncodedcomma|ncodedcomman|"
+    r"ncodedcommand)?\s+['\"]?([A-Za-z0-9+/=]{8,})",
+    re.IGNORECASE,
+)
+_MAX_DECODES = 8
+
+
+def _whole_text(argv: Sequence[str], commands: Sequence[SimpleCommand]) -> list[str]:
+    """Every word of the command line and of its simple commands.
+
+    Encoded PowerShell scripts (``-EncodedCommand``, at any depth) are decoded.
+    """
+    texts = [*argv, *(word for command in commands for word in command.argv)]
+    pending = list(texts)
+    for _ in range(_MAX_DECODES):
+        decoded = [script for text in pending for script in _decoded(text)]
+        if not decoded:
+            break
+        texts.extend(decoded)
+        pending = decoded
     return texts
 
 
-def _decoded(argv: Sequence[str]) -> Iterator[str]:
+def _decoded(text: str) -> Iterator[str]:
+    lowered = text.lower()
+    if "-e" not in lowered and "/e" not in lowered:
+        return
     from statetrace_guard.classify.powershell import (  # noqa: PLC0415 - only for pwsh, whose parser is loaded
         decode_encoded_command,
     )
 
-    for i, word in enumerate(argv[1:-1], start=1):
-        lowered = word.lower().lstrip("-/")
-        option = word.startswith(("-", "/")) and bool(lowered)
-        if option and ("encodedcommand".startswith(lowered) or lowered == "ec"):
-            text = decode_encoded_command(argv[i + 1])
-            if text is not None:
-                yield text
+    for match in _ENCODED.finditer(text):
+        script = decode_encoded_command(match.group(1))
+        if script is not None:
+            yield script
 
 
 def _base(name: str) -> str:

@@ -128,8 +128,9 @@ class Inspector:
 
     def _condition(self, need: AdrNeed) -> list[Condition]:
         for path in need.if_missing:
-            full = os.path.join(self.cwd, path.replace("\\", "/"))
-            if not os.path.lexists(full):
+            full = os.path.realpath(os.path.join(self.cwd, path.replace("\\", "/")))
+            inside = full == self.workspace or full.startswith(self.workspace + "/")
+            if inside and not os.path.lexists(full):
                 return [Condition(need.command, need.kind, path)]
         projects = list(need.if_untracked)
         if need.projects_in is not None:

@@ -69,6 +69,7 @@ class _Commit:
 
 
 def review(
+    argv: Sequence[str],
     classification: Classification,
     verdict: Verdict,
     policy: CompiledPolicy,
@@ -79,6 +80,7 @@ def review(
     """Apply the commit guard and the ADR stop to a verdict.
 
     Args:
+        argv: the command as given.
         classification: the classified command.
         verdict: the policy's verdict on it.
         policy: the policy (its ``[commit]`` and ``[adr]`` sections).
@@ -93,7 +95,7 @@ def review(
     aliases = source.alias if isinstance(source, Inspector) else None
     commits = list(_commits(classification.commands, ctx, aliases))
     needs = adr_needs(
-        classification, frozenset(rails.adr.applies), ctx.cwd, ctx.workspace
+        argv, classification, frozenset(rails.adr.applies), ctx.cwd, ctx.workspace
     )
     recorded = source if isinstance(source, GuardrailFacts) else None
     if not verdict.allowed or not (commits or needs or (recorded and recorded.commits)):
