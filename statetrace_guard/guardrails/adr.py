@@ -270,7 +270,9 @@ def _native_need(
         return AdrNeed(index, "native-compile", why)
     for output in outputs:
         # A relative path climbing out may start from a directory a cd chose.
-        climbs = not os.path.isabs(output) and ".." in output.replace("\\", "/").split("/")
+        climbs = not os.path.isabs(output) and ".." in output.replace("\\", "/").split(
+            "/"
+        )
         resolved = os.path.realpath(os.path.join(cwd, output)) if cwd else output
         if not cwd or climbs or _within(resolved, workspace):
             return AdrNeed(index, "native-compile", why)

@@ -32,21 +32,24 @@ See :data:`ADR_KINDS` for what each kind covers.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from statetrace_guard.guardrails.globs import compile_globs
+from statetrace_guard.guardrails.rules import (
+    CommitRules,
+    CompiledNever,
+    compile_commit_rules,
+    compile_never,
+)
 
 __all__ = [
     "ADR_KINDS",
     "AdrKind",
     "AdrPolicy",
     "CommitPolicy",
-    "CommitRules",
-    "CompiledNever",
     "Guardrails",
     "NeverRule",
     "compile_guardrails",
@@ -155,39 +158,6 @@ class AdrPolicy(_Strict):
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledNever:
-    """One ``[[commit.never]]`` entry ready for matching."""
-
-    id: str
-    description: str
-    fix: str
-    pattern: re.Pattern[str]
-    allow: re.Pattern[str] | None
-
-    def refuses(self, path: str) -> bool:
-        """True when ``path`` (repository-relative, ``/``-separated) is refused."""
-        if not self.pattern.fullmatch(path):
-            return False
-        return self.allow is None or not self.allow.fullmatch(path)
-
-
-@dataclass(frozen=True, slots=True)
-class CommitRules:
-    """``[commit]`` compiled."""
-
-    never: tuple[CompiledNever, ...]
-    scan_secrets: bool
-    scan_exclude: re.Pattern[str] | None
-    max_file_bytes: int
-
-    def scanned(self, path: str) -> bool:
-        """True when the secret scan reads ``path``."""
-        if not self.scan_secrets:
-            return False
-        return self.scan_exclude is None or not self.scan_exclude.fullmatch(path)
-
-
-@dataclass(frozen=True, slots=True)
 class Guardrails:
     """The compiled guardrail sections of a policy (one field on CompiledPolicy)."""
 
@@ -196,26 +166,16 @@ class Guardrails:
 
 
 def _compile_never(rule: NeverRule) -> CompiledNever:
-    pattern = compile_globs(rule.paths)
-    if pattern is None:  # pragma: no cover - paths has min_length 1
-        msg = "a commit rule names no paths"
-        raise ValueError(msg)
-    return CompiledNever(
-        id=rule.id,
-        description=rule.description,
-        fix=rule.fix,
-        pattern=pattern,
-        allow=compile_globs(rule.allow),
-    )
+    return compile_never(rule.id, rule.paths, rule.allow, rule.description, rule.fix)
 
 
 def compile_guardrails(commit: CommitPolicy, adr: AdrPolicy) -> Guardrails:
     """Compile the two sections once per policy."""
     return Guardrails(
-        commit=CommitRules(
-            never=tuple(_compile_never(rule) for rule in commit.never),
+        commit=compile_commit_rules(
+            tuple(_compile_never(rule) for rule in commit.never),
             scan_secrets=commit.scan_secrets,
-            scan_exclude=compile_globs(commit.scan_exclude),
+            scan_exclude=commit.scan_exclude,
             max_file_bytes=commit.max_file_bytes,
         ),
         adr=adr,

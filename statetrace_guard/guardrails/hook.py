@@ -19,17 +19,22 @@ go on; 1 refuses, with the reasons and the way out on stderr. Anything that
 stops the check (an invalid policy, git failing) refuses too: fail closed.
 
 It imports only what the check needs: it runs on every human commit too.
+The policy's ``[commit]`` rules come from a cache in guard's home, keyed by
+the policy's bytes, the built-in policies and guard's version and written by
+a validated load; only a new policy pays for loading the validation library.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import BinaryIO
 
+from statetrace_guard._version import __version__
 from statetrace_guard.errors import GuardError
 from statetrace_guard.guardrails.contents import (
     Content,
@@ -38,11 +43,17 @@ from statetrace_guard.guardrails.contents import (
     open_repository,
     staged_contents,
 )
+from statetrace_guard.guardrails.findings import Finding, commit_findings
 from statetrace_guard.guardrails.gitcmd import Git, GitFailed
 from statetrace_guard.guardrails.inspect import examine
-from statetrace_guard.guardrails.judge import Finding, commit_findings
+from statetrace_guard.guardrails.rules import (
+    CommitRules,
+    rules_from_json,
+    rules_to_json,
+)
+from statetrace_guard.home import guard_home_text
 
-__all__ = ["HOOK_NAMES", "main"]
+__all__ = ["HOOK_NAMES", "commit_rules", "main"]
 
 HOOK_NAMES = ("pre-commit", "pre-merge-commit", "reference-transaction")
 _ZERO = frozenset("0")
@@ -92,11 +103,9 @@ def _check(hook: str, stdin: BinaryIO | None) -> int:
         contents = staged_contents(repo)
         kind = "merge" if hook == "pre-merge-commit" else "commit"
         what = "this commit"
-    from statetrace_guard.policy import load_policy  # noqa: PLC0415 - after the cheap exits
-
-    candidate = Path(repo.top) / _POLICY_FILE
-    policy_file = candidate if candidate.is_file() else None
-    rules = load_policy(policy_file).guardrails.commit
+    candidate = os.path.join(repo.top, _POLICY_FILE)
+    policy_file = candidate if os.path.isfile(candidate) else None
+    rules = commit_rules(policy_file)
     facts = examine(repo, contents, rules, os.path.join(repo.top, "Logs"))
     findings = commit_findings(replace(facts, kind=kind), rules, None)
     if not findings:
@@ -121,12 +130,65 @@ def _transaction(repo: Repository, stdin: BinaryIO) -> tuple[int, list[Content]]
     return new_commits(repo, tips)
 
 
+def commit_rules(policy_file: str | None) -> CommitRules:
+    """The ``[commit]`` rules of a policy file (None: the built-in policy).
+
+    Raises:
+        GuardError: the policy is invalid (PolicyError) or unreadable.
+    """
+    raw = b"<built-in>"
+    if policy_file is not None:
+        try:
+            with open(policy_file, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise GuardError(f"cannot read {policy_file}: {exc.strerror}") from exc
+    cache = os.path.join(guard_home_text(), "cache", f"commit-rules-{_key(raw)}.json")
+    try:
+        with open(cache, "rb") as handle:
+            return rules_from_json(json.loads(handle.read()))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from pathlib import Path  # noqa: PLC0415 - only a new policy is loaded
+
+    from statetrace_guard.policy import load_policy  # noqa: PLC0415
+
+    rules = load_policy(None if policy_file is None else Path(policy_file))
+    _store(cache, rules_to_json(rules.guardrails.commit))
+    return rules.guardrails.commit
+
+
+def _key(raw: bytes) -> str:
+    """The policy's bytes, every built-in policy's and guard's version."""
+    digest = hashlib.sha256(f"commit-rules 1 {__version__}\0".encode())
+    digest.update(len(raw).to_bytes(8, "big") + raw)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in sorted(os.listdir(package)):
+        if name.endswith(".toml"):
+            with open(os.path.join(package, name), "rb") as handle:
+                data = handle.read()
+            digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()[:32]
+
+
+def _store(path: str, data: dict[str, object]) -> None:
+    """Write the cache atomically; a read-only home only costs the next load."""
+    temp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temp, path)
+    except OSError:
+        return
+
+
 def _report(
-    hook: str, what: str, findings: Sequence[Finding], policy_file: Path | None
+    hook: str, what: str, findings: Sequence[Finding], policy_file: str | None
 ) -> None:
     lines = [f"guard: commit refused: {what} would break the commit rules:"]
     lines.extend(f"  - {finding.why} (rule {finding.rule})" for finding in findings)
-    policy = str(policy_file) if policy_file is not None else "the built-in policy"
+    policy = policy_file if policy_file is not None else "the built-in policy"
     lines.append(_OUTRO.format(hook=hook, policy=policy))
     sys.stderr.write("\n".join(lines) + "\n")
 

@@ -16,10 +16,10 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from statetrace_guard.guardrails.adr import AdrNeed
 from statetrace_guard.guardrails.commits import AddIntent, CommitIntent
-from statetrace_guard.guardrails.config import AdrPolicy, CommitRules
 from statetrace_guard.guardrails.contents import (
     Content,
     Repository,
@@ -33,8 +33,12 @@ from statetrace_guard.guardrails.facts import (
     Condition,
 )
 from statetrace_guard.guardrails.gitcmd import Git, GitFailed
+from statetrace_guard.guardrails.rules import CommitRules
 from statetrace_guard.guardrails.scan import scan_contents, scan_messages
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS
+
+if TYPE_CHECKING:
+    from statetrace_guard.guardrails.config import AdrPolicy
 
 __all__ = ["Inspector", "examine", "find_adr", "guard_log_prefixes"]
 

@@ -37,14 +37,13 @@ from statetrace_guard.guardrails.commits import (
 )
 from statetrace_guard.guardrails.config import Guardrails
 from statetrace_guard.guardrails.facts import GuardrailFacts
-from statetrace_guard.guardrails.inspect import Inspector
-from statetrace_guard.guardrails.judge import (
+from statetrace_guard.guardrails.findings import (
     Finding,
     adr_findings,
-    apply_findings,
     commit_findings,
-    note_unchecked,
 )
+from statetrace_guard.guardrails.inspect import Inspector
+from statetrace_guard.guardrails.judge import apply_findings, note_unchecked
 from statetrace_guard.policy import CompiledPolicy
 
 __all__ = ["FactsSource", "Reviewed", "review"]

@@ -14,10 +14,10 @@ import codecs
 from collections.abc import Iterable, Sequence
 
 from statetrace_guard.audit.redact import find_secrets
-from statetrace_guard.guardrails.config import CommitRules
 from statetrace_guard.guardrails.contents import Content, Repository
 from statetrace_guard.guardrails.facts import SecretFinding
 from statetrace_guard.guardrails.gitcmd import GitFailed
+from statetrace_guard.guardrails.rules import CommitRules
 
 __all__ = ["MESSAGE_PATH", "scan_contents", "scan_messages"]
 

@@ -22,8 +22,8 @@ from datetime import datetime
 from pathlib import Path
 
 from statetrace_guard.audit.reasons import deciding_text
-from statetrace_guard.guardrails.config import CommitRules
-from statetrace_guard.guardrails.judge import GUARDRAIL_RULE_PREFIXES
+from statetrace_guard.guardrails.findings import GUARDRAIL_RULE_PREFIXES
+from statetrace_guard.guardrails.rules import CommitRules
 
 __all__ = [
     "GuardrailBlock",

@@ -15,8 +15,8 @@ import pytest
 from gitrepo import BAD, CLEAN, Repo
 
 from statetrace_guard.evaluate import evaluate, make_place
+from statetrace_guard.guardrails.findings import commit_findings
 from statetrace_guard.guardrails.inspect import Inspector
-from statetrace_guard.guardrails.judge import commit_findings
 from statetrace_guard.levels import Level
 from statetrace_guard.policy import load_policy, load_policy_bytes
 
