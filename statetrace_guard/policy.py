@@ -260,6 +260,8 @@ class Policy(_Strict):
     rules: tuple[Rule, ...] = ()
     network: tuple[NetworkRule, ...] = ()
     isolation: Isolation = Isolation()
+    commit: CommitPolicy = CommitPolicy()
+    adr: AdrPolicy = AdrPolicy()
 
     @field_validator("network")
     @classmethod
@@ -273,8 +275,6 @@ class Policy(_Strict):
                 raise ValueError(msg)
             seen.add(entry.rule_id)
         return entries
-    commit: CommitPolicy = CommitPolicy()
-    adr: AdrPolicy = AdrPolicy()
 
     # Program knowledge the policy adds (the registry's schema: see
     # classify/specs/*.toml): a project tool the guard does not know, or an
