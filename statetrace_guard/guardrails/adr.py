@@ -127,6 +127,32 @@ _NEW_STORE = re.compile(
     r"\bNewCurrentDatabase\b",
     _I,
 )
+# Every text need mentions one of these (lower case): a command without any
+# costs one substring search each, no regular expression.
+_TEXT_MARKERS = (
+    "add-type",
+    "codeprovider",
+    "compileassembly",
+    "csharpcompilation",
+    "microsoft.codeanalysis",
+    "assembly]::load",
+    "oledb",
+    "adodb",
+    "adox",
+    "dao.",
+    "dbengine",
+    "microsoft.ace",
+    "microsoft.jet",
+    "odbc",
+    "access.application",
+    "sqlite",
+    "createdatabase",
+    "newcurrentdatabase",
+    ".accd",
+    ".md",
+    ".db3",
+    ".s3db",
+)
 _STORE_LITERAL = re.compile(
     r"[\w./\\:~-]+(?:" + "|".join(re.escape(s) for s in STORE_SUFFIXES) + r")\b",
     _I,
@@ -191,8 +217,10 @@ def adr_needs(
         for need in _program_needs(index, name, command, cwd, workspace):
             found.setdefault(need.kind, need)
     text = "\n".join(_whole_text(argv, commands))
-    for need in _text_needs(_acting(commands), text, commands):
-        found.setdefault(need.kind, need)
+    lowered = text.lower()
+    if any(marker in lowered for marker in _TEXT_MARKERS):
+        for need in _text_needs(_acting(commands), text, commands):
+            found.setdefault(need.kind, need)
     return tuple(need for need in found.values() if need.kind in kinds)
 
 
