@@ -57,6 +57,18 @@ STORE_SUFFIXES = (
 _PWSH = frozenset({"pwsh", "powershell"})
 _COMPILERS = frozenset({"csc", "vbc", "fsc", "ilasm"})
 _COMPILER_DLLS = frozenset({"csc.dll", "vbc.dll", "fsc.dll", "csc.exe", "vbc.exe"})
+# The programs _program_needs knows by name; any other is looked at only when
+# it writes files or its name ends like a C compiler's.
+_PROGRAMS = _COMPILERS | {
+    "add-type",
+    "dotnet",
+    "msbuild",
+    "nuget",
+    "install-package",
+    "sqlite3",
+    "sqlite",
+}
+_NATIVE_ENDINGS = ("cc", "c++", "clang", "clang++", "cl", "icx", "icpx")
 _NATIVE = re.compile(
     r"^(?:[\w.+-]+-)?(?:gcc|g\+\+|cc|c\+\+|clang|clang\+\+|tcc|icc|icx|icpx|cl)"
     r"(?:-\d+(?:\.\d+)*)?$"
@@ -214,9 +226,10 @@ def adr_needs(
     found: dict[str, AdrNeed] = {}
     for index, command in enumerate(commands):
         name = _base(command.name)
-        for need in _program_needs(index, name, command, cwd, workspace):
-            found.setdefault(need.kind, need)
-    text = "\n".join(_whole_text(argv, commands))
+        if name in _PROGRAMS or command.written or name.endswith(_NATIVE_ENDINGS):
+            for need in _program_needs(index, name, command, cwd, workspace):
+                found.setdefault(need.kind, need)
+    text = _whole_text(argv, commands)
     lowered = text.lower()
     if any(marker in lowered for marker in _TEXT_MARKERS):
         for need in _text_needs(_acting(commands), text, commands):
@@ -236,7 +249,8 @@ def _program_needs(
     args = command.argv[1:]
     if name == "add-type":
         yield AdrNeed(index, "add-type", "Add-Type compiles or loads code")
-    if name in _COMPILERS or any(_base(a) in _COMPILER_DLLS for a in args[:2]):
+    dll = name == "dotnet" and any(_base(a) in _COMPILER_DLLS for a in args[:2])
+    if name in _COMPILERS or dll:
         yield AdrNeed(index, "csc", f"{name} compiles a .NET assembly")
     if name == "dotnet":
         yield from _dotnet_needs(index, args)
@@ -378,25 +392,27 @@ _ENCODED = re.compile(
 _MAX_DECODES = 8
 
 
-def _whole_text(argv: Sequence[str], commands: Sequence[SimpleCommand]) -> list[str]:
-    """Every word of the command line and of its simple commands.
+def _whole_text(argv: Sequence[str], commands: Sequence[SimpleCommand]) -> str:
+    """Every word of the command line and of its simple commands, one text.
 
-    Encoded PowerShell scripts (``-EncodedCommand``, at any depth) are decoded.
+    Encoded PowerShell scripts (``-EncodedCommand``, at any depth) are decoded
+    and added.
     """
-    texts = [*argv, *(word for command in commands for word in command.argv)]
-    pending = list(texts)
+    parts = [*argv, *(word for command in commands for word in command.argv)]
+    text = "\n".join(parts)
+    pending = text
     for _ in range(_MAX_DECODES):
-        decoded = [script for text in pending for script in _decoded(text)]
+        decoded = list(_decoded(pending))
         if not decoded:
             break
-        texts.extend(decoded)
-        pending = decoded
-    return texts
+        pending = "\n".join(decoded)
+        text += "\n" + pending
+    return text
 
 
 def _decoded(text: str) -> Iterator[str]:
     lowered = text.lower()
-    if "-e" not in lowered and "/e" not in lowered:
+    if "pwsh" not in lowered and "powershell" not in lowered:
         return
     from statetrace_guard.classify.powershell import (  # noqa: PLC0415 - only for pwsh, whose parser is loaded
         decode_encoded_command,

@@ -66,6 +66,7 @@ _UNREADABLE = {
     "quiltimport": "git quiltimport makes commits from patches",
     "subtree": "git subtree makes commits guard does not follow",
 }
+_ADDS = ("add", "stage")
 # git never lets an alias shadow one of its own commands: only other names are
 # looked up in the repository's config (one ``git config`` per unusual name).
 _GIT_COMMANDS = frozenset(
@@ -519,13 +520,21 @@ class CommitIntent:
 
 
 def git_words(argv: Sequence[str]) -> tuple[str, ...] | None:
-    """The words after the program when ``argv`` runs git, else None."""
+    """The words after the program when ``argv`` runs git, else None.
+
+    ``git-commit`` (a subcommand run from git's exec path by its own name)
+    is ``git commit``.
+    """
     if not argv:
         return None
     program = argv[0].replace("\\", "/").rsplit("/", 1)[-1].lower()
-    if program.removesuffix(".exe") != "git":
-        return None
-    return tuple(argv[1:])
+    program = program.removesuffix(".exe")
+    if program == "git":
+        return tuple(argv[1:])
+    sub = program.removeprefix("git-")
+    if sub != program and (sub in _GRAMMARS or sub in _UNREADABLE or sub in _ADDS):
+        return (sub, *argv[1:])
+    return None
 
 
 def commit_intent(
@@ -818,7 +827,7 @@ def add_intent(argv: Sequence[str]) -> AddIntent | None:
     if words is None:
         return None
     globals_, index, problem = _globals(words)
-    if index >= len(words) or words[index] not in ("add", "stage"):
+    if index >= len(words) or words[index] not in _ADDS:
         return None
     parsed = _parse("commit", _ADD, words[index + 1 :])
     flags = {_ADD_LONG.get(flag, flag) for flag in parsed.flags}

@@ -127,6 +127,8 @@ def _commits(
     )
     adds: list[AddIntent] = []
     for index, command in enumerate(commands):
+        if not command.name.startswith("git"):
+            continue
         add = add_intent(command.argv)
         if add is not None:
             adds.append(add)

@@ -52,6 +52,8 @@ class TestCommitSpellings:
             ("git -C sub commit -m y", "commit", set(), ()),
             ("/usr/bin/git commit -m y", "commit", set(), ()),
             ("git.exe commit -m y", "commit", set(), ()),
+            ("/usr/lib/git-core/git-commit -am y", "commit", {"a"}, ()),
+            ("git-merge feature", "merge", set(), ("feature",)),
             (
                 "git commit-tree HEAD^{tree} -p HEAD -m x",
                 "commit-tree",
