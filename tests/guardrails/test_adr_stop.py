@@ -160,7 +160,7 @@ GATED = [
         ),
         "new-store",
     ),
-    (["cp", "Data/WLLS/WLLS.accdb", "Data/Copy.accdb"], "new-store"),
+    (["cp", "Data/WLLS/WLLS.accdb", "scratch/Copy.accdb"], "new-store"),
     (
         ["python3", "-c", "import sqlite3; sqlite3.connect('Data/new.sqlite')"],
         "new-store",
