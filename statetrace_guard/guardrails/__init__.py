@@ -7,11 +7,12 @@
 * the ADR stop: compiled components and schema changes wait for an ADR that
   names the session's task (``[adr]``).
 
-Modules: ``config`` (policy sections), ``commits`` and ``adr`` (pure
-recognition), ``gitcmd``/``contents``/``scan``/``inspect`` (facts from the
-repository), ``judge`` (pure judgement), ``review`` (the step in a judgement),
-``hook`` (the git hook entry point), ``install`` (installing it),
-``session`` (commits made in a session).
+Modules: ``config`` (policy sections, pydantic) and ``rules``/``globs`` (their
+compiled form, plain values); ``commits`` and ``adr`` (pure recognition);
+``gitcmd``/``contents``/``scan``/``inspect`` (facts from the repository) and
+``facts`` (their data); ``findings`` and ``judge`` (pure judgement); ``review``
+(the step in a judgement); ``hook`` (the git hooks' entry point) and
+``githooks`` (installing them); ``session`` (commits made in a session).
 
 NOTE(guardrails): this package imports nothing on its own: ``policy`` imports
 ``guardrails.config`` and ``guardrails.review`` imports ``policy``.
