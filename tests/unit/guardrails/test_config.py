@@ -93,6 +93,15 @@ class TestBuiltInPolicy:
         assert adr.folder == "docs/adr"
         assert set(adr.applies) >= {"add-type", "schema-change", "new-store"}
 
+    def test_the_generic_policy_scans_secrets_and_refuses_no_paths(self):
+        """builtin:generic: the secret scan, no project globs, no ADR kinds."""
+        policy = load_policy_bytes(
+            b'extends = "builtin:generic"\nname = "any"\n', "any.toml"
+        )
+        assert policy.guardrails.commit.scan_secrets is True
+        assert policy.guardrails.commit.never == ()
+        assert policy.guardrails.adr.applies == ()
+
     def test_a_policy_without_sections_scans_secrets_and_stops_for_nothing(self):
         """The defaults: the secret scan on, no path rules, no ADR kinds."""
         policy = load_policy_bytes(b'name = "bare"\n', "bare.toml")
