@@ -4,9 +4,9 @@
 skips click altogether. ``guard run`` first tries the resident helper
 (:mod:`statetrace_guard.daemon`), which keeps the path to the program at a
 few milliseconds; everything else, and ``run`` whenever the helper cannot
-serve it, goes through the click layer. Failures of ``guard run`` itself
-never look like the program's own status: click's usage errors under ``run``
-become 125 (see errors.py).
+serve it, goes through the click layer. A usage error of ``guard run``
+itself (an unknown option, a bad value) exits 2 on both paths: nothing ran
+(see errors.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from __future__ import annotations
 import sys
 
 __all__ = ["main"]
-
-_CLICK_USAGE_ERROR = 2
-_RUN_GUARD_FAILED = 125
 
 
 def _exit_now(status: int) -> None:
@@ -35,6 +32,25 @@ def _exit_now(status: int) -> None:
     os._exit(status)
 
 
+_RUN_GUARD_FAILED = 125  # errors.ExitCode.RUN_GUARD_FAILED (not imported: speed)
+_USAGE = 2  # errors.ExitCode.USAGE
+
+
+def _cwd_gone() -> bool:
+    """Say so (one line) when the current directory no longer exists."""
+    import os  # noqa: PLC0415 - already loaded by site
+
+    try:
+        os.getcwd()  # noqa: PTH109 - no pathlib on the fast path
+    except FileNotFoundError:
+        sys.stderr.write(
+            "error: the current directory no longer exists\n"
+            "hint: run guard from an existing directory\n"
+        )
+        return True
+    return False
+
+
 def main() -> None:
     """Dispatch ``guard hook`` and ``guard run`` to lean paths, the rest to click."""
     args = sys.argv[1:]
@@ -42,6 +58,9 @@ def main() -> None:
         from statetrace_guard.hooks.main import main as hook_main  # noqa: PLC0415 - lean path
 
         _exit_now(hook_main(args[1:]))
+    if _cwd_gone():
+        # Nothing ran: for `run` that is 125, for the rest a usage error.
+        _exit_now(_RUN_GUARD_FAILED if args[:1] == ["run"] else _USAGE)
     if args[:1] == ["run"]:
         from statetrace_guard.daemon.client import fast_run  # noqa: PLC0415 - lean path
 
@@ -50,9 +69,4 @@ def main() -> None:
             _exit_now(status)
     from statetrace_guard.cli import main as cli_main  # noqa: PLC0415 - heavy path
 
-    try:
-        cli_main.main(prog_name="guard", standalone_mode=True)
-    except SystemExit as exit_:
-        if args[:1] == ["run"] and exit_.code == _CLICK_USAGE_ERROR:
-            sys.exit(_RUN_GUARD_FAILED)
-        raise
+    cli_main.main(prog_name="guard", standalone_mode=True)

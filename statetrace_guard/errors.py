@@ -13,9 +13,21 @@ The tree::
 
 Only ``cli.py`` catches these. It prints ``error: <message>`` and the hint on
 stderr and exits with the error's code. ``guard run`` reports its own failures
-only as 124..127 so they cannot be mistaken for the child's status (the
-timeout(1)/env(1) convention); a child's status passes through unchanged and a
-child killed by signal N gives 128+N.
+only as 123..127 so they cannot be mistaken for the child's status (the
+timeout(1)/env(1) convention), except a usage error of its own command line
+(exit 2, before anything is judged or run); a child's status passes through
+unchanged and a child killed by signal N gives 128+N.
+
+Two codes say what a status alone cannot:
+
+* 123 (``RUN_OUTCOME_UNKNOWN``): the program was started, but the guard lost
+  the part that watched it (its supervisor was killed, or the client died
+  while running it) before learning how it ended. The ``command.finished``
+  record says so (``outcome_unknown``). The program may have done its work:
+  look before running it again. 125 always means that nothing ran.
+* 5 (``INCOMPLETE``): ``guard verify`` found every chain intact, but a
+  command has a ``command.started`` and no ``command.finished`` (the guard,
+  or the machine, stopped while it ran).
 """
 
 from __future__ import annotations
@@ -45,6 +57,8 @@ class ExitCode(IntEnum):
     USAGE = 2
     POLICY_INVALID = 3
     AUDIT_UNREADABLE = 4
+    INCOMPLETE = 5  # verify: chains intact, a command started without a finish
+    RUN_OUTCOME_UNKNOWN = 123  # run: started, then its watcher was lost
     RUN_TIMEOUT = 124
     RUN_GUARD_FAILED = 125
     RUN_BLOCKED = 126
@@ -120,11 +134,14 @@ class CommandDenied(GuardError):
 
 
 def run_exit_code(code: int) -> int:
-    """Map a guard error's code to one ``guard run`` may use (124..127).
+    """Map a guard error's code to one ``guard run`` may use (2, 123..127).
 
-    Any other failure of the guard itself (bad policy, unwritable log, usage)
+    A usage error stays 2 (the command line was wrong; nothing was judged).
+    Any other failure of the guard itself (bad policy, unwritable log)
     becomes 125, so it can never be taken for the program's own status.
     """
-    if ExitCode.RUN_TIMEOUT <= code <= ExitCode.RUN_NOT_FOUND:
+    if code == ExitCode.USAGE:
+        return code
+    if ExitCode.RUN_OUTCOME_UNKNOWN <= code <= ExitCode.RUN_NOT_FOUND:
         return code
     return int(ExitCode.RUN_GUARD_FAILED)

@@ -66,7 +66,9 @@ def main() -> None:
     """Guard an agent's shell commands: classify, decide, enforce, record.
 
     Exit codes: 0 ok; 1 negative result (blocked, broken, drift); 2 usage;
-    3 policy invalid; 4 log unreadable. `guard run`: 124 timeout, 125 guard
-    failed before running, 126 blocked, 127 not found, else the program's own
-    status (128+N for signal N).
+    3 policy invalid; 4 log unreadable; 5 verify: a command started and
+    never finished. `guard run`: 123 outcome unknown (it started, then guard
+    lost its supervisor), 124 timeout, 125 guard failed before running
+    (nothing ran), 126 blocked, 127 not found, else the program's own status
+    (128+N for signal N).
     """

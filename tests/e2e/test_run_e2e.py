@@ -153,8 +153,15 @@ class TestReadmeScenario:
 
 
 class TestExitStatus:
-    def test_status_passes_through(self, guard):
-        assert guard("run", *py("import sys; sys.exit(7)")).returncode == 7
+    @pytest.mark.parametrize("status", [2, 7, 123, 125, 255])
+    def test_status_passes_through(self, guard, workspace, status):
+        """The program's status, guard's own codes included, is the client's."""
+        result = guard("run", "--", "sh", "-c", f"exit {status}")
+        assert result.returncode == status
+        (finished,) = [
+            r for r in records(workspace / "Logs") if r["event"] == "command.finished"
+        ]
+        assert finished["exit_code"] == status
 
     def test_signal_gives_128_plus_n(self, guard):
         result = guard(
@@ -215,8 +222,9 @@ class TestFailClosed:
         self, guard, workspace, tmp_path
     ):
         if os.geteuid() == 0:
-            log_dir = tmp_path / "not-a-dir"
-            log_dir.write_text("a file where the log directory should be")
+            blocker = tmp_path / "not-a-dir"
+            blocker.write_text("a file where the log directory's parent should be")
+            log_dir = blocker / "Logs"
         else:
             log_dir = tmp_path / "ro"
             log_dir.mkdir()
@@ -233,8 +241,22 @@ class TestFailClosed:
         assert result.returncode == 125
         assert b"guard.toml" in result.stderr
 
-    def test_bad_option_exits_125(self, guard):
-        assert guard("run", "--level", "L7", "--", "ls").returncode == 125
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["--level", "L7", "--", "ls"],
+            ["--foo", "--", "ls"],
+            ["--timeout", "0", "--", "ls"],
+            ["--durable=yes", "--", "ls"],
+            ["--"],
+        ],
+    )
+    def test_usage_error_exits_2_and_runs_nothing(self, guard, workspace, args):
+        """A wrong `guard run` command line: exit 2, nothing judged or recorded."""
+        result = guard("run", *args)
+        assert result.returncode == 2
+        assert b"Traceback" not in result.stderr
+        assert not list((workspace / "Logs").glob("Sessions/*.jsonl"))
 
 
 class TestConcurrency:
