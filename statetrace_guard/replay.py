@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +33,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from statetrace_guard.audit.chain import GENESIS, HEADER_EVENT
+from statetrace_guard.audit.chain import ChainCheck, ChainVerdict
+from statetrace_guard.audit.keys import find_chain_key
 from statetrace_guard.decision import Verdict
 from statetrace_guard.errors import AuditError
 from statetrace_guard.evaluate import Place, evaluate, make_place
@@ -70,7 +70,6 @@ SESSION_BLOCK_NOTE = (
     "recorded block came from the session (halt, budget or approval), "
     "not the policy; compared as the policy's allow"
 )
-_decode = json.JSONDecoder().decode  # skips json.loads' per-call set-up
 _PROGRESS_EVERY = 10_000
 # NOTE(replay): the guardrails' facts come from the record; a record without
 # them (older, or a transcript) is judged without the repository, and says so.
@@ -263,8 +262,9 @@ def read_session(
 
     Args:
         path: a ``<log-dir>/Sessions/<session-id>.jsonl`` file.
-        verify: check the hash chain, sequence and time order; a broken file
-            is refused.
+        verify: check the hash chain, sequence, time order and (with this
+            guard's key) the macs, with the one chain verifier ``guard
+            verify`` uses; a broken file is refused.
         sink: called with each command as it is read (see
             :meth:`Replayer.prefetching`).
 
@@ -275,19 +275,20 @@ def read_session(
         AuditError: the file cannot be read, or (with ``verify``) its chain
             is broken; the message names the first bad line.
     """
+    check = ChainCheck(key=find_chain_key()) if verify else None
     try:
         with path.open("rb") as stream, _collector_paused():
-            records = _chain_records(stream) if verify else _tolerant_records(stream)
-            return records_to_commands(records, str(path), sink)
-    except _ChainMismatch:
-        pass
+            records = (
+                check.records(stream)
+                if check is not None
+                else _tolerant_records(stream)
+            )
+            commands = records_to_commands(records, str(path), sink)
     except OSError as exc:
         raise AuditError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    raise _broken(path)
-
-
-class _ChainMismatch(Exception):
-    """The fast chain check failed; the audit verifier says why."""
+    if check is not None and not check.verdict.intact:
+        raise _broken(path, check.verdict)
+    return commands
 
 
 @contextlib.contextmanager
@@ -307,21 +308,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _broken(path: Path) -> AuditError:
-    """The error for a broken file, in the words ``guard verify`` uses.
-
-    The audit module's own verifier reads the file again, so the message
-    naming the first bad line is exactly the one ``guard verify`` gives.
-    """
-    from statetrace_guard.audit.verify import verify_file  # noqa: PLC0415 - error path only
-
-    report = verify_file(path)
-    where = f"{path}:{report.verdict.error_line}"
-    what = report.verdict.error or "torn last line"
-    if report.ok:  # NOTE(replay): the fast check is stricter on layout only
-        where, what = str(path), "not in canonical form"
+def _broken(path: Path, verdict: ChainVerdict) -> AuditError:
+    """The error for a broken file, in the words ``guard verify`` uses."""
+    what = verdict.error or "torn last line"
     return AuditError(
-        f"{where}: chain broken: {what}",
+        f"{path}:{verdict.error_line}: chain broken: {what}",
         hint="run `guard verify` on it; `guard replay --no-verify` reads it anyway",
     )
 
@@ -335,71 +326,6 @@ def _tolerant_records(lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, A
             continue
         if isinstance(value, dict):
             yield number, value
-
-
-def _chain_records(lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Parse and chain-check every line, yielding records as they pass.
-
-    NOTE(replay): equivalent to :func:`statetrace_guard.audit.chain.verify_lines`
-    without the per-record schema check (``guard verify`` does that): a line's
-    ``sha256`` must be the SHA-256 of the line's own bytes with its
-    ``"sha256":...`` member removed. The recorded hash is over the canonical
-    form, so a line that hashes right is the canonical form of its record, and
-    one parse plus one hash per line replaces two JSON renderings.
-
-    Raises:
-        _ChainMismatch: at the first line that does not hold (or no lines).
-    """
-    seq, head, last_ts = -1, GENESIS, ""
-    for number, line in enumerate(lines, start=1):
-        if not line.endswith(b"\n"):
-            raise _ChainMismatch
-        record = _linked(line[:-1], seq, head)
-        ts = record.get("ts", record.get("Timestamp"))
-        if not isinstance(ts, str) or ts < last_ts:
-            raise _ChainMismatch
-        seq, head, last_ts = record["seq"], record["sha256"], ts
-        yield number, record
-    if seq == -1:
-        raise _ChainMismatch
-
-
-def _linked(line: bytes, seq: int, head: str) -> dict[str, Any]:
-    """Return the parsed line if it chains after ``(seq, head)``.
-
-    Raises:
-        _ChainMismatch: it does not.
-    """
-    try:
-        record = _decode(line.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError is a ValueError
-        raise _ChainMismatch from None
-    if not isinstance(record, dict):
-        raise _ChainMismatch
-    digest = record.get("sha256")
-    if (
-        not isinstance(digest, str)
-        or record.get("seq") != seq + 1
-        or record.get("prev_sha256") != head
-        or (seq == -1) != (record.get("event") == HEADER_EVENT)
-        or _body_hash(line, digest) != digest
-    ):
-        raise _ChainMismatch
-    return record
-
-
-def _body_hash(line: bytes, digest: str) -> str | None:
-    """SHA-256 of ``line`` without its top-level ``"sha256"`` member."""
-    member = b'"sha256":"' + digest.encode("ascii", "replace") + b'"'
-    if line.count(member) != 1:
-        return None
-    if (cut := line.find(b"," + member)) != -1:
-        body = line[:cut] + line[cut + len(member) + 1 :]
-    elif line.startswith(b"{" + member + b","):
-        body = b"{" + line[len(member) + 2 :]
-    else:
-        return None
-    return hashlib.sha256(body).hexdigest()
 
 
 def records_to_commands(

@@ -12,11 +12,29 @@ A writer killed mid-append leaves at most one partial last line (no newline).
 The next append moves those bytes to ``<file>.torn``, truncates them away,
 and writes a ``log.recovered`` record saying so before its own record.
 A short write (disk full) is truncated back before the error is raised, so a
-failed append never leaves a partial line behind.
+failed append never leaves a partial line behind. A new file appears only
+with its header in it (written to a side name, then linked into place), so
+a full disk never leaves an empty log behind.
+
+Records are keyed (see :mod:`statetrace_guard.audit.chain`): the header
+names the key and each record carries a ``mac``. A writer continues only a
+file keyed with its own key, and only after a canonical last line: anything
+else (a log rewritten without the key, a CRLF conversion) is refused rather
+than extended.
+
+``append(..., reserve=N)`` first reserves N bytes of disk beyond the end of
+the file (``fallocate`` with ``FALLOC_FL_KEEP_SIZE`` where the file system
+has it): a ``command.started`` reserves the room its ``command.finished``
+will need, so a disk that fills while the command runs cannot lose the
+finish. ``append_once`` writes a record only if no record naming the same
+start is there yet (two guard processes may both try to write a finish;
+exactly one lands). ``exclusive()`` holds the lock across several steps (a
+session's budget is checked and its start written as one step).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -25,25 +43,31 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from statetrace_guard.audit.chain import (
+    HEADER_EVENT,
     RECOVERED_EVENT,
     SCHEMA_VERSION,
+    ChainKey,
     ChainState,
     now_ms,
     render,
     seal,
 )
+from statetrace_guard.audit.heads import HeadAnchor
 from statetrace_guard.errors import AuditError
 
-__all__ = ["TORN_SUFFIX", "ChainWriter", "Tail", "read_tail"]
+__all__ = ["NEW_SUFFIX", "TORN_SUFFIX", "ChainWriter", "Tail", "read_tail"]
 
 TORN_SUFFIX = ".torn"
+NEW_SUFFIX = ".new"  # a new file's header is written here, then linked
 _BLOCK = 65536
+# The bytes a line naming its start holds, in canonical JSON (sorted keys).
+_STARTED_SEQ = b'"started_seq":'
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +162,8 @@ class ChainWriter:
         clock: Callable[[], str] = now_ms,
         identity: Mapping[str, Any] | None = None,
         time_key: str = "ts",
+        key: ChainKey | Callable[[], ChainKey | None] | None = None,
+        anchor: bool = True,
     ) -> None:
         """Prepare a writer; nothing is opened until the first append.
 
@@ -151,6 +177,10 @@ class ChainWriter:
             time_key: the record key that gets the time (NetOps: ``Timestamp``).
             identity: fields naming the file's subject (``session_id``...)
                 copied into the ``log.recovered`` records this writer adds.
+            key: the chain key, or a function giving it on first use
+                (default: this installation's key from guard's home).
+            anchor: keep the file's head in guard's home after each append
+                (see :mod:`statetrace_guard.audit.heads`).
         """
         self.path = path
         self._header = header
@@ -160,32 +190,97 @@ class ChainWriter:
         self._lock_path = f"{path}.lock"
         self._fds = _Descriptors()
         self._closer = weakref.finalize(self, self._fds.close)
-        self._thread_lock = threading.Lock()
+        self._thread_lock = threading.RLock()  # exclusive() blocks nest
         self._cache: _Cache | None = None
         self._identity = dict(identity or {})
         self._time_key = time_key
+        self._key_source = key
+        self._key: ChainKey | None = None
+        self._locked = False  # inside exclusive(): the lock is already held
+        self._anchor: HeadAnchor | None = None
+        if anchor:
+            self._anchor = HeadAnchor(path)
+            weakref.finalize(self, self._anchor.close)
+        self.last_offset = 0  # where the last line this writer wrote begins
 
-    def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    def append(self, record: Mapping[str, Any], *, reserve: int = 0) -> dict[str, Any]:
         """Seal and append one record; return it as written.
+
+        Args:
+            record: the record's content.
+            reserve: bytes of disk to hold beyond the new end of the file
+                for later records; taken before anything is written.
 
         Raises:
             AuditError: the lock was not obtained in time, or the file or its
-                directory cannot be written (read-only, disk full, ...).
+                directory cannot be written (read-only, disk full, no room
+                for the reservation, ...).
+        """
+        with self.exclusive():
+            return self._append_locked(record, reserve)
+
+    def append_once(
+        self, record: Mapping[str, Any], started_seq: int, since: int = 0
+    ) -> dict[str, Any] | None:
+        """Append ``record`` unless a record naming ``started_seq`` is there.
+
+        Args:
+            record: holds ``started_seq`` (a finish names its start).
+            started_seq: the seq of the start it belongs to.
+            since: a byte offset at or before that start (its line's offset),
+                so only what was written since is searched.
+
+        Returns:
+            The record as written, or None when one was there already.
+
+        Raises:
+            AuditError: as :meth:`append`.
+        """
+        with self.exclusive():
+            if self.holds(started_seq, since):
+                return None
+            return self._append_locked(record, 0)
+
+    def reserve(self, length: int) -> None:
+        """Hold ``length`` bytes of disk beyond the file's end (see module doc).
+
+        Raises:
+            AuditError: no room for them (nothing is written then).
+        """
+        with self.exclusive():
+            fd, stat = self._log_fd()
+            _reserve(fd, stat.st_size, length, self.path)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the file's lock (and this writer) for several steps.
+
+        Appends inside the block use the lock already held.
+
+        Raises:
+            AuditError: the lock was not obtained in time.
         """
         with self._thread_lock:  # the file lock is per descriptor, not per thread
-            return self._append_with_file_lock(record)
-
-    def _append_with_file_lock(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Append while holding ``<file>.lock``."""
-        lock_fd = self._lock()
-        try:
-            return self._append_locked(record)
-        finally:
-            _unlock(lock_fd)
+            if self._locked:
+                yield
+                return
+            lock_fd = self._lock()
+            self._locked = True
+            try:
+                yield
+            finally:
+                self._locked = False
+                _unlock(lock_fd)
 
     def close(self) -> None:
-        """Close the descriptors this writer keeps open between appends."""
-        self._closer()
+        """Close the descriptors this writer keeps open between appends.
+
+        The writer stays usable: the next append opens them again.
+        """
+        with self._thread_lock:
+            self._fds.close()  # idempotent; the finalizer covers collection
+        if self._anchor is not None:
+            self._anchor.close()
 
     def _lock(self) -> int:
         """Take ``<file>.lock`` (filelock's native lock), waiting a bounded time."""
@@ -198,8 +293,25 @@ class ChainWriter:
         _wait_for_lock(self._fds.lock, self._lock_timeout, self._lock_path)
         return self._fds.lock
 
+    def _chain_key(self) -> ChainKey | None:
+        """The key records are sealed with (loaded on first use)."""
+        if self._key is None:
+            source = self._key_source
+            if source is None:
+                from statetrace_guard.audit.keys import chain_key  # noqa: PLC0415 - cycle-free lazy load
+
+                self._key = chain_key()
+            elif isinstance(source, ChainKey):
+                self._key = source
+            else:
+                self._key = source()
+        return self._key
+
     def _log_fd(self) -> tuple[int, os.stat_result]:
-        """Return the open log descriptor, reopened if the file was replaced."""
+        """Return the open log descriptor, reopened if the file was replaced.
+
+        A file that does not exist yet is created with its header in it.
+        """
         fds = self._fds
         if fds.log is not None:
             stat = _stat_or_none(self.path)
@@ -208,20 +320,64 @@ class ChainWriter:
             os.close(fds.log)
             fds.log = None
         try:
-            fds.log = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-            stat = os.fstat(fds.log)
+            fds.log = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            self._create()
+            return self._log_fd()
         except OSError as exc:
             raise _audit_error("open", self.path, exc) from exc
+        stat = os.fstat(fds.log)
         fds.identity = (stat.st_ino, stat.st_dev)
         return fds.log, stat
 
-    def _append_locked(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    def _create(self) -> None:
+        """Create the file whole: header written to a side name, then linked.
+
+        Under the file's lock, so no other guard creates it meanwhile; a
+        failure (disk full) leaves no file at all, never an empty one.
+        """
+        side = Path(f"{self.path}{NEW_SUFFIX}")
+        header = render(self._header_record())
+        try:
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                _write_whole(fd, header)
+                if self._durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(side, self.path)
+        except FileExistsError:
+            pass  # created meanwhile by a writer that ignores the lock
+        except OSError as exc:
+            raise _audit_error("create", self.path, exc) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                side.unlink()
+        if self._durable:
+            _fsync_dir(self.path.parent)
+
+    def _header_record(self) -> dict[str, Any]:
+        """The sealed header of a new file, naming the key when there is one."""
+        content = dict(self._header(self._clock()))
+        key = self._chain_key()
+        if key is not None:
+            content["key_id"] = key.key_id
+        return seal(content, ChainState.empty(), key)
+
+    def _append_locked(self, record: Mapping[str, Any], reserve: int) -> dict[str, Any]:
         """Append under the lock: find the chain position, recover, write."""
         fd, stat = self._log_fd()
         state, size = self._position(fd, stat.st_ino, stat.st_size)
         sealed = self._seal(record, state)
-        size = self._write(fd, render(sealed), size)
+        line = render(sealed)
+        if reserve:
+            _reserve(fd, size, len(line) + reserve, self.path)
+        self.last_offset = size
+        size = self._write(fd, line, size)
         self._cache = _Cache(stat.st_ino, size, ChainState.after(sealed))
+        if self._anchor is not None:
+            self._anchor.write(sealed["seq"], sealed["sha256"])
         return sealed
 
     def _position(self, fd: int, inode: int, size: int) -> tuple[ChainState, int]:
@@ -229,13 +385,14 @@ class ChainWriter:
         cache = self._cache
         if cache is not None and cache.inode == inode and cache.size == size:
             return cache.state, size
+        self._check_key(fd)
         tail = read_tail(fd, size)
         if tail.torn:
             size = self._recover(fd, tail)
         if tail.last_line is None:
-            if self._durable:
-                _fsync_dir(self.path.parent)
-            header = seal(self._header(self._clock()), ChainState.empty())
+            # Empty (or only a torn header): a file older writers created
+            # before its header could be written. Give it one.
+            header = self._header_record()
             size = self._write(fd, render(header), size)
             state = ChainState.after(header)
         else:
@@ -247,12 +404,56 @@ class ChainWriter:
             state = ChainState.after(recovered)
         return state, size
 
+    def _check_key(self, fd: int) -> None:
+        """Refuse to extend a file keyed otherwise than this writer's records."""
+        first = _read_at(fd, 0, _BLOCK).split(b"\n", 1)
+        if len(first) < 2:  # noqa: PLR2004 - no complete first line: a new header follows
+            return
+        try:
+            header = json.loads(first[0])
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("event") != HEADER_EVENT:
+            raise AuditError(
+                f"{self.path}: line 1 is not a log header; cannot continue the chain",
+                hint="run `guard verify` on the file and move the damaged file aside",
+            )
+        key = self._chain_key()
+        ours = key.key_id if key is not None else None
+        if header.get("key_id") != ours:
+            raise AuditError(
+                f"{self.path}: keyed {_key_words(header.get('key_id'))}, not with "
+                "this guard's key; cannot continue its chain",
+                hint="run `guard verify` on it; move it aside to start a new log",
+            )
+
+    def holds(self, started_seq: int, since: int = 0) -> bool:
+        """True when a record naming ``started_seq`` is in the file after ``since``.
+
+        Call it inside :meth:`exclusive` for an answer that stays true.
+
+        Raises:
+            AuditError: the file cannot be opened.
+        """
+        fd, stat = self._log_fd()
+        needle = _STARTED_SEQ + str(started_seq).encode()
+        offset = min(max(since, 0), stat.st_size)
+        carry = b""
+        while offset < stat.st_size:
+            chunk = carry + _read_at(fd, offset, min(_BLOCK, stat.st_size - offset))
+            offset += len(chunk) - len(carry)
+            lines = chunk.split(b"\n")
+            carry = lines.pop()
+            if any(_names_start(line, needle, started_seq) for line in lines):
+                return True
+        return False
+
     def _seal(self, record: Mapping[str, Any], state: ChainState) -> dict[str, Any]:
         """Seal with a timestamp never earlier than the previous line's."""
         stamped = dict(record)
         key = "ts" if record.get("event") == RECOVERED_EVENT else self._time_key
         stamped[key] = max(self._clock(), state.ts)
-        return seal(stamped, state)
+        return seal(stamped, state, self._chain_key())
 
     def _recover(self, fd: int, tail: Tail) -> int:
         """Move the torn bytes to the side file and truncate them away."""
@@ -280,15 +481,37 @@ class ChainWriter:
 
 
 def _state_of(line: bytes, path: Path) -> ChainState:
-    """Return the chain state after a complete last line, or refuse to chain."""
+    """Return the chain state after a complete last line, or refuse to chain.
+
+    The line must be a record in canonical form: a file converted to CRLF
+    or re-serialised fails ``guard verify``, so extending it would only add
+    records nobody can check.
+    """
     try:
         record = json.loads(line)
+        if not isinstance(record, dict) or render(record) != line:
+            raise ValueError("not canonical")  # noqa: TRY301 - one refusal below
         return ChainState.after(record)
     except (ValueError, KeyError, TypeError) as exc:
         raise AuditError(
             f"{path}: the last line is not a valid record; cannot continue the chain",
             hint="run `guard verify` on the file and move the damaged file aside",
         ) from exc
+
+
+def _names_start(line: bytes, needle: bytes, started_seq: int) -> bool:
+    """True when ``line`` is a record naming ``started_seq`` (exactly)."""
+    at = line.find(needle)
+    if at == -1 or line[at + len(needle) : at + len(needle) + 1] not in {b",", b"}"}:
+        return False
+    try:
+        return bool(json.loads(line).get("started_seq") == started_seq)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _key_words(key_id: object) -> str:
+    return f"with key {key_id}" if isinstance(key_id, str) else "without a key"
 
 
 def _recovered_record(path: Path, tail: Tail) -> dict[str, Any]:
@@ -368,6 +591,54 @@ def _wait_for_lock(fd: int, timeout: float, where: str) -> None:
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.005)
+
+
+def _reserve(fd: int, offset: int, length: int, path: Path) -> None:
+    """Hold ``length`` bytes of disk from ``offset`` without growing the file.
+
+    Raises:
+        AuditError: the disk has no room for them (ENOSPC); nothing was
+            written. A file system without the call reserves nothing.
+    """
+    try:
+        _fallocate_keep_size(fd, offset, length)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _audit_error("reserve room in", path, exc) from exc
+
+
+def _fallocate_keep_size(fd: int, offset: int, length: int) -> None:
+    """``fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length)`` (Linux), else nothing."""
+    if not _FALLOCATE:
+        _FALLOCATE.update(_load_fallocate())
+    call = _FALLOCATE.get("call")
+    if call is None:
+        return
+    if call(fd, 1, offset, length) != 0:  # 1: FALLOC_FL_KEEP_SIZE
+        import ctypes  # noqa: PLC0415 - only after a failure
+
+        error = ctypes.get_errno()
+        if error not in {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}:
+            raise OSError(error, os.strerror(error))
+
+
+def _load_fallocate() -> dict[str, Any]:
+    if not sys.platform.startswith("linux"):
+        return {"call": None}
+    import ctypes  # noqa: PLC0415 - Linux only
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.fallocate64
+    except (OSError, AttributeError):
+        return {"call": None}
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    call.restype = ctypes.c_int
+    return {"call": call}
+
+
+# Loaded on the first reservation (ctypes costs milliseconds to import).
+_FALLOCATE: dict[str, Any] = {}
 
 
 def _truncate_quietly(fd: int, size: int) -> None:

@@ -48,6 +48,8 @@ class ChainFields(BaseModel):
     seq: Count
     prev_sha256: Hex64
     sha256: Hex64
+    # HMAC of sha256 under the key the header names (keyed logs: every record).
+    mac: Hex64 | None = None
 
 
 class GenericRecord(ChainFields):
@@ -70,6 +72,7 @@ class HeaderRecord(GenericRecord):
     guard_version: str
     session_id: str | None = None
     date: str | None = None
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
 
 
 class RecoveredRecord(GenericRecord):
@@ -96,6 +99,8 @@ class CommandRecord(GenericRecord):
     task_id: str | None
     level: str
     argv: list[str]
+    # Arguments that were not valid UTF-8: their exact bytes, base64 by index.
+    argv_raw: dict[str, str] | None = None
     cwd: str
     pid: int
     effects: list[str]
@@ -136,6 +141,12 @@ class FinishedRecord(CommandRecord):
     signal: int | None = None
     duration_ms: Annotated[float, Field(ge=0)]
     timed_out: bool = False
+    # The seq of the command.started it ends (absent in logs written before).
+    started_seq: Count | None = None
+    # The program never started (a client gave up before it could).
+    not_run: bool = False
+    # It started, and the guard lost it before learning how it ended.
+    outcome_unknown: bool = False
 
 
 class NetOpsRecord(ChainFields):

@@ -48,6 +48,7 @@ __all__ = [
     "SecretHit",
     "find_secrets",
     "load_key",
+    "read_key",
 ]
 
 KEY_FILE_NAME = "redact.key"
@@ -765,6 +766,21 @@ def load_key(path: Path | None = None) -> bytes:
         return _create_key(path)
     except OSError as exc:
         raise AuditError(f"cannot create the redaction key {path}: {exc}") from exc
+
+
+def read_key(path: Path | None = None) -> bytes | None:
+    """Return the key if it exists (never creates it); None when absent.
+
+    Raises:
+        AuditError: it exists but cannot be read or is not a key.
+    """
+    path = path if path is not None else guard_home() / KEY_FILE_NAME
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AuditError(f"cannot read the key {path}: {exc}") from exc
 
 
 def _read_key(path: Path) -> bytes:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from statetrace_guard.audit.completeness import open_start_of, still_running
 from statetrace_guard.audit.netops import host_of
 from statetrace_guard.audit.reasons import deciding_text
 
@@ -368,8 +369,10 @@ class Filter:
 class Row:
     """One line of ``guard log``: a command, or a session event.
 
-    ``state`` is ``finished``, ``blocked`` or ``unfinished`` for commands and
-    ``event`` for the rest; ``record`` is the command's last record (its
+    ``state`` is ``finished``, ``blocked``, ``unfinished`` (no finish yet,
+    its guard still runs) or ``dangling`` (no finish, and the guard that
+    started it is gone: the guard or the machine stopped while it ran) for
+    commands and ``event`` for the rest; ``record`` is the command's last record (its
     ``command.finished`` when it finished) or the event's; ``started`` is the
     ``command.started`` a finished row replaced (it alone has ``enforcement``).
     """
@@ -472,16 +475,29 @@ def _place(
 
 
 def _take(waiting: dict[tuple[str, ...], deque[_Slot]], record: dict[str, Any]) -> bool:
-    """Fill the oldest waiting start of a finished command; False when none waits."""
+    """Fill the waiting start a finish names (else the oldest of that command).
+
+    False when none waits.
+    """
     key = _command_key(record)
     slots = waiting.get(key)
     if not slots:
         return False
-    slot = slots.popleft()
+    slot = _named(slots, record.get("started_seq"))
     if not slots:
         del waiting[key]
     slot.row, slot.key = Row(record, "finished", slot.row.record), None
     return True
+
+
+def _named(slots: deque[_Slot], started_seq: object) -> _Slot:
+    """Take the slot of the start with seq ``started_seq`` (else the oldest)."""
+    if isinstance(started_seq, int):
+        for slot in slots:
+            if slot.row.record.get("seq") == started_seq:
+                slots.remove(slot)
+                return slot
+    return slots.popleft()
 
 
 def _command_key(record: dict[str, Any]) -> tuple[str, ...]:
@@ -502,7 +518,16 @@ def _release(
             waiting[slot.key].popleft()
             if not waiting[slot.key]:
                 del waiting[slot.key]
+            yield _settled(slot.row)
+            continue
         yield slot.row
+
+
+def _settled(row: Row) -> Row:
+    """An unfinished row whose guard is gone is dangling."""
+    if still_running(open_start_of(row.record)):
+        return row
+    return Row(row.record, "dangling", row.started)
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,7 +610,7 @@ class SummaryBuilder:
         for effect in record.get("effects") or ["read"]:
             target[(level, str(effect))] += 1
         self.hosts.update(_hosts(record))
-        self.unfinished += row.state == "unfinished"
+        self.unfinished += row.state in {"unfinished", "dangling"}
         if row.state == "blocked":
             key = (self.command_text(record), row.reason or "")
             self.blocked[key] = self.blocked.get(key, 0) + 1

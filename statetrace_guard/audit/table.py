@@ -220,7 +220,8 @@ def _duration(ms: object) -> str:
 def _decision(row: Row) -> str:
     if row.state == "event":
         return EVENT_TAGS.get(str(row.record.get("event")), "*")
-    return {"blocked": "BLOCK", "unfinished": "open"}.get(row.state, "allow")
+    states = {"blocked": "BLOCK", "unfinished": "open", "dangling": "NOFIN"}
+    return states.get(row.state, "allow")
 
 
 def _exit(record: dict[str, Any]) -> str:

@@ -13,9 +13,12 @@ both write identical records.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -28,20 +31,30 @@ from statetrace_guard.audit.netops import (
     netops_path,
     netops_record,
 )
+from statetrace_guard.audit.pending import has_parked
 from statetrace_guard.audit.redact import Redactor, load_key
 from statetrace_guard.errors import AuditError
 
 __all__ = [
+    "FINISH_RESERVE",
     "CommandFacts",
     "DirectFront",
+    "FinishResult",
     "Front",
     "Pipeline",
+    "StartMark",
     "StructlogFront",
     "Trail",
     "jsonable",
     "session_path",
 ]
 
+# Disk held for a command's finish (and the session events after it) when
+# its start is written: a finish is a few KiB; several commands of one
+# session may be in flight, and each reserves from the same end of file.
+FINISH_RESERVE = 64 * 1024
+FinishResult = Literal["written", "present", "parked"]
+_LINE_ALLOWANCE = 16 * 1024  # the reserving record's own line, within the hold
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _RESERVED = frozenset(
     {"schema_version", "event", "ts", "seq", "prev_sha256", "sha256", "guard_version"}
@@ -129,7 +142,53 @@ class Pipeline:
         out = jsonable(record)
         out["schema_version"] = SCHEMA_VERSION
         out["guard_version"] = self.guard_version
-        return self.redactor.record(out)
+        raw = _raw_words(out.get("argv"))
+        redacted = self.redactor.record(out)
+        if raw:
+            kept = _unredacted(raw, redacted.get("argv"))
+            if kept:
+                redacted["argv_raw"] = kept
+        return redacted
+
+
+def _raw_words(argv: object) -> dict[int, tuple[str, str]]:
+    r"""Arguments that are not valid UTF-8: index -> (as text, base64 of the bytes).
+
+    NOTE(audit): the operating system passes bytes; Python holds an argument
+    that is not valid UTF-8 with lone surrogates, which JSON cannot carry.
+    ``argv`` shows such a word readably (each undecodable byte as ``\xNN``),
+    which a word holding those four characters would also give; so the
+    exact bytes go beside it, in ``argv_raw`` (base64 by index), and a word
+    without an ``argv_raw`` entry is exactly its text.
+    """
+    if not isinstance(argv, list):
+        return {}
+    raw: dict[int, tuple[str, str]] = {}
+    for index, word in enumerate(argv):
+        if isinstance(word, str) and not word.isascii() and _has_surrogates(word):
+            exact = word.encode("utf-8", "surrogateescape")
+            readable = exact.decode("utf-8", "backslashreplace")
+            raw[index] = (readable, base64.b64encode(exact).decode("ascii"))
+    return raw
+
+
+def _has_surrogates(word: str) -> bool:
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _unredacted(raw: Mapping[int, tuple[str, str]], argv: object) -> dict[str, str]:
+    """The exact bytes of the words redaction left alone (never a secret)."""
+    if not isinstance(argv, list):
+        return {}
+    return {
+        str(index): encoded
+        for index, (readable, encoded) in raw.items()
+        if index < len(argv) and argv[index] == readable
+    }
 
 
 class Front(Protocol):
@@ -195,6 +254,56 @@ class StructlogFront:
         return written
 
 
+@dataclass(frozen=True, slots=True)
+class StartMark:
+    """Where a ``command.started`` landed: its seq and its line's byte offset."""
+
+    seq: int
+    offset: int
+
+
+# The command fields a start and its finish share (CommandFacts.fields()).
+_COMMAND_KEYS = (
+    "session_id",
+    "task_id",
+    "level",
+    "argv",
+    "argv_raw",
+    "cwd",
+    "pid",
+    "effects",
+    "decision",
+    "reasons",
+    "rules",
+    "policy_sha256",
+    "required_level",
+    "network",
+    "urls",
+    "env",
+    "task_ids",
+    "plan_refs",
+    "extra",
+)
+
+
+def _note_open(line: bytes, needle: bytes, starts: dict[int, dict[str, Any]]) -> None:
+    """Track the helper-written starts of one pid that have no finish yet."""
+    if b'"command.finished"' in line:
+        if b'"started_seq":' in line:
+            with contextlib.suppress(ValueError):
+                starts.pop(json.loads(line).get("started_seq"), None)
+        return
+    if needle not in line or b'"command.started"' not in line:
+        return
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return
+    extra = record.get("extra")
+    if isinstance(extra, dict) and extra.get("via") == "daemon":
+        starts[int(record["seq"])] = record
+
+
 def session_path(log_dir: Path, session_id: str) -> Path:
     """Return ``<log-dir>/Sessions/<session-id>.jsonl``."""
     return log_dir / "Sessions" / f"{session_id}.jsonl"
@@ -244,6 +353,8 @@ class Trail:
         self._clock = clock
         self._writers: dict[Path, ChainWriter] = {}
         self._session_path = session_path(log_dir, session_id)
+        self._pipeline: Pipeline | None = None
+        self._flushing = False
 
     def blocked(self, facts: CommandFacts) -> None:
         """Record a blocked command (and its NetOps line when it uses the network).
@@ -255,39 +366,176 @@ class Trail:
         if facts.network:
             self._netops(netops_record(written, None))
 
-    def started(self, facts: CommandFacts, enforcement: Mapping[str, str]) -> None:
+    def started(
+        self,
+        facts: CommandFacts,
+        enforcement: Mapping[str, str],
+        *,
+        reserve: int = FINISH_RESERVE,
+    ) -> StartMark:
         """Record that the command is about to start; call before starting it.
 
+        ``reserve`` bytes of disk are held for its finish first (see
+        :class:`~statetrace_guard.audit.log.ChainWriter`).
+
+        Returns:
+            Where the start landed, for :meth:`finished`.
+
         Raises:
-            AuditError: the record cannot be written; the command must not run.
+            AuditError: the record cannot be written (or there is no room for
+                its finish); the command must not run.
         """
-        self._session(
+        written = self._session(
             {
                 **facts.fields(),
                 "event": "command.started",
                 "enforcement": dict(enforcement),
-            }
+            },
+            reserve=reserve,
         )
+        return StartMark(int(written["seq"]), self._session_writer().last_offset)
 
-    def finished(self, facts: CommandFacts, outcome: Mapping[str, Any]) -> None:
-        """Record how the command ended: exit_code, signal, duration_ms, ...
+    @contextlib.contextmanager
+    def session_locked(self) -> Iterator[None]:
+        """Hold the session file's lock: what is read inside stays true.
+
+        Raises:
+            AuditError: the lock was not obtained in time.
+        """
+        with self._session_writer().exclusive():
+            yield
+
+    def finished(
+        self,
+        facts: CommandFacts,
+        outcome: Mapping[str, Any],
+        start: StartMark | None = None,
+        events: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> FinishResult:
+        """Record how the command ended (once), and the session events after it.
 
         Args:
             facts: the facts given to :meth:`started`.
             outcome: ``exit_code``, ``signal``, ``duration_ms``, ``timed_out``
                 and any resource figures, recorded as top-level fields.
+            start: what :meth:`started` returned. With it the finish names its
+                start (``started_seq``) and is written only if no finish for
+                that start is in the log yet; one that cannot be written now
+                is kept in guard's home and written later.
+            events: ``(event, fields)`` written right after the finish, under
+                the same lock (and only with it).
+
+        Returns:
+            ``written``; ``present`` (another guard process wrote it first);
+            ``parked`` (kept in guard's home: the log cannot take it now).
 
         Raises:
-            AuditError: the record cannot be written.
+            AuditError: the record can be written neither to the log nor to
+                guard's home.
             ValueError: ``outcome`` tries to set a command or chain field.
         """
         base = facts.fields()
         clash = (set(outcome) & set(base)) | (set(outcome) & _RESERVED)
         if clash:
             raise ValueError(f"outcome cannot set {sorted(clash)}")
-        written = self._session({**base, **outcome, "event": "command.finished"})
+        record = {**base, **outcome, "event": "command.finished"}
+        if start is not None:
+            record["started_seq"] = start.seq
+        try:
+            written = self._finish_once(record, start, events)
+        except AuditError:
+            if start is None:
+                raise
+            self._park(record, start)
+            return "parked"
+        if written is None:
+            return "present"
         if facts.network:
             self._netops(netops_record(written, outcome))
+        return "written"
+
+    def _finish_once(
+        self,
+        record: Mapping[str, Any],
+        start: StartMark | None,
+        events: Sequence[tuple[str, Mapping[str, Any]]],
+    ) -> dict[str, Any] | None:
+        writer = self._session_writer()
+        with writer.exclusive():
+            if start is not None and writer.holds(start.seq, start.offset):
+                return None
+            written = self._session(record)
+            for event, fields in events:
+                self.event(event, fields)
+        return written
+
+    def _park(self, record: Mapping[str, Any], start: StartMark) -> None:
+        """Keep a finish the log cannot take in guard's home."""
+        from statetrace_guard.audit.pending import park  # noqa: PLC0415 - rare path
+
+        prepared = self._get_front_pipeline().prepare(record)
+        try:
+            park(self._session_path, prepared, start.seq, start.offset)
+        except OSError as exc:
+            raise AuditError(
+                f"cannot write command.finished to {self._session_path} nor keep "
+                f"it in guard's home: {exc.strerror or exc}",
+                hint="check that the log directory and guard's home are writable",
+            ) from exc
+
+    def finish_abandoned(self, pid: int, reason: str) -> int:
+        """Finish as not run the starts the helper wrote for guard process ``pid``.
+
+        A helper that dies between writing a command's start and telling its
+        client leaves that start open; the client (same pid) then runs the
+        command in-process. Called by that client under the session's lock,
+        before its own start: the start it never heard of ends here (never
+        run). Returns how many.
+        """
+        needle = f'"pid":{pid},'.encode()
+        open_starts: dict[int, dict[str, Any]] = {}
+        with self.session_locked():
+            try:
+                with self._session_path.open("rb") as stream:
+                    for line in stream:
+                        _note_open(line, needle, open_starts)
+            except FileNotFoundError:
+                return 0
+            for seq, start in sorted(open_starts.items()):
+                content = {key: start[key] for key in _COMMAND_KEYS if key in start}
+                self._session(
+                    content
+                    | {
+                        "event": "command.finished",
+                        "exit_code": None,
+                        "exit_status": None,
+                        "not_run": True,
+                        "error": f"nothing ran: {reason}",
+                        "duration_ms": 0.0,
+                        "started_seq": seq,
+                        "recorded_by": "client",
+                    }
+                )
+        return len(open_starts)
+
+    def flush_parked(self) -> int:
+        """Write the finishes kept in guard's home for this session; return how many.
+
+        Each is written only if its start has no finish yet; it stays kept
+        when the log still cannot take it.
+        """
+        from statetrace_guard.audit.pending import parked  # noqa: PLC0415 - rare path
+
+        writer = self._session_writer()
+        done = 0
+        for item in parked(self._session_path):
+            try:
+                writer.append_once(item.record, item.started_seq, item.since)
+            except AuditError:
+                break
+            item.discard()
+            done += 1
+        return done
 
     def connection(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Write a proxied connection's session record and its NetOps line.
@@ -321,18 +569,36 @@ class Trail:
         for writer in self._writers.values():
             writer.close()
 
-    def _session(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one record to this session's file."""
-        path = self._session_path
-        writer = self._writers.get(path) or self._writer(
-            path,
+    def _session(
+        self, record: Mapping[str, Any], *, reserve: int = 0
+    ) -> dict[str, Any]:
+        """Append one record to this session's file.
+
+        Finishes kept in guard's home for this file go in first.
+        """
+        writer = self._session_writer()
+        if not self._flushing and has_parked(self._session_path):
+            self._flushing = True
+            try:
+                self.flush_parked()
+            finally:
+                self._flushing = False
+        front = self._get_front()
+        if not reserve:
+            return front.emit(writer, record)
+        with writer.exclusive():
+            writer.reserve(reserve + _LINE_ALLOWANCE)
+            return front.emit(writer, record)
+
+    def _session_writer(self) -> ChainWriter:
+        return self._writers.get(self._session_path) or self._writer(
+            self._session_path,
             lambda ts: header_record(
                 "session", ts, __version__, session_id=self.session_id
             ),
             {"session_id": self.session_id},
             "ts",
         )
-        return self._get_front().emit(writer, record)
 
     def _netops(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Append one NetOps line to today's NetOps file."""
@@ -370,10 +636,15 @@ class Trail:
     def _get_front(self) -> Front:
         """Load the key and build the front end on first use."""
         if self._front is None:
-            pipeline = Pipeline(Redactor(load_key(self._key_path)))
+            pipeline = self._get_front_pipeline()
             self._front = (
                 StructlogFront(pipeline)
                 if self._front_name == "structlog"
                 else DirectFront(pipeline)
             )
         return self._front
+
+    def _get_front_pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            self._pipeline = Pipeline(Redactor(load_key(self._key_path)))
+        return self._pipeline

@@ -1,8 +1,10 @@
 """``guard verify`` and ``guard log``: thin click commands over the audit core.
 
-Exit codes: ``verify`` 0 when every file is intact, 1 otherwise, 4 when a
-file cannot be read; ``log`` 0, 2 for a session that is not there (or any
-other bad option), 4 when the log directory is missing or cannot be read.
+Exit codes: ``verify`` 0 when every file is intact and complete, 1 when one
+is broken (or cannot be authenticated where it must be), 5 when all are
+intact but a command started without a finish, 4 when a file cannot be
+read; ``log`` 0, 2 for a session that is not there (or any other bad
+option), 4 when the log directory is missing or cannot be read.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ log_dir_option = click.option(
     help="Anchors saved from --anchor ('<head>  <path>' lines).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option(
+    "--foreign",
+    is_flag=True,
+    help="The logs come from another machine: check chains only where this "
+    "guard's key cannot authenticate them.",
+)
 def verify(
     paths: tuple[Path, ...],
     log_dir: Path | None,
@@ -74,19 +82,25 @@ def verify(
     expect: str | None,
     expect_file: Path | None,
     as_json: bool,
+    foreign: bool,
 ) -> None:
-    """Check log files: schema, hash chain, sequence and time order.
+    """Check log files: schema, chain, sequence, time order, keys, completeness.
 
-    With no PATH, checks every log under the log directory. Prints one line
-    per file and exits 0 only when every file is intact (1 otherwise, 4 when
-    a file cannot be read).
+    With no PATH, checks every log under the log directory. A log keyed with
+    this guard's key has every record's mac checked; one this guard cannot
+    authenticate fails unless --foreign (without a key here, the report says
+    only the chain was checked). A command started without a finish is
+    reported (still running, or dangling: its outcome is unknown). Prints one
+    line per file; exits 0 when every file is intact and complete, 1 when
+    one is not intact, 5 when all are intact but one has a dangling start,
+    4 when a file cannot be read.
     """
     from statetrace_guard.audit import verify as core  # noqa: PLC0415 - lazy CLI
 
     try:
         targets = list(paths) or [_log_dir(log_dir)]
         anchors = _anchors(targets, expect, expect_file)
-        reports = core.verify_paths(targets, anchors)
+        reports = core.verify_paths(targets, anchors, foreign=foreign)
     except GuardError as error:
         raise _fail(error) from error
     for report in reports:
@@ -98,6 +112,8 @@ def verify(
         click.echo("no log files found", err=True)
     if not all(report.ok for report in reports):
         raise click.exceptions.Exit(ExitCode.NEGATIVE)
+    if not all(report.complete for report in reports):
+        raise click.exceptions.Exit(ExitCode.INCOMPLETE)
 
 
 def _anchors(

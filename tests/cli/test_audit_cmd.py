@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from statetrace_guard.audit.trail import CommandFacts, Trail, session_path
 from statetrace_guard.cli import main
+from statetrace_guard.paths import guard_home
 
 
 def facts(argv, **changes) -> CommandFacts:
@@ -94,6 +96,10 @@ class TestVerify:
         assert invoke("verify", "--expect", head, str(path)).exit_code == 0
         lines = path.read_bytes().splitlines(keepends=True)
         path.write_bytes(b"".join(lines[:-1]))
+        # guard's home anchors every log's head itself ...
+        assert invoke("verify", str(path)).exit_code == 1
+        # ... and elsewhere only the head the operator kept shows the cut.
+        shutil.rmtree(guard_home() / "heads")
         assert invoke("verify", str(path)).exit_code == 0
         result = invoke("verify", "--expect", head, str(path))
         assert result.exit_code == 1

@@ -264,12 +264,19 @@ class TestVerify:
         with pytest.raises(AuditError):
             read_session(recorder.path)
 
-    def test_layout_only_failure_is_named(self, recorder, monkeypatch):
-        """If only the fast layout check objects, the error says so."""
+    def test_replay_and_verify_name_the_same_line(self, recorder):
+        """One chain verifier: replay refuses at the line guard verify names."""
         recorder.record(("ls",))
-        monkeypatch.setattr(replay_module, "_body_hash", lambda *_: None)
-        with pytest.raises(AuditError, match="not in canonical form"):
-            read_session(recorder.path)
+        recorder.record(("cat", "a"))
+        data = recorder.path.read_bytes()
+        for index in range(0, len(data), 7):
+            tampered = bytearray(data)
+            tampered[index] ^= 0x04
+            recorder.path.write_bytes(bytes(tampered))
+            report = verify_file(recorder.path)
+            with pytest.raises(AuditError) as caught:
+                read_session(recorder.path)
+            assert f":{report.verdict.error_line}:" in caught.value.message
 
     def test_non_canonical_but_equal_line_is_refused(self, recorder):
         """A record re-serialised with spaces is refused (not canonical)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -143,20 +144,19 @@ MUTATIONS = st.sampled_from(
 )
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(
-    kind=MUTATIONS,
-    where=st.integers(min_value=0),
-    other=st.integers(min_value=0),
-    bit=st.integers(min_value=0, max_value=7),
-)
-def test_any_tamper_is_noticed(kind, where, other, bit):
-    """Flipping, deleting, inserting bytes or deleting, swapping, duplicating lines
-    is always noticed (with the stored head as anchor, tail cuts too)."""
-    from statetrace_guard.audit.verify import FileReport, _find_anchor  # noqa: PLC0415
+def _verify_bytes(data: bytes, head: str | None = None, **options):
+    """verify_file on ``data`` written to a scratch file (the real reader)."""
+    import tempfile  # noqa: PLC0415
 
-    lines = build(6)
-    head = json.loads(lines[-1])["sha256"]
+    from statetrace_guard.audit.verify import verify_file  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "s.jsonl"
+        path.write_bytes(data)
+        return verify_file(path, head, **options)
+
+
+def _tamper(lines, kind, where, other, bit):
     data = bytearray(b"".join(lines))
     if kind in {"flip", "delete_byte", "insert_byte"}:
         at = where % len(data)
@@ -166,22 +166,124 @@ def test_any_tamper_is_noticed(kind, where, other, bit):
             del data[at]
         else:
             data.insert(at, 0x20 + bit)
-        tampered = split_lines(bytes(data))
+        return bytes(data)
+    tampered = list(lines)
+    i, j = where % len(tampered), other % len(tampered)
+    if kind == "delete_line":
+        del tampered[i]
+    elif kind == "swap":
+        if i == j:
+            j = (i + 1) % len(tampered)
+        tampered[i], tampered[j] = tampered[j], tampered[i]
     else:
-        tampered = list(lines)
-        i, j = where % len(tampered), other % len(tampered)
-        if kind == "delete_line":
-            del tampered[i]
-        elif kind == "swap":
-            if i == j:
-                j = (i + 1) % len(tampered)
-            tampered[i], tampered[j] = tampered[j], tampered[i]
-        else:
-            tampered.insert(j, tampered[i])
-    verdict = chain.verify_lines(tampered, DEFAULT_REGISTRY.problem)
-    anchor = _find_anchor(tampered, head, verdict)
-    report = FileReport(chain_path(), verdict, head, anchor)
+        tampered.insert(j, tampered[i])
+    return b"".join(tampered)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    kind=MUTATIONS,
+    where=st.integers(min_value=0),
+    other=st.integers(min_value=0),
+    bit=st.integers(min_value=0, max_value=7),
+)
+def test_any_tamper_is_noticed(kind, where, other, bit):
+    """Flipping, deleting, inserting bytes or deleting, swapping, duplicating lines
+    is always noticed by the one chain verifier, in verify and in replay alike
+    (with the stored head as anchor, tail cuts too)."""
+    lines = build(6)
+    head = json.loads(lines[-1])["sha256"]
+    tampered = _tamper(lines, kind, where, other, bit)
+    assert not _verify_bytes(tampered, head, key=None).ok
+    check = chain.ChainCheck()
+    list(check.records(split_lines(tampered)))
+    assert not check.verdict.intact or tampered.count(head.encode()) == 0
+
+
+KEY = chain.ChainKey.derive(b"k" * 32)
+
+
+def keyed(count: int) -> list[bytes]:
+    """A keyed file: a header naming KEY and ``count`` records with macs."""
+    state = ChainState.empty()
+    header = seal(
+        {
+            **header_record("session", "2026-01-01T00:00:00.000Z", "0", session_id="s"),
+            "key_id": KEY.key_id,
+        },
+        state,
+        KEY,
+    )
+    lines = [render(header)]
+    state = ChainState.after(header)
+    for n in range(count):
+        record = seal(
+            {"schema_version": 1, "event": "note", "n": n, "ts": header["ts"]},
+            state,
+            KEY,
+        )
+        lines.append(render(record))
+        state = ChainState.after(record)
+    return lines
+
+
+def reseal(lines: list[bytes], key: chain.ChainKey | None) -> list[bytes]:
+    """What a writer does after editing: recompute every hash (and mac if it can)."""
+    state = ChainState.empty()
+    out = []
+    for line in lines:
+        record = json.loads(line)
+        sealed = seal(record, state, key)
+        if key is None and "mac" in record:
+            sealed["mac"] = record["mac"]  # keeps the old mac: it cannot make one
+        out.append(render(sealed))
+        state = ChainState.after(sealed)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    victim=st.integers(min_value=0, max_value=3),
+    drop_macs=st.booleans(),
+    change=st.sampled_from(["edit", "delete", "unkey_header"]),
+)
+def test_a_writer_without_the_key_cannot_reseal(victim, drop_macs, change):
+    """K4: any rewrite re-sealed without guard's key fails verify where the key is.
+
+    (Cutting the last records re-seals nothing: guard's home anchors the head
+    for that, see test_verify.)"""
+    lines = keyed(4)
+    records = [json.loads(line) for line in lines]
+    if change == "edit":
+        records[victim]["n"] = 99
+    elif change == "delete" and victim:
+        del records[victim]
+    else:
+        records[0].pop("key_id", None)
+    if drop_macs:
+        for record in records:
+            record.pop("mac", None)
+    forged = reseal([render(r) for r in records], None)
+    report = _verify_bytes(b"".join(forged), key=KEY)
     assert not report.ok
+    assert report.ok is False
+    # Without the key, only the chain can be checked, and the report says so.
+    elsewhere = _verify_bytes(b"".join(forged), key=None)
+    assert not elsewhere.verdict.authenticated
+
+
+def test_keyed_log_verifies_with_its_key_only():
+    """The key holder authenticates; another home must say it cannot."""
+    data = b"".join(keyed(3))
+    assert _verify_bytes(data, key=KEY).verdict.authenticated
+    other = chain.ChainKey.derive(b"o" * 32)
+    report = _verify_bytes(data, key=other)
+    assert not report.ok
+    assert "another guard home" in report.describe()
+    assert _verify_bytes(data, key=other, foreign=True).ok
+    no_key = _verify_bytes(data, key=None)
+    assert no_key.ok
+    assert "has no key" in no_key.describe()
 
 
 def chain_path():

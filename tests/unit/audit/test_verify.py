@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from audit_helpers import make_facts
 
@@ -14,13 +16,14 @@ from statetrace_guard.audit.verify import (
     verify_paths,
 )
 from statetrace_guard.errors import AuditError
+from statetrace_guard.paths import guard_home
 
 
 @pytest.fixture
 def session(log_dir):
     trail = Trail(log_dir, "s1", front="direct")
     for n in range(5):
-        trail.started(make_facts(("echo", str(n))), {})
+        trail.blocked(make_facts(("echo", str(n)), decision="block"))
     return session_path(log_dir, "s1")
 
 
@@ -38,7 +41,10 @@ def test_anchor_detects_tail_truncation(session):
     head = verify_file(session).head
     lines = session.read_bytes().splitlines(keepends=True)
     session.write_bytes(b"".join(lines[:-1]))
+    # Elsewhere (no head anchored in this guard's home) the chain holds...
+    shutil.rmtree(guard_home() / "heads")
     assert verify_file(session).ok
+    # ... and only the anchor the operator kept shows the cut.
     report = verify_file(session, expect_head=head)
     assert not report.ok
     assert "anchor" in report.describe()
@@ -104,3 +110,27 @@ def test_torn_description(session):
     report = verify_file(session)
     assert not report.ok
     assert "torn" in report.describe()
+
+
+class TestHomeAnchors:
+    def test_cutting_the_last_records_fails(self, session):
+        """The macs of a truncated log still hold; guard's home anchor does not."""
+        lines = session.read_bytes().splitlines(keepends=True)
+        session.write_bytes(b"".join(lines[:-2]))
+        report = verify_file(session)
+        assert not report.ok
+        assert "cut from its end" in report.describe()
+
+    def test_a_deleted_log_is_reported_missing(self, session, log_dir):
+        """Verifying a log directory names an anchored log that is gone."""
+        session.unlink()
+        (report,) = verify_paths([log_dir])
+        assert not report.ok
+        assert report.path == session.resolve()
+        assert "missing" in report.describe()
+
+    def test_a_log_moved_aside_and_restarted_is_whole(self, session, log_dir):
+        """A new file at the same path re-anchors: no false alarm."""
+        session.rename(session.with_suffix(".old"))
+        Trail(log_dir, "s1", front="direct").event("x.y", {})
+        assert verify_file(session).ok
