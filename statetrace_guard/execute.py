@@ -3,8 +3,12 @@
 The order is the product's promise: nothing runs unless it is allowed and
 its ``command.started`` record is on disk; a blocked command gets one
 ``command.blocked`` record and exit 126; the program's own status passes
-through. Heavy modules (the audit trail, the sandbox, the runner) are
-imported only on the path that needs them.
+through. The session's budgets are checked and the start written under the
+session log's lock, as one step. Every started command gets exactly one
+``command.finished`` naming its start (whoever writes it: the helper, the
+client, a later run replaying a finish kept in guard's home). Heavy modules
+(the audit trail, the sandbox, the runner) are imported only on the path
+that needs them.
 """
 
 from __future__ import annotations
@@ -39,17 +43,20 @@ from statetrace_guard.levels import (
 from statetrace_guard.policy import CompiledPolicy, parse_required_level
 from statetrace_guard.session_ids import allocate_session_id, check_session_id
 from statetrace_guard.sessions.gate import (
+    Event,
     SessionContext,
     admit,
+    budget_events,
     effective_grant,
     join_session,
     note_outcome,
+    run_events,
 )
 from statetrace_guard.sessions.store import load_session
 from statetrace_guard.sweep import START_MARGIN_NS
 
 if TYPE_CHECKING:
-    from statetrace_guard.audit.trail import CommandFacts, Trail
+    from statetrace_guard.audit.trail import CommandFacts, StartMark, Trail
     from statetrace_guard.online.egress import Egress
     from statetrace_guard.online.plumbing import ProxyProcess
     from statetrace_guard.sandbox.base import SandboxPlan
@@ -57,6 +64,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE_VARIABLE",
+    "COMMAND_VARIABLE",
+    "PARKED_WARNING",
     "SESSION_VARIABLE",
     "Assessed",
     "Blocked",
@@ -64,9 +73,11 @@ __all__ = [
     "RunOptions",
     "assess",
     "block_message",
+    "commit",
     "egress_for",
     "finish",
     "guarded_run",
+    "judge_command",
     "prepare",
 ]
 
@@ -74,6 +85,8 @@ SESSION_VARIABLE = "STATETRACE_GUARD_SESSION"
 # Set in every guarded program's environment: operator commands refuse to run
 # under it (an agent must not approve its own escalation).
 ACTIVE_VARIABLE = "STATETRACE_GUARD_ACTIVE"
+# The seq of the program's own command.started in its session's log.
+COMMAND_VARIABLE = "STATETRACE_GUARD_COMMAND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +106,8 @@ class RunOptions:
     # judges on its behalf, and the record must name the agent's guard.
     pid: int | None = None
     via: str = "in-process"
+    # Why the resident helper did not serve it, when it tried and could not.
+    fallback: str | None = None
 
 
 def block_message(verdict: Verdict) -> str:
@@ -117,9 +132,12 @@ def block_message(verdict: Verdict) -> str:
     # At a level that suffices, what blocks is the operator's opt-in: name it.
     if item.required is not None and item.opt_ins and verdict.level >= item.required:
         need += " with " + " and ".join(f"{name}=1" for name in sorted(item.opt_ins))
+    # A script the classifier could not read says why (too large, too
+    # deep): otherwise "(dynamic) needs never" hides the real reason.
+    why = f": {item.command.reasons[0]}" if item.command.spec == "unparsed" else ""
     line = (
         f"guard: blocked: {describe_command(item.command)} ({effects}) needs {need}, "
-        f"session is {verdict.level.name} (rule {item.rule})"
+        f"session is {verdict.level.name} (rule {item.rule}){why}"
     )
     if item.rule.startswith(("commit:", "adr:")):  # the guardrail says what to fix
         line += ": " + item.reasons[0].partition(" needs never: ")[2]
@@ -166,6 +184,8 @@ class Prepared:
     max_memory: int | None
     max_processes: int | None
     allow_background: bool
+    start: StartMark | None = None  # where command.started landed
+    after_events: tuple[Event, ...] = ()  # written with the finish
     warnings: tuple[str, ...] = ()
     started_at: float = 0.0  # time.monotonic() when the start was recorded
     # For the sweep after the program (statetrace_guard.sweep): the resolved
@@ -184,6 +204,7 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
     if isinstance(prepared, Blocked):
         _say(prepared.message)
         return prepared.exit_status
+    prepared.trail.close()  # no log stays open while the program runs
     for warning in prepared.warnings:
         _say(warning)
     try:
@@ -206,7 +227,7 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
             outcome = run(spec)
         finally:
             egress_error = proxy.stop() if proxy is not None else None
-        record = outcome.as_record()
+        record = outcome.as_record() | {"supervised_by": "client"}
         if egress_error is not None:
             record["egress_error"] = egress_error
         for warning in finish(prepared, record):
@@ -258,6 +279,28 @@ def assess(
     ``judge`` replaces classification for work the guard does itself
     (``guard fetch``).
     """
+    assessed = judge_command(invocation, options, judge=judge)
+    if isinstance(assessed, Blocked):
+        return assessed
+    blocked = _refuse(
+        assessed.trail,
+        assessed.facts,
+        assessed.session,
+        assessed.invocation,
+        assessed.verdict,
+    )
+    return assessed if blocked is None else blocked
+
+
+def judge_command(
+    invocation: Invocation, options: RunOptions, *, judge: Judge = evaluate
+) -> Assessed | Blocked:
+    """Judge the command at its session's level; write nothing to its log.
+
+    (An inline escalation request is served here, as in :func:`assess`.)
+    The resident helper judges one command at a time, then commits
+    concurrently: a commit may wait for a session log's lock.
+    """
     session_id = _session_id(invocation, options)
     escalation = _inline_escalation(invocation, options, session_id)
     if escalation is not None:
@@ -284,9 +327,6 @@ def assess(
         )
     trail = _open_trail(invocation, session_id, options)
     facts = _facts(invocation, options, judgement, session)
-    blocked = _refuse(trail, facts, session, invocation, judgement.verdict)
-    if blocked is not None:
-        return blocked
     return Assessed(invocation, session, judgement.verdict, trail, facts)
 
 
@@ -305,15 +345,33 @@ def prepare(
     fetch``), ``judge`` replaces classification and ``own_enforcement`` is
     what the record says enforces it (no program, no sandbox plan).
     """
-    assessed = assess(invocation, options, judge=judge)
+    assessed = judge_command(invocation, options, judge=judge)
     if isinstance(assessed, Blocked):
         return assessed
+    return commit(assessed, options, own_enforcement=own_enforcement)
+
+
+def commit(
+    assessed: Assessed,
+    options: RunOptions,
+    *,
+    own_enforcement: Mapping[str, str] | None = None,
+) -> Prepared | Blocked:
+    """Write a judged command's record: blocked, or admitted and started.
+
+    Raises:
+        GuardError: the start cannot be recorded or required enforcement is
+            missing (nothing runs then).
+    """
     invocation, session, verdict = (
         assessed.invocation,
         assessed.session,
         assessed.verdict,
     )
     trail, facts = assessed.trail, assessed.facts
+    if not verdict.allowed:
+        message = block_message(verdict)
+        return _block(trail, facts, session, invocation, verdict, message)
     private_tmp = _private_tmp()
     try:
         if own_enforcement is None:
@@ -324,11 +382,15 @@ def prepare(
             plan = _with_egress(plan, invocation, session, facts, options)
         else:
             plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
-        trail.started(facts, plan.enforcement)
+        start = _admit_and_start(assessed, options, plan)
     except BaseException:
         shutil.rmtree(private_tmp, ignore_errors=True)
         raise
+    if isinstance(start, Blocked):
+        shutil.rmtree(private_tmp, ignore_errors=True)
+        return start
     limits = _rule_limits(verdict)
+    settings = invocation.policy.settings
     return Prepared(
         facts=facts,
         trail=trail,
@@ -341,18 +403,54 @@ def prepare(
         private_tmp=private_tmp,
         argv=options.argv,
         cwd=str(invocation.cwd),
-        env=_child_env(invocation.env, session.session_id, private_tmp, plan),
+        env=_child_env(invocation.env, session.session_id, private_tmp, plan)
+        | {COMMAND_VARIABLE: str(start.seq)},
         timeout=_first(options.timeout, limits.get("timeout")),
-        grace=_first(options.grace, invocation.policy.settings.grace_seconds) or 0.0,
+        grace=_first(options.grace, settings.grace_seconds) or 0.0,
         max_memory=_first(options.max_memory, limits.get("max_memory")),
         max_processes=_first(options.max_processes, limits.get("max_processes")),
         allow_background=bool(limits.get("background")),
+        start=start,
+        after_events=tuple(run_events(session, settings, verdict)),
         warnings=warnings,
         started_at=time.monotonic(),
         workspace=os.path.realpath(invocation.workspace),
         started_ns=time.time_ns() - START_MARGIN_NS,
         absent_guard_files=_absent_guard_files(invocation),
     )
+
+
+def _admit_and_start(
+    assessed: Assessed, options: RunOptions, plan: SandboxPlan
+) -> StartMark | Blocked:
+    """Ask the session, then write ``command.started``: one step, under its lock.
+
+    Checked apart, concurrent runs would all see the budget before any of
+    them is counted (16 runs against a budget of 20 started 28).
+    """
+    trail, facts, session = assessed.trail, assessed.facts, assessed.session
+    invocation, verdict = assessed.invocation, assessed.verdict
+    with trail.session_locked():
+        if options.fallback:
+            # The helper may have written a start for us and died before it
+            # said so: that command never ran (we are about to run it).
+            trail.finish_abandoned(facts.pid, options.fallback)
+        refusal = admit(session, invocation.log_dir, invocation.policy, verdict)
+        if refusal is None:
+            return trail.started(facts, plan.enforcement)
+        facts = replace(
+            facts,
+            decision="block",
+            reasons=(*facts.reasons, refusal),
+            rules=(*facts.rules, "session"),
+        )
+        trail.blocked(facts)
+    level = invocation.level.name
+    message = f"guard: blocked: {refusal}, session is {level} (rule session)"
+    _session_events(
+        trail, session, invocation.log_dir, invocation.policy, verdict, None
+    )
+    return Blocked(ExitCode.RUN_BLOCKED, message, verdict)
 
 
 def _absent_guard_files(invocation: Invocation) -> tuple[str, ...]:
@@ -446,6 +544,12 @@ def _session_events(
         trail.event(event, fields)
 
 
+PARKED_WARNING = (
+    "guard: warning: the log cannot take command.finished now; it is kept in "
+    "guard's home and written to the log with the session's next record"
+)
+
+
 def finish(
     prepared: Prepared, outcome: Mapping[str, Any], tree: TreeCache | None = None
 ) -> list[str]:
@@ -469,20 +573,23 @@ def finish(
     if egress_error:
         warnings.extend(_proxy_failure(prepared, str(egress_error)))
     try:
-        prepared.trail.finished(prepared.facts, record)
+        result = prepared.trail.finished(
+            prepared.facts, record, prepared.start, prepared.after_events
+        )
     except AuditError as error:
-        warnings.append(
-            f"guard: warning: command.finished not recorded: {error.message}"
-        )
+        return [
+            *warnings,
+            f"guard: warning: command.finished not recorded: {error.message}",
+        ]
+    if result == "parked":
+        return [*warnings, PARKED_WARNING]
+    if result == "present":
+        return warnings
     try:
-        _session_events(
-            prepared.trail,
-            prepared.session,
-            Path(prepared.log_dir),
-            prepared.policy,
-            prepared.verdict,
-            record,
-        )
+        for event, fields in budget_events(
+            prepared.session, Path(prepared.log_dir), prepared.policy
+        ):
+            prepared.trail.event(event, fields)
     except AuditError as error:
         warnings.append(f"guard: warning: session events not recorded: {error.message}")
     return warnings
@@ -775,6 +882,8 @@ def _extra(
     """
     verdict = judgement.verdict
     extra: dict[str, Any] = {"via": options.via, "approval_id": session.approval_id}
+    if options.fallback:
+        extra["fallback"] = options.fallback
     network = [c.command for c in verdict.commands if Effect.NETWORK in c.effects]
     if network:
         extra["program"] = network[0].name

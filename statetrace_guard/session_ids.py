@@ -1,8 +1,10 @@
 """Session ids in the StateTrace form ``YYYY-MM-DD_session-NNNN``.
 
 A new id is the next free number for the day among the session logs under
-``<log-dir>/Sessions``; the file is created with O_EXCL so two guards started
-at once can never take the same id.
+``<log-dir>/Sessions``; it is claimed by creating the log's lock file
+(``<id>.jsonl.lock``) with O_EXCL, so two guards started at once can never
+take the same id. The log itself appears only with its header in it (see
+:mod:`statetrace_guard.audit.log`): a full disk never leaves an empty one.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def allocate_session_id(sessions_dir: Path, today: dt.date | None = None) -> str
     for _ in range(_MAX_TRIES):
         number += 1
         session_id = f"{day}_session-{number:04d}"
-        if _claim(sessions_dir / f"{session_id}.jsonl"):
+        if _claim(sessions_dir / f"{session_id}.jsonl.lock"):
             _LAST_CLAIMED[key] = number
             return session_id
         # Taken by another guard: jump past everything there, not one by one.
@@ -73,6 +75,8 @@ def _highest_number(sessions_dir: Path, day: str) -> int:
 
 
 def _claim(path: Path) -> bool:
+    if path.with_suffix("").exists():
+        return False  # a log from before ids were claimed by their lock
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:

@@ -10,6 +10,7 @@ import click
 
 from statetrace_guard.cli.common import guard_errors, log_dir_option, policy_option
 from statetrace_guard.errors import AuditError
+from statetrace_guard.execute import COMMAND_VARIABLE
 from statetrace_guard.invocation import Invocation, resolve_invocation
 from statetrace_guard.levels import Level
 from statetrace_guard.sessions.lifecycle import (
@@ -19,6 +20,7 @@ from statetrace_guard.sessions.lifecycle import (
     end_session,
     resolve_session_id,
     resume_session,
+    running_commands,
     session_status,
     start_session,
 )
@@ -26,6 +28,8 @@ from statetrace_guard.sessions.operator import require_operator
 from statetrace_guard.sessions.report import render_cli, render_markdown
 
 __all__ = ["session"]
+
+_END_WAIT_S = 10.0  # how long `session end` waits for running commands
 
 session_option = click.option(
     "--session",
@@ -215,16 +219,37 @@ def end(
 
     Without --status the session ends blocked or failed when it is halted or
     its last test run did not pass, and says so; --status done overrides.
+
+    Commands of the session still running are waited for (up to 10 s) so
+    that their finishes come before ``session.ended``; any left are named in
+    a warning and in the record.
     """
     invocation = _invocation(policy, log_dir)
+    session = resolve_session_id(session_id, invocation.env)
+    own = invocation.env.get(COMMAND_VARIABLE)
+    running = running_commands(
+        invocation.log_dir,
+        session,
+        wait=_END_WAIT_S,
+        own=int(own) if own and own.isdigit() else None,
+    )
+    if running:
+        seqs = ", ".join(str(start.seq) for start in running)
+        click.echo(
+            f"guard: warning: {len(running)} command(s) of the session still "
+            f"running (seq {seqs}): their command.finished will follow "
+            "session.ended",
+            err=True,
+        )
     report = end_session(
         invocation.workspace,
         invocation.log_dir,
         invocation.policy,
-        resolve_session_id(session_id, invocation.env),
+        session,
         status=outcome,
         next_step=next_step,
         require_reset=require_reset,
+        running=[start.seq for start in running],
     )
     click.echo(render_cli(report), nl=False)
     if outcome is None and report.status_note:

@@ -3,11 +3,16 @@
 ``join_session`` resolves the session a run belongs to (its level, raised by
 an approval in force; tasks; plan). ``admit`` is asked before an allowed
 command runs and returns a reason to block it (a budget reached, the session
-halted, the approval used up or out of its hosts). ``note_outcome`` is
+halted, the approval used up or out of its hosts); the caller holds the
+session log's lock from ``admit`` until its ``command.started`` is written,
+so concurrent runs cannot all pass one budget. ``note_outcome`` is
 called after the command's own record is written (``command.finished``, or
 ``command.blocked`` with ``outcome`` None) and returns the events to append
 to the session log with ``Trail.event``: ``session.denial``,
-``session.halted``, ``session.override`` and ``approval.used``.
+``session.halted``, ``session.override`` and ``approval.used``. The events
+that follow a finish are split in two: ``run_events`` (known before the
+command runs, written under the finish's own lock by whoever writes the
+finish) and ``budget_events`` (read from the log after it).
 """
 
 from __future__ import annotations
@@ -43,10 +48,12 @@ __all__ = [
     "Event",
     "SessionContext",
     "admit",
+    "budget_events",
     "budget_reason",
     "effective_grant",
     "join_session",
     "note_outcome",
+    "run_events",
 ]
 
 Event = tuple[str, dict[str, Any]]
@@ -247,9 +254,14 @@ def _texts(verdict: Verdict) -> tuple[str, ...]:
     return tuple(" ".join(item.command.argv) for item in verdict.commands)
 
 
-def _run_events(
+def run_events(
     ctx: SessionContext, settings: Settings, verdict: Verdict
 ) -> list[Event]:
+    """The events after an allowed command's finish that the run itself decides.
+
+    ``session.override`` (overrides it carried) and ``approval.used``: both
+    known before it runs.
+    """
     events: list[Event] = []
     params = tuple(
         found
@@ -302,10 +314,31 @@ def note_outcome(
     if outcome is None and not verdict.allowed:
         events.extend(_denial_events(state, settings, verdict, moment))
     elif outcome is not None:
-        events.extend(_run_events(ctx, settings, verdict))
+        events.extend(run_events(ctx, settings, verdict))
     halted = state.halt is not None or any(name == EVENT_HALTED for name, _ in events)
-    budget = None if halted else budget_reason(state, settings, moment)
-    if budget is not None:
-        kind = budget.split(" ", 1)[0]
-        events.append((EVENT_HALTED, {"kind": kind, "reason": budget}))
+    if not halted:
+        events.extend(_budget_halt(state, settings, moment))
     return events
+
+
+def budget_events(
+    ctx: SessionContext,
+    log_dir: Path,
+    policy: CompiledPolicy,
+    now: datetime | None = None,
+) -> list[Event]:
+    """``session.halted`` when a finish has just used up a budget."""
+    state = load_session(log_dir, ctx.session_id, details=False)
+    if state.halt is not None:
+        return []
+    return _budget_halt(state, policy.settings, _now(now))
+
+
+def _budget_halt(
+    state: SessionState, settings: Settings, moment: datetime
+) -> list[Event]:
+    budget = budget_reason(state, settings, moment)
+    if budget is None:
+        return []
+    kind = budget.split(" ", 1)[0]
+    return [(EVENT_HALTED, {"kind": kind, "reason": budget})]

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from statetrace_guard.audit.completeness import OpenStart, StartTracker, still_running
 from statetrace_guard.errors import SessionError, UsageError
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS
@@ -46,7 +48,12 @@ from statetrace_guard.sessions.store import (
     EVENT_STARTED,
     SessionState,
     load_session,
+    read_records,
+    session_file,
 )
+
+# How often ``guard session end`` looks whether running commands finished.
+_RUNNING_POLL_S = 0.1
 
 __all__ = [
     "SESSION_VARIABLE",
@@ -58,6 +65,7 @@ __all__ = [
     "open_session",
     "resolve_session_id",
     "resume_session",
+    "running_commands",
     "session_status",
     "start_session",
 ]
@@ -303,6 +311,39 @@ def resume_session(
     return state
 
 
+def running_commands(
+    log_dir: Path,
+    session_id: str,
+    *,
+    wait: float = 0.0,
+    own: int | None = None,
+) -> list[OpenStart]:
+    """The session's commands still running, after waiting up to ``wait`` s.
+
+    ``own`` is the seq of the command the caller itself runs in (a ``guard
+    session end`` run by an agent through ``guard run``): never waited for.
+    Ending a session while commands run would put their finishes after
+    ``session.ended``; waiting a little lets them land first.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        running = [
+            start
+            for start in _open_starts(log_dir, session_id)
+            if start.seq != own and still_running(start)
+        ]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(_RUNNING_POLL_S)
+
+
+def _open_starts(log_dir: Path, session_id: str) -> list[OpenStart]:
+    tracker = StartTracker()
+    for number, record in enumerate(read_records(session_file(log_dir, session_id))):
+        tracker.add(number + 1, record)
+    return tracker.open
+
+
 def end_session(
     workspace: Path,
     log_dir: Path,
@@ -312,12 +353,17 @@ def end_session(
     status: str | None,
     next_step: str | None,
     require_reset: bool = False,
+    running: Sequence[int] = (),
 ) -> Report:
     """Write ``session.ended`` and return the report.
 
     ``status`` None ends the session with the honest default: ``blocked``
     when it is halted, ``failed`` when the last test run failed or has no
     known result, else ``done``.
+
+    ``running`` lists the seqs of commands still running (see
+    :func:`running_commands`): recorded in ``session.ended``, so finishes
+    that follow it are expected.
 
     Raises:
         SessionError: the session does not exist or has ended, or
@@ -342,7 +388,7 @@ def end_session(
         exclude=_log_prefixes(workspace, log_dir),
         log_dir=log_dir,
     )
-    _record_end(log_dir, policy, report)
+    _record_end(log_dir, policy, report, running)
     return report
 
 
@@ -355,7 +401,9 @@ def _log_prefixes(workspace: Path, log_dir: Path) -> tuple[str, ...]:
     return tuple(f"{relative}/{sub}/" for sub in GUARD_LOG_SUBDIRS)
 
 
-def _record_end(log_dir: Path, policy: CompiledPolicy, report: Report) -> None:
+def _record_end(
+    log_dir: Path, policy: CompiledPolicy, report: Report, running: Sequence[int]
+) -> None:
     failures = sum(1 for test in report.tests if test.failed)
     _trail(log_dir, report.session_id, policy).event(
         EVENT_ENDED,
@@ -368,5 +416,6 @@ def _record_end(log_dir: Path, policy: CompiledPolicy, report: Report) -> None:
             "test_failures": failures,
             "must_stop": report.must_stop,
             "watched_changed": [change.path for change in report.changes],
+            "running": list(running),
         },
     )

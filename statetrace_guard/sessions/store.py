@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -188,6 +189,7 @@ _COUNTED = {
     b'"event":"command.blocked"': "command.blocked",
 }
 _FINISHED = b'"event":"command.finished"'
+_NOT_RUN = b'"not_run":true'
 
 
 def load_session(
@@ -208,7 +210,10 @@ def load_session(
     try:
         handle = path.open("rb")
     except FileNotFoundError:
-        return SessionState(session_id=session_id, exists=False)
+        # A claimed id (its lock file made, see session_ids) is a session
+        # whose first record is still to come.
+        claimed = path.with_name(path.name + ".lock").exists()
+        return SessionState(session_id=session_id, exists=claimed)
     except OSError as exc:
         raise AuditError(f"cannot read {path}: {exc.strerror}") from exc
     with handle:
@@ -225,8 +230,13 @@ def load_session(
 # the file is the one folded (same inode) and still ends the folded part with
 # the same line (a chained record, unique); anything else (a torn tail cut
 # off, a rewrite) is folded again from the start.
+# The helper folds from several threads (one per command being recorded):
+# each fold is updated under its own lock, the table under another.
+_NOT_RUN_EVENT = "command.finished (not run)"  # a fold-only event name
 _FOLDS: dict[tuple[str, bool], _Fold] = {}
 _FOLDS_LIMIT = 64
+_FOLDS_LOCK = threading.Lock()
+_CHUNK = 1 << 20  # folded a MiB at a time: memory stays flat for any log
 
 
 @dataclass(slots=True)
@@ -235,30 +245,47 @@ class _Fold:
     offset: int  # bytes folded: always the end of a complete line
     last_line: bytes  # the folded part's last line, newline included
     builder: _Builder
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _fold(handle: BinaryIO, name: str, session_id: str, details: bool) -> SessionState:
     info = os.fstat(handle.fileno())
     key = (name, details)
-    fold = _FOLDS.get(key)
-    if fold is None or not _still_folded(handle, fold, (info.st_dev, info.st_ino)):
-        fold = _Fold((info.st_dev, info.st_ino), 0, b"", _Builder(session_id))
+    inode = (info.st_dev, info.st_ino)
+    with _FOLDS_LOCK:
+        fold = _FOLDS.get(key)
+        if fold is None:
+            fold = _FOLDS[key] = _Fold(inode, 0, b"", _Builder(session_id))
+            if len(_FOLDS) > _FOLDS_LIMIT:
+                del _FOLDS[next(iter(_FOLDS))]
+    with fold.lock:
+        if not _still_folded(handle, fold, inode):
+            fold.inode, fold.offset, fold.last_line = inode, 0, b""
+            fold.builder = _Builder(session_id)
+        _fold_new_lines(handle, fold, details=details)
+        return fold.builder.freeze()
+
+
+def _fold_new_lines(handle: BinaryIO, fold: _Fold, *, details: bool) -> None:
+    """Fold what was appended since, a chunk at a time (never the whole file)."""
     handle.seek(fold.offset)
-    data = handle.read()
-    complete = data.rfind(b"\n") + 1  # a line still being written waits
-    if complete:
+    carry = b""
+    while chunk := handle.read(_CHUNK):
+        data = carry + chunk
+        complete = data.rfind(b"\n") + 1  # a line still being written waits
+        carry = data[complete:]
+        if not complete:
+            continue
         _add_lines(fold.builder, data[:complete], details=details)
         fold.offset += complete
         fold.last_line = data[data.rfind(b"\n", 0, complete - 1) + 1 : complete]
-    if key not in _FOLDS and len(_FOLDS) >= _FOLDS_LIMIT:
-        del _FOLDS[next(iter(_FOLDS))]
-    _FOLDS[key] = fold
-    return fold.builder.freeze()
 
 
 def _still_folded(handle: BinaryIO, fold: _Fold, inode: tuple[int, int]) -> bool:
     if fold.inode != inode:
         return False
+    if not fold.offset:
+        return True
     handle.seek(fold.offset - len(fold.last_line))
     return handle.read(len(fold.last_line)) == fold.last_line
 
@@ -268,6 +295,9 @@ def _add_lines(builder: _Builder, data: bytes, *, details: bool) -> None:
         counted = next((e for key, e in _COUNTED.items() if key in line), None)
         if counted is not None:
             builder.add({"event": counted})
+            continue
+        if _FINISHED in line and _NOT_RUN in line:
+            builder.add({"event": _NOT_RUN_EVENT})  # its start counted nothing
             continue
         if not details and _FINISHED in line:
             continue
@@ -320,6 +350,7 @@ class _Builder:
             "command.started": self._run,
             "command.blocked": self._blocked,
             "command.finished": self._finished,
+            _NOT_RUN_EVENT: self._not_run,
         }
 
     def add(self, record: dict[str, Any]) -> None:
@@ -372,6 +403,11 @@ class _Builder:
     def _run(self, _record: dict[str, Any]) -> None:
         self.counts["runs"] += 1
         self.counts["runs_since"] += 1
+
+    def _not_run(self, _record: dict[str, Any]) -> None:
+        """A start finished as never run: it used none of the budget."""
+        self.counts["runs"] -= 1
+        self.counts["runs_since"] = max(self.counts["runs_since"] - 1, 0)
 
     def _blocked(self, _record: dict[str, Any]) -> None:
         self.counts["blocked"] += 1
