@@ -10,16 +10,26 @@ sandbox, and forks a *supervisor* per command, which is cheap.
 Messages travel over one ``SOCK_SEQPACKET`` pair (each message arrives whole,
 so supervisors may write concurrently):
 
-* helper -> launcher: ``launch`` with the run parameters, the plan, and as
-  descriptors the client's connection followed by the client's own
-  descriptors (placed in the program at their numbers).
-* supervisor -> helper: ``outcome`` (the program's figures, for
-  ``command.finished``); launcher -> helper: ``lost`` when a supervisor ended
-  without one.
+* helper -> launcher: ``launch`` with the run parameters, the plan, and the
+  client's connection as a descriptor.
+* supervisor -> helper: ``forked`` (its pid, first thing: the helper watches
+  it with a pidfd), then ``outcome`` (the program's figures, for
+  ``command.finished``, or ``not_run``); launcher -> helper: ``unlaunched``
+  when no supervisor could be started, ``lost`` when one ended without
+  delivering.
 
-A supervisor relays the client's signals to the program and ends its tree
-when the client hangs up. If the helper is gone when the program ends, the
-supervisor sends the outcome to the client, which records it itself.
+The program starts only on the client's word. A supervisor sends the client
+``running`` and waits for ``go``, which carries the client's own descriptors
+(placed in the program at their numbers): they go straight from the client
+to the supervisor, so a helper that is stopped or killed never holds an
+agent's pipes open. A client that gave up (its deadline, a signal) closes
+its connection instead, and the supervisor runs nothing.
+So the client alone decides whether a command runs, and never two paths run
+it. A supervisor then relays the client's signals to the program and ends
+its tree when the client hangs up (recorded as the client lost). It sends
+the outcome to the client first, then to the helper: if the helper is gone
+or stopped, the client records it itself (a finish names its start, so it
+lands once).
 
 Run as ``python -m statetrace_guard.daemon.launcher FD`` by the helper.
 """
@@ -40,6 +50,7 @@ from statetrace_guard.daemon.protocol import (
     ProtocolError,
     decode,
     recv_message,
+    recv_message_with_fds,
     recv_with_fds,
     send_message,
 )
@@ -76,6 +87,8 @@ MAX_PACKET = 200_000
 # The client's connection and up to 250 of its descriptors (SCM_MAX_FD 253).
 _MAX_FDS = 251
 _DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
+CLIENT_LOST = "the guard client ended while the program ran; its tree was ended"
+NOT_STARTED = "the guard client ended before the program started; nothing ran"
 
 
 def send_packet(
@@ -124,6 +137,7 @@ class ClientControl:
     def __init__(self, conn: socket.socket) -> None:
         """Read relayed signals from ``conn``."""
         self._conn = conn
+        self.lost = False  # the client hung up while the program ran
 
     def fileno(self) -> int:
         """The connection's descriptor."""
@@ -138,6 +152,7 @@ class ClientControl:
         try:
             message = recv_message(self._conn)
         except (ProtocolError, OSError) as exc:
+            self.lost = True
             raise EOFError from exc
         signum = message.get("signum")
         if message.get("op") == "signal" and signum in _RELAYED:
@@ -177,8 +192,10 @@ class Launcher:
             mounts = self._take_mounts(plan)
             pid = os.fork()
         except Exception as exc:  # noqa: BLE001 - reported, never fatal here
-            self._report_lost(message.get("id"), f"cannot start: {exc}")
+            # No supervisor exists for it: the client's connection is closed
+            # here and the helper may tell the client to run it itself.
             _close_all(fds)
+            self._report("unlaunched", message.get("id"), f"cannot start: {exc}")
             return
         if pid == 0:
             status = 1
@@ -238,11 +255,11 @@ class Launcher:
                 return
             command = self.running.pop(pid, None)
             if command is not None and os.waitstatus_to_exitcode(status) != _DELIVERED:
-                self._report_lost(command, "the supervisor ended before the program")
+                self._report("lost", command, "the supervisor ended before the program")
 
-    def _report_lost(self, command: object, error: str) -> None:
+    def _report(self, op: str, command: object, error: str) -> None:
         with contextlib.suppress(OSError):
-            send_packet(self.channel, {"op": "lost", "id": command, "error": error})
+            send_packet(self.channel, {"op": op, "id": command, "error": error})
 
 
 def _supervise(
@@ -252,13 +269,33 @@ def _supervise(
     plan: SandboxPlan,
     backend: SandboxBackend,
 ) -> int:
-    """In the supervisor: run the program; deliver the outcome; exit status."""
+    """In the supervisor: wait for the client's go, run, deliver; exit status."""
     conn = socket.socket(fileno=fds[0])
-    program_fds = dict(zip(message["fds"], fds[1:], strict=True))
+    _close_all(fds[1:])  # nothing else is sent with a launch
+    command = message["id"]
+    with contextlib.suppress(OSError):
+        send_packet(channel, {"op": "forked", "id": command, "pid": os.getpid()})
+    given = _client_says_go(conn, message)
+    if given is None:
+        not_run = {"exit_status": None, "not_run": True, "error": NOT_STARTED}
+        with contextlib.suppress(OSError):
+            send_packet(channel, {"op": "outcome", "id": command, "outcome": not_run})
+        return _DELIVERED
+    if len(given) != len(message["fds"]):
+        _close_all(given)
+        refused = {
+            "exit_status": 125,
+            "not_run": True,
+            "error": "the client's descriptors did not arrive whole; nothing ran",
+        }
+        return _deliver(channel, conn, command, refused)
+    fds = [fds[0], *given]
+    program_fds = dict(zip(message["fds"], given, strict=True))
     if message.get("umask") is not None:
         os.umask(message["umask"])
+    control = ClientControl(conn)
     spec = run_spec_from_wire(
-        message["spec"], plan, backend, control=ClientControl(conn), fds=program_fds
+        message["spec"], plan, backend, control=control, fds=program_fds
     )
     proxy = _start_proxy(plan)
     if proxy is not None:
@@ -271,14 +308,44 @@ def _supervise(
     record = outcome.as_record()
     if egress_error is not None:
         record["egress_error"] = egress_error
+    if control.lost:
+        record["error"] = CLIENT_LOST
+        record["client_lost"] = True
+    return _deliver(channel, conn, command, record)
+
+
+def _client_says_go(conn: socket.socket, message: dict[str, Any]) -> list[int] | None:
+    """Tell the client the program is ready; its descriptors once it says ``go``.
+
+    None when it does not (it hung up: nothing may run).
+    """
     try:
-        send_packet(channel, {"op": "outcome", "id": message["id"], "outcome": record})
+        send_message(conn, {"op": "running", "warnings": message.get("warnings", [])})
+        answer, given = recv_message_with_fds(conn, _MAX_FDS)
+    except (OSError, ProtocolError):
+        return None
+    if answer.get("op") != "go":
+        _close_all(given)
+        return None
+    return given
+
+
+def _deliver(
+    channel: socket.socket, conn: socket.socket, command: object, record: dict[str, Any]
+) -> int:
+    """The outcome to the client first, then to the helper (who records it).
+
+    The client holds it from then on: a helper killed or stopped before it
+    records the finish leaves the client able to record it instead.
+    """
+    reached = False
+    with contextlib.suppress(OSError, ProtocolError):
+        send_message(conn, {"op": "outcome", "outcome": record})
+        reached = True
+    try:
+        send_packet(channel, {"op": "outcome", "id": command, "outcome": record})
     except OSError:
-        # The helper is gone: the client writes command.finished itself.
-        try:
-            send_message(conn, {"op": "outcome", "outcome": record})
-        except (OSError, ProtocolError):
-            return 1
+        return _DELIVERED if reached else 1
     return _DELIVERED
 
 

@@ -5,40 +5,60 @@ One daemon per user, interpreter and package version (see
 directory under guard's home, serves only peers of its own uid (checked with
 SO_PEERCRED) that are not themselves inside a guarded process tree, and exits
 after a stretch of idleness (once no command is in flight) or soon after its
-code changes on disk.
+code changes on disk. It works from ``/`` and holds no log open between
+records, so the volumes it writes to can be unmounted.
 
 A connection carries one command: ``run`` -> ``blocked`` | ``error`` |
 ``fallback``, or, once ``command.started`` is on disk, one of:
 
-* ``running`` ... ``exit``: the program runs under a supervisor forked by
-  the launcher (:mod:`.launcher`), on the client's own descriptors; the
-  supervisor reports the outcome here, this process records it and answers.
-* ``start`` -> the client's ``finished`` -> ``ok``: the client runs the
-  program itself (a terminal, a context unlike ours, see :mod:`.peer`).
+* ``started`` (where the start landed), then the supervisor's ``running``,
+  the client's ``go``, the supervisor's ``outcome``, and this process's
+  ``exit`` once ``command.finished`` is on disk: the program runs under a
+  supervisor forked by the launcher (:mod:`.launcher`), on the client's own
+  descriptors. Should the supervisor or the launcher be lost, this process
+  asks the client (``lost``) what it knows (``finished``: not started, its
+  outcome, or nothing) before it records anything, and answers ``exit``,
+  or ``fallback`` when nothing ran.
+* ``start`` -> the client's ``go`` ... ``finished`` -> ``ok``: the client
+  runs the program itself (a terminal, a context unlike ours, see
+  :mod:`.peer`).
 
-This process never forks per command and never waits for a program: one
-selector loop serves new clients, outcomes, and clients' reports alike. A
-client that vanishes mid-command still gets its ``command.finished`` (with
-the error), so no record is lost.
+The client alone decides whether a program starts (``go``); every finish
+names its start and lands once, whoever writes it (this process, or the
+client when this one is gone or stopped).
+
+Threads: the main thread runs one selector loop (new connections, the
+launcher's channel, supervisors' pidfds, clients' reports) and never waits
+on a file lock; everything that reads a request or writes a record runs in
+a small pool of worker threads, so a session whose log lock is stuck holds
+up its own commands only. Judging (the classifier, the policy caches) is
+serialised by one lock; writing records is not.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import gc
+import heapq
+import itertools
 import os
+import queue
+import select
 import selectors
 import shutil
 import socket
 import struct
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statetrace_guard.daemon.launcher import recv_packet, send_packet
+from statetrace_guard.daemon.launcher import MAX_PACKET, recv_packet, send_packet
 from statetrace_guard.daemon.peer import (
     PeerView,
     examine,
@@ -49,12 +69,20 @@ from statetrace_guard.daemon.protocol import (
     ProtocolError,
     code_fingerprint,
     recv_message,
-    recv_message_with_fds,
     send_message,
 )
 from statetrace_guard.daemon.wire import plan_to_wire, spec_to_wire
 from statetrace_guard.errors import ExitCode, GuardError, run_exit_code
-from statetrace_guard.execute import Blocked, Prepared, RunOptions, finish, prepare
+from statetrace_guard.execute import (
+    PARKED_WARNING,
+    Assessed,
+    Blocked,
+    Prepared,
+    RunOptions,
+    commit,
+    finish,
+    judge_command,
+)
 from statetrace_guard.invocation import resolve_invocation
 from statetrace_guard.sweep import TreeCache
 
@@ -62,23 +90,41 @@ __all__ = [
     "CLIENT_LOST",
     "DEFAULT_IDLE_SECONDS",
     "MAX_PASSED_FDS",
+    "OUTCOME_UNKNOWN",
     "Daemon",
     "main",
     "peer_credentials",
+    "start_message",
+    "trail_wire",
     "warm_up",
 ]
 
 DEFAULT_IDLE_SECONDS = 900.0
 CLIENT_LOST = "guard client ended before reporting the outcome"
+OUTCOME_UNKNOWN = (
+    "the part of guard that watched the program was lost before it learnt how "
+    "the program ended (outcome unknown: look before running it again)"
+)
+NOT_RUN = "nothing ran: the guard client gave up or ended before the start"
 # SCM_MAX_FD is 253 on Linux: the connection and 250 of the client's own.
 MAX_PASSED_FDS = 250
-# A client sends its request right after connecting; one that does not
-# must not hold up the others for long (the loop is serial).
+# A client sends its request right after connecting; a worker waits this
+# long for it (the main loop never waits for a client).
 _REQUEST_TIMEOUT_S = 2.0
 # Re-reading every file's mtime costs ~0.5 ms: once a second is enough to
 # notice an upgrade, and it stays off the requests' path.
 _FINGERPRINT_EVERY_S = 1.0
 _FD_CEILING = 1 << 20  # above any RLIMIT_NOFILE: a number that cannot be real
+# A client asked what it knows answers at once; one that does not within
+# this time (stopped, stuck) gets the outcome recorded as unknown.
+_ANSWER_S = 30.0
+# After the launcher dies, a supervisor it forked just before may still be
+# starting: its "forked" comes first. Ask clients only after this grace.
+_LAUNCHER_GRACE_S = 1.0
+_WORKER_IDLE_S = 30.0
+_LOOP_TICK_S = 1.0
+# Finishes kept in guard's home are retried this often by the helper.
+_FLUSH_EVERY_S = 5.0
 
 
 def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
@@ -95,6 +141,52 @@ class _InFlight:
     conn: socket.socket
     prepared: Prepared
     channel: socket.socket | None  # the launcher channel it went out on
+    pid: int = 0  # the supervisor, once it said "forked"
+    pidfd: int = -1
+    state: str = "launching"  # launching | running | asking | client | done
+    client_started: bool = False  # client-run: the client said "go"
+    timer: int = 0
+
+
+class _Pool:
+    """Worker threads, started on demand, ended after a while idle."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self.busy = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on a worker (a new one when none is idle)."""
+        with self._lock:
+            self.busy += 1
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._work, daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=_WORKER_IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:
+                        self._idle -= 1
+                        return
+                continue
+            try:
+                job()
+            finally:
+                # Drop the job now: what it holds (a trail's open log files)
+                # must not wait for the next job to be released.
+                del job
+                with self._lock:
+                    self.busy -= 1
+                    self._idle += 1
 
 
 class Daemon:
@@ -110,9 +202,19 @@ class Daemon:
         self._stale = False
         self._selector = selectors.DefaultSelector()
         self._inflight: dict[int, _InFlight] = {}
-        self._next_id = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # _inflight and the launcher fields
+        self._judging = threading.Lock()  # the classifier and its caches
+        self._pool = _Pool()
         self._launcher: socket.socket | None = None
         self._launcher_pid = 0
+        self._soon: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_ids = itertools.count(1)
+        self._cancelled: set[int] = set()
+        self._flushed_at = time.monotonic()
+        self._parked_logs: set[tuple[str, str]] = set()
         # Directory listings per workspace for the sweep after each command.
         self._trees: dict[str, TreeCache] = {}
 
@@ -121,13 +223,21 @@ class Daemon:
         with _bound_socket(self.path) as server:
             server.settimeout(None)
             self._selector.register(server, selectors.EVENT_READ, self._accept)
-            while self._inflight or not (self._stale or self._idle()):
-                events = self._selector.select(timeout=1.0)
+            self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake)
+            self._ensure_launcher()
+            while self._busy() or not (self._stale or self._idle()):
+                events = self._selector.select(timeout=self._next_timeout())
                 for key, _ in events:
                     key.data(key.fileobj)
+                self._run_timers()
                 if not events:
                     self._check_code()
+                self._retry_parked()
                 self._reap_launcher()
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return bool(self._inflight) or self._pool.busy > 0
 
     def _idle(self) -> bool:
         return time.monotonic() - self._last_use > self.idle_seconds
@@ -140,7 +250,41 @@ class Daemon:
             self._stale = code_fingerprint() != self.fingerprint
         return self._stale
 
-    # -- new clients ------------------------------------------------------
+    # -- the loop's own plumbing --------------------------------------------
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the main thread (from any thread)."""
+        self._soon.append(callback)
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    def _wake(self, _fd: object) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 4096)
+        while self._soon:
+            self._soon.popleft()()
+
+    def _after(self, delay: float, callback: Callable[[], None]) -> int:
+        """Run ``callback`` on the main thread after ``delay`` seconds."""
+        timer = next(self._timer_ids)
+        heapq.heappush(self._timers, (time.monotonic() + delay, timer, callback))
+        return timer
+
+    def _next_timeout(self) -> float:
+        if not self._timers:
+            return _LOOP_TICK_S
+        return max(0.0, min(_LOOP_TICK_S, self._timers[0][0] - time.monotonic()))
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, timer, callback = heapq.heappop(self._timers)
+            if timer in self._cancelled:
+                self._cancelled.discard(timer)
+                continue
+            callback()
+
+    # -- new clients (read and judged on a worker) --------------------------
 
     def _accept(self, server: socket.socket) -> None:
         try:
@@ -148,18 +292,20 @@ class Daemon:
         except OSError:
             return
         self._last_use = time.monotonic()
-        self._serve(conn)
+        self._pool.submit(lambda: self._serve(conn))
 
     def _serve(self, conn: socket.socket) -> None:
-        fds: list[int] = []
         kept = False
         try:
             conn.settimeout(_REQUEST_TIMEOUT_S)
             pid, uid, _ = peer_credentials(conn)
             if uid != os.geteuid():
                 return  # another user: say nothing at all
-            request, fds = recv_message_with_fds(conn, MAX_PASSED_FDS)
-            kept = self._serve_one(conn, pid, request, fds)
+            # No descriptors come here (they go to the supervisor with "go");
+            # any sent anyway are dropped by the kernel with a plain recv.
+            request = recv_message(conn)
+            conn.settimeout(None)
+            kept = self._serve_one(conn, pid, request)
         except (ProtocolError, OSError):
             return
         except Exception as exc:  # noqa: BLE001 - a bug must fail closed, not fall back
@@ -171,83 +317,94 @@ class Daemon:
                     _error(f"guard daemon failed: {exc!r}", ExitCode.RUN_GUARD_FAILED),
                 )
         finally:
-            for fd in fds:
-                os.close(fd)
             if not kept:
                 conn.close()
 
     def _serve_one(
-        self, conn: socket.socket, pid: int, request: dict[str, Any], fds: list[int]
+        self, conn: socket.socket, pid: int, request: dict[str, Any]
     ) -> bool:
         """Answer one request; True when the connection stays in flight."""
-        if request.get("op") == "ping":
-            send_message(conn, {"op": "pong", "pid": os.getpid()})
-            return False
-        if self._check_code():
-            send_message(conn, {"op": "fallback", "reason": "stale daemon"})
-            return False
-        refusal = _refusal(pid)
+        refusal = self._refusal(pid, request)
         if refusal is not None:
             send_message(conn, refusal)
             return False
-        answer = _answer(request)
+        if request.get("op") == "hook":
+            with self._judging:
+                send_message(conn, _hook_answer(request))
+            return False
+        with self._judging:
+            judged = _judge(request)
+        answer = _commit(judged, request) if isinstance(judged, Assessed) else judged
         if not isinstance(answer, Prepared):
+            if isinstance(judged, Assessed):
+                judged.trail.close()  # no log stays open between records
             send_message(conn, answer)
             return False
-        client = _client_to_run_for(request, pid, fds)
+        answer.trail.close()  # no log stays open while the program runs
+        client = _client_to_run_for(request, pid)
         if client is not None and self._launch(
-            conn, answer, request["fds"], fds, client.umask
+            conn, answer, request["fds"], client.umask
         ):
             return True
         self._let_client_run(conn, answer)
         return True
 
-    # -- programs run by the launcher's supervisors -----------------------
+    def _refusal(self, pid: int, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer when this request is not served here (None: serve it)."""
+        if request.get("op") == "ping":
+            return {"op": "pong", "pid": os.getpid()}
+        if self._check_code():
+            return {"op": "fallback", "reason": "stale daemon"}
+        return _refusal(pid)
+
+    # -- programs run by the launcher's supervisors -------------------------
 
     def _launch(
         self,
         conn: socket.socket,
         prepared: Prepared,
         numbers: list[int],
-        fds: list[int],
         umask: int | None,
     ) -> bool:
         """Hand the command to a supervisor; False leaves it to the client.
 
-        ``fds`` are the client's descriptors received here, ``numbers`` the
-        numbers they had there (and get in the program).
+        ``numbers`` are the client's inheritable descriptors (the program
+        gets them at those numbers); the client sends them to the supervisor
+        with its ``go``, never through here.
         """
-        channel = self._ensure_launcher()
+        with self._lock:
+            channel, launcher_pid = self._launcher, self._launcher_pid
         if channel is None:
             return False
-        self._next_id += 1
+        command_id = next(self._ids)
         message = {
             "op": "launch",
-            "id": self._next_id,
+            "id": command_id,
             "spec": spec_to_wire(prepared),
             "plan": plan_to_wire(prepared.plan, prepared.backend),
             "fds": numbers,
             "umask": umask,
+            "warnings": list(prepared.warnings),
         }
-        try:
-            send_packet(channel, message, (conn.fileno(), *fds))
-        except ProtocolError:
+        if not _fits(message):
             return False  # an environment too large for one packet
-        except OSError:
-            self._forget_launcher()
-            return False
-        self._inflight[self._next_id] = _InFlight(conn, prepared, channel)
-        conn.settimeout(None)
-        with contextlib.suppress(OSError, ProtocolError):
-            send_message(
-                conn,
-                {
-                    "op": "running",
-                    "trail": trail_wire(prepared),
-                    "private_tmp": prepared.private_tmp,
-                    "warnings": list(prepared.warnings),
-                },
-            )
+        command = _InFlight(conn, prepared, channel)
+        try:
+            send_message(conn, started_message(prepared, launcher_pid))
+        except (OSError, ProtocolError):
+            self._pool_finish(command, _not_run(), None)
+            return True
+        with self._lock:
+            self._inflight[command_id] = command
+        try:
+            send_packet(channel, message, (conn.fileno(),))
+        except (OSError, ProtocolError):
+            # Never delivered (a seqpacket is all or nothing): nothing can
+            # run it, so the client may.
+            with self._lock:
+                self._inflight.pop(command_id, None)
+            self._pool_finish(command, _not_run(), {"op": "fallback"})
+            return True
         return True
 
     def _from_launcher(self, channel: socket.socket) -> None:
@@ -258,55 +415,222 @@ class Daemon:
             return
         for fd in fds:
             os.close(fd)
-        command = self._inflight.pop(message.get("id"), None)  # type: ignore[arg-type]
+        op, command_id = message.get("op"), message.get("id")
+        with self._lock:
+            command = self._inflight.get(command_id)  # type: ignore[arg-type]
         if command is None:
             return
-        if message.get("op") == "outcome" and isinstance(message.get("outcome"), dict):
-            self._record(command, message["outcome"] | {"supervised_by": "daemon"})
-        else:
-            self._lost(command, str(message.get("error", "supervisor lost")))
+        if op == "forked" and isinstance(message.get("pid"), int):
+            self._watch(command_id, command, message["pid"])  # type: ignore[arg-type]
+        elif op == "outcome" and isinstance(message.get("outcome"), dict):
+            self._done(command_id)  # type: ignore[arg-type]
+            outcome = message["outcome"] | {"supervised_by": "daemon"}
+            self._pool_finish(command, outcome, _exit_answer(outcome))
+        elif op == "unlaunched":
+            # No supervisor was made: the client may run it itself.
+            self._done(command_id)  # type: ignore[arg-type]
+            self._pool_finish(command, _not_run(), {"op": "fallback"})
+        elif op == "lost":
+            self._ask_client(command_id)  # type: ignore[arg-type]
 
-    def _lost(self, command: _InFlight, error: str) -> None:
-        text = f"guard: {error}"
-        outcome = {"exit_status": int(ExitCode.RUN_GUARD_FAILED), "error": error}
-        self._record(command, outcome | {"supervised_by": "daemon"}, [text])
+    def _watch(self, command_id: int, command: _InFlight, pid: int) -> None:
+        """Follow the supervisor with a pidfd: its death without an outcome shows."""
+        command.pid = pid
+        if command.state == "launching":
+            command.state = "running"
+        try:
+            command.pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # gone already, or no pidfds: the launcher reports it
+        self._selector.register(
+            command.pidfd,
+            selectors.EVENT_READ,
+            lambda _fd: self._supervisor_ended(command_id),
+        )
 
-    def _record(
+    def _supervisor_ended(self, command_id: int) -> None:
+        """The supervisor exited; its outcome, if any, is already queued."""
+        with self._lock:
+            command = self._inflight.get(command_id)
+        if command is None:
+            return
+        self._unwatch(command)
+        if command.channel is not None:
+            self._drain(command.channel)
+        self._ask_client(command_id)
+
+    def _unwatch(self, command: _InFlight) -> None:
+        if command.pidfd >= 0:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(command.pidfd)
+            os.close(command.pidfd)
+            command.pidfd = -1
+
+    def _drain(self, channel: socket.socket) -> None:
+        """Handle every packet already waiting on ``channel``."""
+        while channel.fileno() >= 0 and select.select([channel], [], [], 0)[0]:
+            self._from_launcher(channel)
+
+    def _done(self, command_id: int) -> _InFlight | None:
+        """Take a command out of flight (stop watching its supervisor)."""
+        with self._lock:
+            command = self._inflight.pop(command_id, None)
+        if command is None:
+            return None
+        command.state = "done"
+        self._unwatch(command)
+        if command.timer:
+            self._cancelled.add(command.timer)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(command.conn)
+        return command
+
+    # -- when the watcher is lost: ask the client what it knows -------------
+
+    def _ask_client(self, command_id: int) -> None:
+        with self._lock:
+            command = self._inflight.get(command_id)
+        if command is None or command.state in {"asking", "done"}:
+            return
+        command.state = "asking"
+        try:
+            send_message(command.conn, {"op": "lost"})
+        except (OSError, ProtocolError):
+            self._answered(command_id, None)
+            return
+        self._selector.register(
+            command.conn,
+            selectors.EVENT_READ,
+            lambda _conn: self._client_answer(command_id),
+        )
+        command.timer = self._after(_ANSWER_S, lambda: self._answered(command_id, None))
+
+    def _client_answer(self, command_id: int) -> None:
+        with self._lock:
+            command = self._inflight.get(command_id)
+        if command is None:
+            return
+        try:
+            message = recv_message(command.conn)
+        except (ProtocolError, OSError):
+            message = None
+        if message is not None and message.get("op") == "signal":
+            return  # relayed before it read our question
+        self._answered(command_id, message)
+
+    def _answered(self, command_id: int, message: dict[str, Any] | None) -> None:
+        """Record what the client knows (nothing: the outcome is unknown)."""
+        if message is not None and message.get("running") and self._resumed(command_id):
+            return
+        command = self._done(command_id)
+        if command is None:
+            return
+        if message is not None and message.get("not_run"):
+            self._pool_finish(command, _not_run(), {"op": "fallback"})
+            return
+        outcome = message.get("outcome") if message is not None else None
+        if isinstance(outcome, dict):
+            outcome = outcome | {"supervised_by": "daemon", "recorded_by": "helper"}
+            self._pool_finish(command, outcome, _exit_answer(outcome))
+            return
+        if not command.pid:
+            # No supervisor ever announced itself (each does before it asks
+            # the client for its go), and the client cannot give one now.
+            self._pool_finish(command, _not_run(), {"op": "fallback"})
+            return
+        unknown = _unknown("daemon")
+        said = [f"guard: {OUTCOME_UNKNOWN}"]
+        self._pool_finish(command, unknown, _exit_answer(unknown), said)
+
+    def _resumed(self, command_id: int) -> bool:
+        """The client runs it under a supervisor we had not heard of: follow it.
+
+        (Only when the launcher died right after forking that supervisor.)
+        """
+        with self._lock:
+            command = self._inflight.get(command_id)
+        if command is None or command.channel is None:
+            return False
+        self._drain(command.channel)
+        if not command.pid or command.pidfd < 0:
+            return False
+        if command.timer:
+            self._cancelled.add(command.timer)
+            command.timer = 0
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(command.conn)
+        command.state = "running"
+        return True
+
+    # -- recording (on a worker: it may wait for the session's lock) --------
+
+    def _pool_finish(
         self,
         command: _InFlight,
         outcome: dict[str, Any],
-        said: list[str] = (),  # type: ignore[assignment]
+        answer: dict[str, Any] | None,
+        said: list[str] | None = None,
     ) -> None:
-        """Write ``command.finished``, then give the client its exit status."""
-        status = int(outcome.get("exit_status") or 0)
-        self._conclude(command, outcome, {"op": "exit", "status": status}, said)
+        """Record the finish on a worker, then answer the client and clean up."""
+        self._pool.submit(lambda: self._conclude(command, outcome, answer, said or []))
 
     def _conclude(
         self,
         command: _InFlight,
         outcome: dict[str, Any],
-        answer: dict[str, Any],
-        said: list[str] = (),  # type: ignore[assignment]
+        answer: dict[str, Any] | None,
+        said: list[str],
     ) -> None:
         """Record the finish, answer the client with the warnings, clean up."""
-        tree = self._trees.setdefault(command.prepared.workspace, TreeCache())
+        with self._lock:
+            tree = self._trees.setdefault(command.prepared.workspace, TreeCache())
         warnings = [*said, *finish(command.prepared, outcome, tree)]
-        with contextlib.suppress(OSError, ProtocolError):
-            send_message(command.conn, answer | {"warnings": warnings})
+        if PARKED_WARNING in warnings:
+            facts = command.prepared.facts
+            with self._lock:
+                self._parked_logs.add((command.prepared.log_dir, facts.session_id))
+        if answer is not None:
+            with contextlib.suppress(OSError, ProtocolError):
+                send_message(command.conn, answer | {"warnings": warnings})
         command.conn.close()
+        command.prepared.trail.close()  # no log stays open between records
         shutil.rmtree(command.prepared.private_tmp, ignore_errors=True)
         self._last_use = time.monotonic()
 
-    def _ensure_launcher(self) -> socket.socket | None:
-        # A launch sent to a dead launcher would wait for a reader that never
-        # comes (its supervisors still hold the channel open): look first.
-        self._reap_launcher()
+    def _retry_parked(self) -> None:
+        """Now and then, write the finishes kept in guard's home for our logs."""
+        now = time.monotonic()
+        if not self._parked_logs or now - self._flushed_at < _FLUSH_EVERY_S:
+            return
+        self._flushed_at = now
+        with self._lock:
+            logs, self._parked_logs = self._parked_logs, set()
+        self._pool.submit(lambda: self._flush(logs))
+
+    def _flush(self, logs: set[tuple[str, str]]) -> None:
+        from statetrace_guard.audit.pending import has_parked  # noqa: PLC0415 - rare
+        from statetrace_guard.audit.trail import Trail, session_path  # noqa: PLC0415
+        from statetrace_guard.errors import AuditError  # noqa: PLC0415
+
+        for log_dir, session_id in logs:
+            trail = Trail(Path(log_dir), session_id, lock_timeout=1.0)
+            with contextlib.suppress(AuditError):
+                trail.flush_parked()
+            trail.close()
+            if has_parked(session_path(Path(log_dir), session_id)):
+                with self._lock:
+                    self._parked_logs.add((log_dir, session_id))
+
+    # -- the launcher --------------------------------------------------------
+
+    def _ensure_launcher(self) -> None:
+        """Start the launcher when there is none (main thread only)."""
         if self._launcher is not None:
-            return self._launcher
+            return
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError:
-            return None
+            return
         theirs.set_inheritable(True)
         argv = [sys.executable, "-m", "statetrace_guard.daemon.launcher"]
         try:
@@ -314,87 +638,154 @@ class Daemon:
         except OSError:
             ours.close()
             theirs.close()
-            return None
+            return
         if pid == 0:  # pragma: no cover - replaced by exec at once
             try:
                 os.execv(sys.executable, [*argv, str(theirs.fileno())])  # noqa: S606
             finally:
                 os._exit(127)
         theirs.close()
-        self._launcher, self._launcher_pid = ours, pid
+        with self._lock:
+            self._launcher, self._launcher_pid = ours, pid
         self._selector.register(ours, selectors.EVENT_READ, self._from_launcher)
-        return ours
-
-    def _forget_launcher(self) -> None:
-        """Start a new launcher next time; the old channel drains on its own."""
-        self._launcher = None
 
     def _reap_launcher(self) -> None:
+        """Notice a launcher that ended; start another; settle what it held."""
         if not self._launcher_pid:
+            self._ensure_launcher()
             return
         with contextlib.suppress(ChildProcessError):
-            if os.waitpid(self._launcher_pid, os.WNOHANG)[0]:
-                self._launcher_pid = 0
-                self._forget_launcher()
+            if not os.waitpid(self._launcher_pid, os.WNOHANG)[0]:
+                return
+        with self._lock:
+            dead, self._launcher, self._launcher_pid = self._launcher, None, 0
+        self._ensure_launcher()
+        if dead is not None:
+            self._after(_LAUNCHER_GRACE_S, lambda: self._launcher_gone(dead))
+
+    def _launcher_gone(self, channel: socket.socket) -> None:
+        """Launches the dead launcher never turned into supervisors."""
+        if channel.fileno() >= 0:
+            self._drain(channel)
+        with self._lock:
+            waiting = [
+                key
+                for key, command in self._inflight.items()
+                if command.channel is channel and not command.pid
+            ]
+        for key in waiting:
+            self._ask_client(key)
 
     def _channel_closed(self, channel: socket.socket) -> None:
         """No launcher or supervisor holds ``channel`` any more."""
-        self._selector.unregister(channel)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(channel)
         channel.close()
-        if channel is self._launcher:
-            self._forget_launcher()
-        for key, command in list(self._inflight.items()):
-            if command.channel is channel:
-                del self._inflight[key]
-                self._lost(command, "the supervisor ended before the program")
+        with self._lock:
+            if channel is self._launcher:
+                self._launcher = None
+            orphans = [k for k, c in self._inflight.items() if c.channel is channel]
+        for key in orphans:
+            self._ask_client(key)
 
-    # -- programs the client runs itself ----------------------------------
+    # -- programs the client runs itself ------------------------------------
 
     def _let_client_run(self, conn: socket.socket, prepared: Prepared) -> None:
-        command = _InFlight(conn, prepared, None)
+        command = _InFlight(conn, prepared, None, state="client")
         try:
             send_message(conn, start_message(prepared))
         except (OSError, ProtocolError):  # gone already: the start is on disk
-            self._client_finished(command, {"exit_status": None, "error": CLIENT_LOST})
+            self._pool_finish(command, _not_run() | {"supervised_by": "client"}, None)
             return
-        self._selector.register(
-            conn, selectors.EVENT_READ, lambda _conn: self._client_reported(command)
-        )
+        command_id = next(self._ids)
+        with self._lock:
+            self._inflight[command_id] = command
 
-    def _client_reported(self, command: _InFlight) -> None:
+        def watch() -> None:
+            self._selector.register(
+                conn,
+                selectors.EVENT_READ,
+                lambda _conn: self._client_reported(command_id),
+            )
+
+        self._call_soon(watch)
+
+    def _client_reported(self, command_id: int) -> None:
+        with self._lock:
+            command = self._inflight.get(command_id)
+        if command is None:
+            return
         try:
             message = recv_message(command.conn)
         except (ProtocolError, OSError):
             message = {}
-        if message.get("op") == "signal":
+        op = message.get("op")
+        if op == "signal":
             return  # relayed before the client's runner took over
-        self._selector.unregister(command.conn)
+        if op == "go":
+            command.client_started = True
+            return
+        self._done(command_id)
         outcome = message.get("outcome")
-        if message.get("op") != "finished" or not isinstance(outcome, dict):
-            outcome = {"exit_status": None, "error": CLIENT_LOST}
-        self._client_finished(command, outcome)
+        if op == "finished" and isinstance(outcome, dict):
+            outcome = outcome | {"supervised_by": "client"}
+        elif command.client_started:
+            outcome = _unknown("client") | {"error": CLIENT_LOST, "client_lost": True}
+        else:
+            outcome = _not_run() | {"supervised_by": "client"}
+        self._pool_finish(command, outcome, {"op": "ok"})
 
-    def _client_finished(self, command: _InFlight, outcome: dict[str, Any]) -> None:
-        self._conclude(command, outcome | {"supervised_by": "client"}, {"op": "ok"})
+
+def _exit_answer(outcome: dict[str, Any]) -> dict[str, Any]:
+    return {"op": "exit", "status": int(outcome.get("exit_status") or 0)}
 
 
-def _client_to_run_for(
-    request: dict[str, Any], pid: int, fds: list[int]
-) -> PeerView | None:
+def _not_run() -> dict[str, Any]:
+    return {"exit_status": None, "not_run": True, "error": NOT_RUN}
+
+
+def _unknown(supervised_by: str) -> dict[str, Any]:
+    status = int(ExitCode.RUN_OUTCOME_UNKNOWN)
+    return {
+        "exit_status": status,
+        "outcome_unknown": True,
+        "error": OUTCOME_UNKNOWN,
+        "supervised_by": supervised_by,
+    }
+
+
+def _fits(message: dict[str, Any]) -> bool:
+    import marshal  # noqa: PLC0415 - already loaded
+
+    return len(marshal.dumps(message)) <= MAX_PACKET
+
+
+def _client_to_run_for(request: dict[str, Any], pid: int) -> PeerView | None:
     """The client, when its program may run under our supervisor; else None.
 
-    None when the client asked to run it, its list of descriptors does not
-    match what arrived, or its process context differs from ours.
+    None when the client asked to run it, its list of descriptors is not
+    one (at most MAX_PASSED_FDS numbers), or its process context differs
+    from ours.
     """
     numbers = request.get("fds")
     if request.get("runner") != "daemon" or not isinstance(numbers, list):
         return None
-    if len(numbers) != len(fds) or not all(
+    if len(numbers) > MAX_PASSED_FDS or not all(
         isinstance(n, int) and 0 <= n < _FD_CEILING for n in numbers
     ):
         return None
     client = examine(pid)
     return None if client.differences else client
+
+
+def started_message(prepared: Prepared, launcher_pid: int) -> dict[str, Any]:
+    """``started``: the start is on disk; where, and who launches the program."""
+    return {
+        "op": "started",
+        "trail": trail_wire(prepared),
+        "private_tmp": prepared.private_tmp,
+        "launcher": launcher_pid,
+    }
 
 
 def start_message(prepared: Prepared) -> dict[str, Any]:
@@ -416,24 +807,25 @@ def trail_wire(prepared: Prepared) -> dict[str, Any]:
         for name, value in vars(facts).items()
         if name not in {"env", "extra"}
     }
+    start = prepared.start
     return {
         "log_dir": str(prepared.trail.log_dir),
         "session_id": facts.session_id,
         "facts": plain | {"env": dict(facts.env), "extra": dict(facts.extra)},
+        "start": [start.seq, start.offset] if start is not None else None,
+        "events": [[name, dict(fields)] for name, fields in prepared.after_events],
     }
 
 
-def _answer(request: dict[str, Any]) -> Prepared | dict[str, Any]:
-    """A ``run`` request's preparation, or the answer to a ``guard hook`` call."""
-    if request.get("op") == "hook":
-        from statetrace_guard.hooks.main import serve_hook  # noqa: PLC0415
+def _hook_answer(request: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a ``guard hook`` call (judged like a command)."""
+    from statetrace_guard.hooks.main import serve_hook  # noqa: PLC0415
 
-        return serve_hook(request)
-    return _prepare(request)
+    return serve_hook(request)
 
 
-def _prepare(request: dict[str, Any]) -> Prepared | dict[str, Any]:
-    """Judge and record the start exactly as the in-process path would."""
+def _judge(request: dict[str, Any]) -> Assessed | dict[str, Any]:
+    """Judge the command exactly as the in-process path would."""
     try:
         options = request["options"]
         invocation = resolve_invocation(
@@ -443,18 +835,29 @@ def _prepare(request: dict[str, Any]) -> Prepared | dict[str, Any]:
             env=dict(request["env"]),
             cwd=Path(request["cwd"]),
         )
-        prepared = prepare(invocation, _run_options(request, options))
+        judged = judge_command(invocation, _run_options(request, options))
     except GuardError as error:
         return _error(error.message, run_exit_code(error.exit_code), error.hint())
     except (KeyError, TypeError, ValueError) as exc:
         return _error(f"malformed request: {exc}", ExitCode.RUN_GUARD_FAILED)
-    if isinstance(prepared, Blocked):
-        return {
-            "op": "blocked",
-            "message": prepared.message,
-            "exit": int(prepared.exit_status),
-        }
-    return prepared
+    return _blocked(judged) if isinstance(judged, Blocked) else judged
+
+
+def _commit(judged: Assessed, request: dict[str, Any]) -> Prepared | dict[str, Any]:
+    """Write the judged command's record (may wait for the session's lock)."""
+    try:
+        prepared = commit(judged, _run_options(request, request["options"]))
+    except GuardError as error:
+        return _error(error.message, run_exit_code(error.exit_code), error.hint())
+    return _blocked(prepared) if isinstance(prepared, Blocked) else prepared
+
+
+def _blocked(blocked: Blocked) -> dict[str, Any]:
+    return {
+        "op": "blocked",
+        "message": blocked.message,
+        "exit": int(blocked.exit_status),
+    }
 
 
 def _run_options(request: dict[str, Any], options: dict[str, Any]) -> RunOptions:
@@ -530,6 +933,7 @@ def warm_up() -> None:
     """Load everything a request needs now, so the first client waits for none."""
     import structlog  # noqa: F401, PLC0415 - the trail's front end loads it on first use
 
+    import statetrace_guard.audit.keys  # noqa: PLC0415
     import statetrace_guard.audit.trail  # noqa: PLC0415
     import statetrace_guard.classify.argv  # noqa: PLC0415
     import statetrace_guard.classify.powershell  # noqa: PLC0415
@@ -549,6 +953,9 @@ def main(argv: list[str] | None = None) -> None:
     path = args[0]
     idle = float(args[1]) if len(args) > 1 else DEFAULT_IDLE_SECONDS
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    # Never keep a workspace busy: a volume the helper was started from
+    # must stay unmountable (every path it is given is absolute).
+    os.chdir("/")
     warm_up()
     gc.freeze()  # long-lived: keep the collector off what never changes
     Daemon(path, idle).serve_forever()

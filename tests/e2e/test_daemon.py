@@ -18,7 +18,8 @@ import pytest
 from resident_helper import outer_pids, ping, wait_for_helper
 
 from statetrace_guard.daemon import peer, protocol, server
-from statetrace_guard.daemon.client import fast_run, parse_run_args
+from statetrace_guard.daemon.client import fast_run
+from statetrace_guard.run_options import parse as parse_run_args
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux",
@@ -264,7 +265,7 @@ class TestFailure:
 @pytest.mark.usefixtures("daemon_env")
 class TestSignalBeforeStart:
     def test_a_signal_before_anything_started_runs_nothing(self, workspace):
-        """SIGTERM while the helper judges, then a fallback: no in-process run."""
+        """SIGTERM while the helper judges: the client ends at once, nothing runs."""
         path = protocol.socket_path()
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX)
@@ -275,14 +276,11 @@ class TestSignalBeforeStart:
         try:
             conn, _ = listener.accept()
             with conn:
-                protocol.recv_message(conn)  # the request
+                protocol.recv_message(conn)  # the request; never answered
                 client.send_signal(signal.SIGTERM)
-                assert protocol.recv_message(conn) == {
-                    "op": "signal",
-                    "signum": signal.SIGTERM,
-                }
-                protocol.send_message(conn, {"op": "fallback", "reason": "test"})
-            assert client.wait(timeout=30) == 128 + signal.SIGTERM
+                assert client.wait(timeout=30) == 128 + signal.SIGTERM
+                with pytest.raises(protocol.ProtocolError):
+                    protocol.recv_message(conn)  # it hung up, relaying nothing
         finally:
             listener.close()
             os.unlink(path)
@@ -345,7 +343,7 @@ class TestUnits:
         daemon.fingerprint = -1
         left, right = socket.socketpair()
         with left, right:
-            daemon._serve_one(right, os.getpid(), {"op": "run"}, [])
+            daemon._serve_one(right, os.getpid(), {"op": "run"})
             assert protocol.recv_message(left) == {
                 "op": "fallback",
                 "reason": "stale daemon",
@@ -547,12 +545,14 @@ class TestHelperRunsPrograms:
         program, supervisor = outer_pids(MARKER)
         os.kill(supervisor, signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 125
-        assert b"supervisor ended before the program" in err
+        # It ran, and nobody could learn how it ended: 123, never 125
+        # (which would tell the agent that nothing ran).
+        assert proc.returncode == 123
+        assert b"outcome unknown" in err
         wait_until(lambda: not pid_alive(program))
         record = finished_records(workspace)[-1]
-        assert record["exit_status"] == 125
-        assert "supervisor" in record["error"]
+        assert record["exit_code"] == 123
+        assert record["outcome_unknown"] is True
         assert guard("verify").returncode == 0
 
     def test_a_killed_launcher_loses_nothing_and_is_replaced(self, guard, workspace):
