@@ -4,8 +4,9 @@ Each input line is ``{"argv": [...], "level": "L1"}`` or
 ``{"command": "...", "shell": "bash"|"pwsh", "level": "L1"}``, optionally with
 ``"env": {...}`` (the opt-in variables as the command would see them). Each
 output line is the same object ``guard check --json`` prints; a malformed
-line gives ``{"schema_version": 1, "line": N, "error": "..."}`` and the batch
-goes on.
+line (not UTF-8, not JSON, a ``level`` that is not a level name, both
+``argv`` and ``command``, ...) gives ``{"schema_version": 1, "line": N,
+"error": "..."}`` and the batch goes on.
 
 Batches repeat themselves (a session runs the same few commands again and
 again), so within one batch an input line seen before gets the answer it got
@@ -81,7 +82,7 @@ def parse_line(text: str, default_level: Level) -> BatchLine:
         msg = "each line must be a JSON object"
         raise TypeError(msg)
     argv = _argv_of(data)
-    level = Level.parse(data["level"]) if "level" in data else default_level
+    level = _level_of(data, default_level)
     env = data.get("env")
     if env is not None and not _is_str_mapping(env):
         msg = '"env" must map names to strings'
@@ -89,8 +90,18 @@ def parse_line(text: str, default_level: Level) -> BatchLine:
     return BatchLine(argv=argv, level=level, env=env)
 
 
+def _level_of(data: Mapping[str, Any], default: Level) -> Level:
+    if "level" not in data:
+        return default
+    level = data["level"]
+    if not isinstance(level, str):
+        msg = '"level" must be a string (L0, L1, L2 or L3)'
+        raise ValueError(msg)  # noqa: TRY004 - one error kind for every bad line
+    return Level.parse(level)
+
+
 def judge_lines(
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     policy: CompiledPolicy,
     place: Place,
     default_level: Level,
@@ -98,7 +109,13 @@ def judge_lines(
 ) -> Iterator[str]:
     """Yield one result, as a line of JSON text, per non-blank input line."""
     seen: dict[str, tuple[str, bool]] = {}  # this batch's answers by input line
-    for number, text in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            stats.malformed += 1
+            yield _malformed(number, f"not UTF-8 (byte {exc.start})")
+            continue
         key = text.strip()
         if not key:
             continue
@@ -124,6 +141,10 @@ def judge_lines(
         else:
             stats.blocked += 1
         yield answer[0]
+
+
+def _malformed(number: int, error: str) -> str:
+    return _encode({"schema_version": SCHEMA_VERSION, "line": number, "error": error})
 
 
 def _encode(result: Mapping[str, Any]) -> str:
@@ -157,6 +178,10 @@ def _verdict_of(
 
 
 def _argv_of(data: Mapping[str, Any]) -> tuple[str, ...]:
+    if "argv" in data and "command" in data:
+        # Judging one of them would let the other pass unseen.
+        msg = 'a line has "argv" or "command", not both'
+        raise ValueError(msg)
     if "argv" in data:
         argv = data["argv"]
         if not isinstance(argv, list) or not argv or not _all_str(argv):

@@ -437,6 +437,12 @@ def _error_place(
 
 
 def _parse(raw: bytes, source: str) -> dict[str, object]:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise PolicyError(
+            "starts with a UTF-8 byte-order mark (BOM), which TOML does not allow",
+            file=source,
+            hint="save the file as UTF-8 without a BOM",
+        )
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

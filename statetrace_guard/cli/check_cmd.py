@@ -27,7 +27,7 @@ _ARGV = click.argument("argv", nargs=-1, type=click.UNPROCESSED)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--batch",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     default=None,
     help="Judge JSON Lines from FILE ('-' for stdin), one result per line.",
 )
@@ -37,7 +37,7 @@ def check(
     level: str | None,
     policy: Path | None,
     as_json: bool,
-    batch: IO[str] | None,
+    batch: IO[bytes] | None,
     argv: tuple[str, ...],
 ) -> None:
     """Classify and decide on `-- PROGRAM [ARGS...]`; run and log nothing.
@@ -94,7 +94,7 @@ def _judge(argv: tuple[str, ...], invocation: Invocation) -> Judgement:
     )
 
 
-def _run_batch(stream: IO[str], invocation: Invocation) -> int:
+def _run_batch(stream: IO[bytes], invocation: Invocation) -> int:
     import gc  # noqa: PLC0415
 
     from statetrace_guard.batch import BatchStats, judge_lines  # noqa: PLC0415
