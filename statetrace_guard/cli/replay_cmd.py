@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,6 +31,9 @@ from statetrace_guard.replay import (
     read_session,
 )
 from statetrace_guard.transcripts import TranscriptFormat
+
+if TYPE_CHECKING:
+    from statetrace_guard.rerun import Rerun
 
 __all__ = ["replay"]
 
@@ -295,36 +298,6 @@ def _list(values: tuple[str, ...]) -> str:
     return ",".join(values) if values else "-"
 
 
-@dataclass(frozen=True, slots=True)
-class _Rerun:
-    """One command run again: the recorded and the new exit status."""
-
-    command: RecordedCommand
-    status: int
-
-    @property
-    def differs(self) -> bool:
-        """True when the recording has a status and it is not the new one."""
-        return (
-            self.command.exit_status is not None
-            and self.command.exit_status != self.status
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        """One ``--json`` line for the re-run command."""
-        cmd = self.command
-        return {
-            "schema_version": 1,
-            "kind": "execute",
-            "source": cmd.source,
-            "line": cmd.line,
-            "argv": list(cmd.argv),
-            "recorded_exit": cmd.exit_status,
-            "exit": self.status,
-            "differs": self.differs,
-        }
-
-
 def _execute(
     commands: Sequence[RecordedCommand],
     workspace: Path,
@@ -332,71 +305,18 @@ def _execute(
     level: Level | None,
     output: _Output,
 ) -> bool:
-    """Re-run the recorded allowed commands in order; True when a status differs."""
-    from statetrace_guard.paths import default_log_dir, workspace_root  # noqa: PLC0415
-    from statetrace_guard.session_ids import allocate_session_id  # noqa: PLC0415
+    """Re-run the recorded allowed commands; render; True when a status differs."""
+    from statetrace_guard.rerun import rerun_commands  # noqa: PLC0415 - --execute only
 
-    root = workspace_root(workspace)
-    session = allocate_session_id(default_log_dir(root) / "Sessions")
-    reruns = [
-        _rerun(command, root, session, invocation, level)
-        for command in commands
-        if command.decision == "allow"
-    ]
+    session, reruns = rerun_commands(commands, workspace, invocation.policy_file, level)
     differing = [rerun for rerun in reruns if rerun.differs]
     _render_reruns(reruns, differing, session, output)
     return bool(differing)
 
 
-def _rerun(
-    command: RecordedCommand,
-    root: Path,
-    session: str,
-    invocation: Invocation,
-    level: Level | None,
-) -> _Rerun:
-    """Run one command through ``guard run`` in the scratch workspace."""
-    import subprocess  # noqa: PLC0415 - --execute only
-
-    argv = [sys.executable, "-m", "statetrace_guard", "run", "--session", session]
-    argv += ["--level", (command.level if level is None else level).name]
-    if invocation.policy_file is not None:
-        argv += ["--policy", str(invocation.policy_file.resolve())]
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"STATETRACE_GUARD_SESSION", "STATETRACE_GUARD_LEVEL"}
-    }
-    done = subprocess.run(
-        [*argv, "--", *command.argv],
-        cwd=_cwd_in(root, command.cwd),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
-    return _Rerun(command, done.returncode)
-
-
-def _cwd_in(root: Path, recorded_cwd: str) -> Path:
-    """The recorded cwd moved into the scratch workspace (its root if absent)."""
-    from statetrace_guard.paths import workspace_root  # noqa: PLC0415
-
-    recorded = Path(recorded_cwd)
-    if not recorded.is_dir():
-        return root
-    try:
-        relative = recorded.resolve().relative_to(workspace_root(recorded))
-    except ValueError:
-        return root
-    moved = root / relative
-    return moved if moved.is_dir() else root
-
-
 def _render_reruns(
-    reruns: Sequence[_Rerun],
-    differing: Sequence[_Rerun],
+    reruns: Sequence[Rerun],
+    differing: Sequence[Rerun],
     session: str,
     output: _Output,
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import statetrace_guard.replay as replay_module
+from statetrace_guard import rerun
 from statetrace_guard.audit.trail import CommandFacts, Trail, session_path
 from statetrace_guard.cli import main, replay_cmd
 from statetrace_guard.evaluate import evaluate, make_place
@@ -283,11 +284,11 @@ class TestHelpers:
         (original / "src").mkdir()
         scratch = tmp_path / "scratch"
         (scratch / "src").mkdir(parents=True)
-        assert replay_cmd._cwd_in(scratch, str(original / "src")) == scratch / "src"
-        assert replay_cmd._cwd_in(scratch, str(original)) == scratch
-        assert replay_cmd._cwd_in(scratch, str(tmp_path / "gone")) == scratch
+        assert rerun._cwd_in(scratch, str(original / "src")) == scratch / "src"
+        assert rerun._cwd_in(scratch, str(original)) == scratch
+        assert rerun._cwd_in(scratch, str(tmp_path / "gone")) == scratch
         (original / "only-here").mkdir()
-        assert replay_cmd._cwd_in(scratch, str(original / "only-here")) == scratch
+        assert rerun._cwd_in(scratch, str(original / "only-here")) == scratch
 
     def test_describe_row_names_never(self):
         """A required level of None reads 'never'; long commands are shortened."""
