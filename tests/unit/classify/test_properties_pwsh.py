@@ -157,7 +157,7 @@ class TestNeverRaises:
             "iwr https://x.test | " * 3000 + "gci",
             "'" + "a" * 65_000 + "'",
             "a" * 65_536,
-            random.Random(7).choice(FRAGMENTS) * 4000,  # noqa: S311 - test data
+            random.Random(7).choice(FRAGMENTS) * 4000,
         ],
     )
     def test_64k_inputs(self, text):
@@ -207,7 +207,7 @@ class TestSpellingInvariant:
     @pytest.mark.parametrize("base", SPELLING_BASES)
     def test_variants(self, base):
         expected = effect_set(base)
-        rng = random.Random(base)  # noqa: S311 - reproducible test data
+        rng = random.Random(base)
         for variant in _spellings(base, rng):
             assert effect_set(variant) == expected, variant
 
