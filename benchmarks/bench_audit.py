@@ -98,6 +98,7 @@ def run_case(count: int, procs: int, front: str, durable: bool) -> tuple[float, 
             capture_output=True,
             text=True,
             check=True,
+            env=env,  # the writers' guard home: its key authenticates the log
         )
         ok, records = check.stdout.split()
         assert ok == "True", check.stdout

@@ -16,6 +16,7 @@ Layout: ``<home>/pending/<hash of the log's path>/<started_seq>.json``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from typing import Any
 
 from statetrace_guard.paths import guard_home
 
-__all__ = ["Parked", "has_parked", "park", "parked", "parked_seqs"]
+__all__ = ["Parked", "has_parked", "park", "parked", "parked_folder", "parked_seqs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +50,23 @@ class Parked:
         """Forget it (it is in the log now, or was already)."""
         with contextlib.suppress(FileNotFoundError):
             self.file.unlink()
+        with contextlib.suppress(OSError):
+            self.file.parent.rmdir()  # only when it was the last one
 
 
-def _folder(log_path: Path) -> Path:
+def parked_folder(log_path: Path) -> Path:
+    """Where the finishes kept for ``log_path`` wait (absent when none do)."""
+    return _folder_of(str(guard_home()), str(log_path))
+
+
+_folder = parked_folder
+
+
+@functools.lru_cache(maxsize=256)
+def _folder_of(home: str, log_path: str) -> Path:
+    """The folder of a log's parked finishes (cached: resolving costs a dozen stats)."""
     name = os.path.realpath(log_path).encode("utf-8", "surrogateescape")
-    return guard_home() / "pending" / hashlib.sha256(name).hexdigest()[:24]
+    return Path(home) / "pending" / hashlib.sha256(name).hexdigest()[:24]
 
 
 def park(
@@ -65,9 +78,25 @@ def park(
         OSError: guard's home cannot be written either.
     """
     folder = _folder(log_path)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     final = folder / f"{started_seq}.json"
     temp = folder / f".{started_seq}.{os.getpid()}.tmp"
+    try:
+        return _write(final, temp, log_path, record, started_seq, since)
+    except FileNotFoundError:
+        # Its folder went away between our mkdir and our write (the last
+        # finish kept there was just written out): once more.
+        return _write(final, temp, log_path, record, started_seq, since)
+
+
+def _write(
+    final: Path,
+    temp: Path,
+    log_path: Path,
+    record: Mapping[str, Any],
+    started_seq: int,
+    since: int,
+) -> Path:
+    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     content = {
         "log": str(log_path),
         "started_seq": started_seq,
@@ -85,11 +114,12 @@ def park(
 
 
 def has_parked(log_path: Path) -> bool:
-    """True when finishes wait for ``log_path`` (one ``stat``: cheap per record)."""
-    try:
-        return any(True for _ in os.scandir(_folder(log_path)))
-    except OSError:
-        return False
+    """True when finishes may wait for ``log_path`` (one ``stat``: cheap per record).
+
+    The folder is removed when its last finish is written, so its existence
+    is the answer.
+    """
+    return _folder(log_path).is_dir()
 
 
 def parked(log_path: Path) -> list[Parked]:

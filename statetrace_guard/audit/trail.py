@@ -31,7 +31,7 @@ from statetrace_guard.audit.netops import (
     netops_path,
     netops_record,
 )
-from statetrace_guard.audit.pending import has_parked
+from statetrace_guard.audit.pending import parked_folder
 from statetrace_guard.audit.redact import Redactor, load_key
 from statetrace_guard.errors import AuditError
 
@@ -355,6 +355,7 @@ class Trail:
         self._session_path = session_path(log_dir, session_id)
         self._pipeline: Pipeline | None = None
         self._flushing = False
+        self._parked_folder: Path | None = None
 
     def blocked(self, facts: CommandFacts) -> None:
         """Record a blocked command (and its NetOps line when it uses the network).
@@ -577,7 +578,7 @@ class Trail:
         Finishes kept in guard's home for this file go in first.
         """
         writer = self._session_writer()
-        if not self._flushing and has_parked(self._session_path):
+        if not self._flushing and self._parked_here():
             self._flushing = True
             try:
                 self.flush_parked()
@@ -587,8 +588,14 @@ class Trail:
         if not reserve:
             return front.emit(writer, record)
         with writer.exclusive():
-            writer.reserve(reserve + _LINE_ALLOWANCE)
+            writer.hold_next(reserve + _LINE_ALLOWANCE)
             return front.emit(writer, record)
+
+    def _parked_here(self) -> bool:
+        """True when finishes for this session wait in guard's home (one stat)."""
+        if self._parked_folder is None:
+            self._parked_folder = parked_folder(self._session_path)
+        return self._parked_folder.is_dir()
 
     def _session_writer(self) -> ChainWriter:
         return self._writers.get(self._session_path) or self._writer(

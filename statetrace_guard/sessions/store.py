@@ -149,15 +149,6 @@ def parse_ts(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise AuditError(f"cannot read {path}: {exc.strerror}") from exc
-
-
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
@@ -174,10 +165,19 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
     Raises:
         AuditError: the file exists but cannot be read.
     """
-    for line in (_read_bytes(path) or b"").split(b"\n")[:-1]:
-        record = _parse(line)
-        if record is not None:
-            yield record
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise AuditError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:  # line by line: a long log is never held whole
+        for line in handle:
+            if not line.endswith(b"\n"):
+                return  # a line still being written
+            record = _parse(line)
+            if record is not None:
+                yield record
 
 
 # NOTE(sessions): records are canonical JSON, where a quote inside a string is
