@@ -450,7 +450,7 @@ def rows(
     for entry in entries:
         _place(entry.record, queue, waiting, (used, every_event))
         yield from _release(queue, waiting, pending_limit)
-    yield from _release(queue, waiting, 0)
+    yield from _release(queue, waiting, 0, settle=True)
 
 
 def _place(
@@ -509,16 +509,24 @@ def _command_key(record: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _release(
-    queue: deque[_Slot], waiting: dict[tuple[str, ...], deque[_Slot]], limit: int
+    queue: deque[_Slot],
+    waiting: dict[tuple[str, ...], deque[_Slot]],
+    limit: int,
+    *,
+    settle: bool = False,
 ) -> Iterator[Row]:
-    """Yield the finished rows at the head of the queue (and overflow)."""
+    """Yield the finished rows at the head of the queue (and overflow).
+
+    ``settle`` (at the end of the records) marks open starts whose guard is
+    gone dangling; a start let go for the limit may still get its finish.
+    """
     while queue and (queue[0].key is None or len(queue) > limit):
         slot = queue.popleft()
         if slot.key is not None:
             waiting[slot.key].popleft()
             if not waiting[slot.key]:
                 del waiting[slot.key]
-            yield _settled(slot.row)
+            yield _settled(slot.row) if settle else slot.row
             continue
         yield slot.row
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -32,7 +35,8 @@ def trail_files(log_dir):
             reasons=("network needs L3",),
         )
     )
-    trail.started(make_facts(("sleep", "100"), pid=9), {})
+    # Its guard is this (live) process: the command is still running.
+    trail.started(make_facts(("sleep", "100"), pid=os.getpid()), {})
     other = Trail(log_dir, "s2", front="direct")
     other.started(make_facts(("ls",), session_id="s2", task_id="ST-9"), {})
     return log_dir
@@ -53,6 +57,16 @@ def test_rows_pair_started_and_finished(trail_files):
     ]
     assert rows[0].started is not None
     assert rows[0].started["event"] == "command.started"
+
+
+def test_open_start_whose_guard_is_gone_is_dangling(log_dir):
+    """No finish and no live guard behind the start: the row says dangling."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    trail = Trail(log_dir, "s1", front="direct")
+    trail.started(make_facts(("sleep", "100"), pid=gone.pid), {})
+    rows = list(review.rows(entries([session_path(log_dir, "s1")])))
+    assert [r.state for r in rows] == ["dangling"]
 
 
 def test_rows_wait_for_earlier_commands_and_stay_bounded(trail_files):
