@@ -698,13 +698,19 @@ class TestHelperRunsPrograms:
             subprocess.Popen(argv, cwd=workspace, stdout=subprocess.PIPE)
             for _ in range(3)
         ]
-        seen = {run.stdout.readline() for run in runs}
-        go.write_text("")
-        for run in runs:
-            run.stdout.close()
-            assert run.wait(timeout=60) == 0
-        assert len(seen) == 3
-        assert all(line.startswith(b"net:[") for line in seen)
+        try:
+            # All three are alive (waiting for ``go``) while their namespaces
+            # are read, so no number can have been freed and reused between
+            # them, however slowly a loaded machine starts them.
+            seen = [run.stdout.readline() for run in runs]
+        finally:
+            go.write_text("")  # whatever happened, nothing stays behind
+            statuses = [run.wait(timeout=120) for run in runs]
+            for run in runs:
+                run.stdout.close()
+        assert statuses == [0, 0, 0]
+        assert all(line.startswith(b"net:[") for line in seen), seen
+        assert len(set(seen)) == 3, seen
         assert os.readlink("/proc/self/ns/net").encode() + b"\n" not in seen
 
     def test_the_helper_keeps_none_of_the_starting_clients_descriptors(self, workspace):
