@@ -40,9 +40,10 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path) -> int:
     ).returncode
 
 
-def _session(env: dict[str, str], cwd: Path) -> str:
+def _session(env: dict[str, str], cwd: Path, policy: Path) -> str:
+    start = [*GUARD, "session", "start", "--policy", str(policy)]
     done = subprocess.run(
-        [*GUARD, "session", "start", "--task", "ST-A-001", "--plan", "plan.md"],
+        [*start, "--task", "ST-A-001", "--plan", "plan.md"],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -50,6 +51,20 @@ def _session(env: dict[str, str], cwd: Path) -> str:
         check=True,
     )
     return done.stdout.split()[0]
+
+
+def _budget_policy(root: Path) -> Path:
+    """The built-in policy with a session budget the run cannot reach.
+
+    The default ``max_commands`` (500) would block the rest of a shared
+    session's commands: the figures are about the helper, not the budget.
+    """
+    path = root / "policy.toml"
+    path.write_text(
+        'name = "bench"\nextends = "builtin:statetrace"\n'
+        "[settings]\nmax_commands = 1000000\n"
+    )
+    return path
 
 
 def layout(shared: bool, agents: int, commands: int) -> dict[str, object]:
@@ -60,6 +75,7 @@ def layout(shared: bool, agents: int, commands: int) -> dict[str, object]:
         ws.mkdir()
         subprocess.run(["git", "init", "-q", str(ws)], check=True)
         (ws / "plan.md").write_text("plan\n")
+        policy = _budget_policy(root)
         env = {
             **os.environ,
             "STATETRACE_GUARD_HOME": str(root / "home"),
@@ -70,9 +86,9 @@ def layout(shared: bool, agents: int, commands: int) -> dict[str, object]:
             _run([*GUARD, "run", "--", "true"], env, ws)
         time.sleep(2)
         sessions = (
-            [_session(env, ws)] * agents
+            [_session(env, ws, policy)] * agents
             if shared
-            else [_session(env, ws) for _ in range(agents)]
+            else [_session(env, ws, policy) for _ in range(agents)]
         )
         latencies: list[float] = []
         failures: list[int] = []
@@ -82,7 +98,18 @@ def layout(shared: bool, agents: int, commands: int) -> dict[str, object]:
             for _ in range(commands):
                 began = time.perf_counter()
                 status = _run(
-                    [*GUARD, "run", "--session", session, "--", "true"], env, ws
+                    [
+                        *GUARD,
+                        "run",
+                        "--policy",
+                        str(policy),
+                        "--session",
+                        session,
+                        "--",
+                        "true",
+                    ],
+                    env,
+                    ws,
                 )
                 took = time.perf_counter() - began
                 with lock:

@@ -52,6 +52,20 @@ def _helper(env: dict[str, str]) -> tuple[int, int]:
     return helper, launcher
 
 
+def _budget_policy(root: Path) -> Path:
+    """The built-in policy with a session budget the run cannot reach.
+
+    The default ``max_commands`` (500) would block the rest of a shared
+    session's commands: the figures are about the helper, not the budget.
+    """
+    path = root / "policy.toml"
+    path.write_text(
+        'name = "bench"\nextends = "builtin:statetrace"\n'
+        "[settings]\nmax_commands = 1000000\n"
+    )
+    return path
+
+
 def main() -> None:
     """Run the soak and print the samples."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,6 +77,7 @@ def main() -> None:
         ws = root / "ws"
         ws.mkdir()
         subprocess.run(["git", "init", "-q", str(ws)], check=True)
+        policy = _budget_policy(root)
         env = {
             **os.environ,
             "STATETRACE_GUARD_HOME": str(root / "home"),
@@ -75,7 +90,7 @@ def main() -> None:
 
         def one(_: int) -> int:
             return subprocess.run(
-                [*GUARD, "run", "--", "true"],
+                [*GUARD, "run", "--policy", str(policy), "--", "true"],
                 cwd=ws,
                 env=env,
                 stdin=subprocess.DEVNULL,
