@@ -245,9 +245,14 @@ class ProxyServer:
         finally:
             client.close()
             conn.duration_ms = (time.monotonic() - conn.clock) * 1000
-            with self._lock:
-                self._threads.discard(threading.current_thread())
-            self._record(conn)
+            try:
+                self._record(conn)
+            finally:
+                # Only once recorded: close() waits for the threads it finds,
+                # and the proxy process ends right after (a thread that left
+                # the set first lost its record about half the time).
+                with self._lock:
+                    self._threads.discard(threading.current_thread())
 
     @contextlib.contextmanager
     def _tracked(self, sock: socket.socket) -> Iterator[None]:
