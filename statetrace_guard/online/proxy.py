@@ -104,6 +104,9 @@ class Connection:
     bytes_up: int = 0
     bytes_down: int = 0
     duration_ms: float = 0.0
+    # The whole response (by its Content-Length) reached the program: a cut
+    # when the command ends after that loses nothing.
+    complete: bool = False
 
     def as_fields(self) -> dict[str, object]:
         """Plain values for the records."""
@@ -286,7 +289,7 @@ class ProxyServer:
                 _tunnel(client, upstream, rest, conn)
             else:
                 _forward(client, upstream, parsed, rest, conn)
-        if self._closing.is_set() and conn.error is None:
+        if self._closing.is_set() and conn.error is None and not conn.complete:
             conn.error = "cut: the proxy closed when the command ended"
         if conn.error is None:
             conn.status = "succeeded"
@@ -482,9 +485,30 @@ def _relay_response(
     out = b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n" + rest
     client.sendall(out)
     conn.add_down(len(out))
-    errors = list(_pump(upstream, client, conn.add_down))
+    expected = _content_length(kept)
+    body = [len(rest)]
+
+    def relayed(count: int) -> None:
+        body[0] += count
+        conn.add_down(count)
+
+    errors = list(_pump(upstream, client, relayed))
     if errors:
         conn.error = errors[0]
+    conn.complete = expected is not None and body[0] >= expected
+
+
+def _content_length(header_lines: list[bytes]) -> int | None:
+    """The response body's length when its head states one (and no chunking)."""
+    length = None
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length" and value.strip().isdigit():
+            length = int(value.strip())
+    return length
 
 
 class _Reader:
