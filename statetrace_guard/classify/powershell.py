@@ -399,6 +399,8 @@ class _Walker:
         self.functions: set[str] = set()
         self.aliases: dict[str, str] = {}
         self.file_objects: set[str] = set()  # variables holding Get-Item output
+        # variables holding $ExecutionContext or its provider/engine objects
+        self.provider_objects: set[str] = set()
         self.cwd_prefix = ""  # where Set-Location moved, relative to ctx.cwd
         self.cwd_unknown = False
         self.budget = _MAX_NODES
@@ -578,6 +580,11 @@ class _Walker:
                 self.file_objects.add(name)
             else:
                 self.file_objects.discard(name)
+            # $p = $ExecutionContext.InvokeProvider; $p.Content.Clear('a'). Never
+            # forgotten: a later `$p = 'x'` may sit in a branch that never runs.
+            root = _receiver_root(right)
+            if _PROVIDER_API.search(right) or root in self.provider_objects:
+                self.provider_objects.add(name)
 
     def cast(self, node: Node) -> None:
         """``[wmiclass]'Win32_Process'``: a cast builds an object of the type."""
@@ -653,7 +660,9 @@ class _Walker:
     def instance_effect(self, target: str, member: str) -> Effect:
         """``$x.M()``: by the receiver when it is known (a file, a provider)."""
         receiver = target.lower()
-        if _PROVIDER_API.search(receiver):
+        if _PROVIDER_API.search(receiver) or (
+            _receiver_root(receiver) in self.provider_objects
+        ):
             return Effect.DYNAMIC  # $ExecutionContext.InvokeProvider.Item.Remove
         if _FILE_SOURCE.match(receiver.lstrip("(")) or (
             receiver.lstrip("$") in self.file_objects
@@ -674,7 +683,17 @@ class _Walker:
 
 
 # Receivers whose methods act through PowerShell's providers or engine.
-_PROVIDER_API = re.compile(r"invokeprovider|invokecommand|sessionstate")
+_PROVIDER_API = re.compile(
+    r"\$executioncontext|invokeprovider|invokecommand|sessionstate"
+)
+
+
+def _receiver_root(text: str) -> str:
+    """The variable an expression starts from (``$p.Content`` -> ``p``)."""
+    head = text.lstrip("(").split(".", 1)[0].split("[", 1)[0]
+    return head[1:].strip("{}").lower() if head.startswith("$") else ""
+
+
 # Expressions that give file or directory objects (Get-Item x, [IO.FileInfo]).
 _FILE_SOURCE = re.compile(
     r"(get-item|gi|get-childitem|gci|dir|ls|new-item|ni)\b|"
