@@ -119,7 +119,13 @@ class TestInit:
 
     def test_leftovers_are_ended_and_listed(self, backend, layout):
         marker = f"{time.time_ns()}"
-        outcome = go(backend, layout, ["sh", "-c", f"setsid sleep 300 {marker} &"])
+        # Wait until the background job is sleep (setsid execs it): listed
+        # earlier, it is still called setsid (seen under load).
+        script = (
+            f"setsid sleep 300 {marker} & p=$!; "
+            'until [ "$(cat /proc/$p/comm 2>/dev/null)" = sleep ]; do :; done'
+        )
+        outcome = go(backend, layout, ["sh", "-c", script])
         assert outcome.exit_status == 0
         assert [e["name"] for e in outcome.leftover] == ["sleep"]
         assert not any(alive(e["pid"]) for e in outcome.leftover)
