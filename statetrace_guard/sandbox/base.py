@@ -10,6 +10,7 @@ audit record's ``enforcement`` comes from :attr:`SandboxPlan.enforcement`.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from statetrace_guard.levels import Level
 
 __all__ = [
+    "PRIVATE_TMP_PARENT",
     "Capabilities",
     "ChildSetup",
     "FsLayout",
@@ -156,6 +158,8 @@ class SandboxPlan:
             themselves so that they cannot be renamed or removed.
         hidden: directories covered by an empty read-only file system in
             the program's mount view (guard's home), at every level.
+        tmp_cover: (the directory of every private temporary directory, this
+            program's own): covered but for the program's own, or empty.
         backend: the name of the backend that made the plan.
         details: backend specifics (namespace mode, protection method).
         seal: capabilities, namespaces, seccomp and the Unix-socket rule.
@@ -169,6 +173,7 @@ class SandboxPlan:
     readonly: tuple[str, ...] = ()
     pinned: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    tmp_cover: tuple[str, ...] = ()
     backend: str = "none"
     details: dict[str, object] = field(default_factory=dict)
     seal: Seal = field(default_factory=Seal)
@@ -256,11 +261,18 @@ class SandboxBackend(Protocol):
         ...
 
 
+# Every program's private temporary directory lives in this directory of the
+# system one; a program's view covers it (the others' stay out of sight).
+PRIVATE_TMP_PARENT = "statetrace-guard-tmp"
+
+
 def make_private_tmp(parent: str) -> str:
     """Create the per-command private temporary directory (mode 0700).
 
     Cheaper than :mod:`tempfile` on the hot path; the caller points
-    ``TMPDIR`` at it and removes it with :func:`remove_private_tmp`.
+    ``TMPDIR`` at it and removes it with :func:`remove_private_tmp`. It is
+    made in ``<parent>/statetrace-guard-tmp-<uid>`` (a real directory, not a
+    link), which each program's mount view covers but for its own.
 
     Args:
         parent: the system temporary directory to create it in.
@@ -268,7 +280,14 @@ def make_private_tmp(parent: str) -> str:
     Returns:
         The new directory's absolute path.
     """
-    path = os.path.join(parent, f"guard-{os.getpid()}-{os.urandom(6).hex()}")  # noqa: PTH118
+    home = os.path.join(parent, f"{PRIVATE_TMP_PARENT}-{os.getuid()}")  # noqa: PTH118
+    try:
+        os.mkdir(home, 0o711)  # noqa: PTH102 - no pathlib on the hot path
+    except FileExistsError:
+        info = os.lstat(home)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            home = parent  # not ours to trust: the old place, uncovered
+    path = os.path.join(home, f"guard-{os.getpid()}-{os.urandom(6).hex()}")  # noqa: PTH118
     os.mkdir(path, 0o700)  # noqa: PTH102 - no pathlib on the hot path
     return path
 

@@ -39,13 +39,14 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from statetrace_guard.errors import SandboxUnavailable
 from statetrace_guard.levels import Level
 from statetrace_guard.sandbox import capabilities, landlock, seccomp
 from statetrace_guard.sandbox.base import (
+    PRIVATE_TMP_PARENT,
     Capabilities,
     FsLayout,
     Grant,
@@ -199,6 +200,8 @@ class GrantPlan:
         pinned: directories bound over themselves to keep their name.
         hidden: directories covered by an empty read-only file system
             (mount mode): guard's home, unreadable at every level.
+        tmp_cover: (the directory holding every program's private temporary
+            directory, this one's): covered but for this one (mount mode).
         protect: ``mount`` (a read-only view with the grants on top, even
             when no protected path lies inside a grant: it also covers
             metadata), ``landlock-split``, or ``outside`` (Landlock only, no
@@ -209,6 +212,7 @@ class GrantPlan:
     readonly: tuple[str, ...] = ()
     pinned: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    tmp_cover: tuple[str, ...] = ()
     protect: str = "outside"
 
 
@@ -237,7 +241,8 @@ def plan_grants(
     protected = protected_paths(level, layout)
     devices = tuple(Grant(d, "device") for d in _L0_DEVICES)
     if can_mount:
-        return _mount_plan(existing, protected, devices, _hidden(layout, existing))
+        plan = _mount_plan(existing, protected, devices, _hidden(layout, existing))
+        return replace(plan, tmp_cover=_tmp_cover(layout))
     splitter = _Splitter(protected)
     for root in existing:
         splitter.grant(root)
@@ -245,6 +250,18 @@ def plan_grants(
         grants=_without_nested([*devices, *splitter.grants]),
         protect="landlock-split" if splitter.split else "outside",
     )
+
+
+def _tmp_cover(layout: FsLayout) -> tuple[str, ...]:
+    """The private temporary directories' directory and this program's own.
+
+    Other programs' private directories (another session's scripts and
+    files, at any level) are out of sight: L0 read them, L1 wrote them.
+    """
+    parent = os.path.dirname(layout.private_tmp)
+    if not os.path.basename(parent).startswith(PRIVATE_TMP_PARENT):
+        return ()  # made in the old place (see make_private_tmp)
+    return (parent, layout.private_tmp)
 
 
 def _hidden(layout: FsLayout, roots: tuple[str, ...]) -> tuple[str, ...]:
@@ -393,6 +410,7 @@ class LinuxChildSetup:
                 pinned=plan.pinned,
                 readonly=plan.readonly,
                 hidden=plan.hidden,
+                tmp_cover=plan.tmp_cover,
                 private_dev=devices,
             )
             if plan.details.get("protect") == "mount"
@@ -535,6 +553,7 @@ class LinuxBackend:
             readonly=files.readonly,
             pinned=files.pinned,
             hidden=files.hidden,
+            tmp_cover=files.tmp_cover,
             backend=self.name,
             details={
                 "namespaces": "root" if caps.root else "user",

@@ -123,6 +123,9 @@ class MountPlan:
         pinned: directories bound over themselves so they keep their name.
         readonly: protected paths bound read-only over themselves.
         hidden: directories covered by an empty read-only tmpfs.
+        tmp_cover: (directory, its entry to keep): the directory covered by
+            a read-only tmpfs holding only that entry (the program's own
+            private temporary directory, bound back in).
         private_dev: fresh ``/dev/shm`` and ``/dev/pts`` made by the parent
             (its Landlock rules name their roots), attached here.
     """
@@ -131,6 +134,7 @@ class MountPlan:
     pinned: tuple[str, ...] = ()
     readonly: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    tmp_cover: tuple[str, ...] = ()
     private_dev: PrivateDevices | None = None
 
 
@@ -402,6 +406,28 @@ def _clone(path: str) -> int:
         os.close(origin)
 
 
+def _cover_but(parent: str, keep: str) -> None:
+    """Cover ``parent`` with a read-only tmpfs in which only ``keep`` is seen."""
+    own = _clone(keep)  # before the cover hides it
+    try:
+        _attach(
+            _new_fs(b"tmpfs", ((b"mode", b"0711"), (b"size", b"4k")), _DEV_ATTRS),
+            parent,
+        )
+        os.mkdir(keep, 0o700)
+    except BaseException:
+        os.close(own)
+        raise
+    _attach(own, keep)
+    _setattr(
+        _AT_FDCWD,
+        os.fsencode(parent),
+        0,
+        _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0),
+        parent,
+    )
+
+
 def _hide(path: str) -> None:
     """Cover the directory ``path`` with an empty read-only tmpfs."""
     _attach(_empty_tmpfs(), path)
@@ -453,6 +479,8 @@ def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
         )
     for path in plan.hidden:
         _hide(path)
+    if plan.tmp_cover:
+        _cover_but(*plan.tmp_cover)
     if plan.private_dev is not None:
         _private_devices(plan.private_dev)
     if fresh_proc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from dataclasses import replace
@@ -344,6 +345,22 @@ class TestPrivateTmp:
         (Path(path) / "left").write_text("x")
         remove_private_tmp(path)
         assert not Path(path).exists()
+        remove_private_tmp(path)
+
+    def test_made_in_the_covered_directory(self, layout, tmp_path):
+        """All private dirs share one parent, which each program's view covers."""
+        path = make_private_tmp(str(tmp_path))
+        parent = Path(path).parent
+        assert parent.name == f"statetrace-guard-tmp-{os.getuid()}"
+        plan = plan_grants(Level.L1, replace(layout, private_tmp=path), can_mount=True)
+        assert plan.tmp_cover == (str(parent), path)
+        remove_private_tmp(path)
+
+    def test_a_foreign_parent_is_not_trusted(self, tmp_path):
+        """A link planted where the parent belongs: the old place, uncovered."""
+        (tmp_path / f"statetrace-guard-tmp-{os.getuid()}").symlink_to("/")
+        path = make_private_tmp(str(tmp_path))
+        assert Path(path).parent == tmp_path
         remove_private_tmp(path)
 
 
