@@ -71,6 +71,8 @@ from statetrace_guard.sandbox.netns import (
 from statetrace_guard.sandbox.proxy_socket import send_listener, take_proxy_channel
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from statetrace_guard.sandbox.landlock import Ruleset
 
 __all__ = [
@@ -93,7 +95,7 @@ FILE_MODES = {
     "level's grants bound read-write on top, each protected path bound "
     "read-only over itself and the directories above it pinned, guard's home "
     "covered by an empty read-only file system (unreadable at every level); "
-    "as root, a fresh /dev (null, zero, full, random, urandom, tty from the "
+    "a fresh /dev (null, zero, full, random, urandom, tty from the "
     "host, the program's own /dev/pts and /dev/shm)",
     "landlock-split": "Landlock only, no mount namespaces: a directory that "
     "holds a protected path (the workspace root, .git/, Logs/) takes no new "
@@ -390,6 +392,7 @@ class LinuxChildSetup:
         private ``devices`` are this program's (closed by close()).
         """
         self._devices = devices
+        self._grants = {grant.path: grant.kind for grant in plan.grants}
         self._ruleset = ruleset
         self._shared = shared
         self._as_root = plan.details.get("namespaces") == "root"
@@ -405,13 +408,14 @@ class LinuxChildSetup:
                     g.path
                     for g in plan.grants
                     if g.kind == "write"
-                    and (devices is None or g.path not in _PRIVATE_DEVICES)
+                    and (not _private_dev(plan) or g.path not in _PRIVATE_DEVICES)
                 ),
                 pinned=plan.pinned,
                 readonly=plan.readonly,
                 hidden=plan.hidden,
                 tmp_cover=plan.tmp_cover,
                 private_dev=devices,
+                make_devices=plan.details.get("devices") == "private-init",
             )
             if plan.details.get("protect") == "mount"
             else None
@@ -466,6 +470,8 @@ class LinuxChildSetup:
             enter_mount_namespace(self._prepared_mounts)
         if self._mounts is not None:
             apply_mounts(self._mounts, fresh_proc=isolate)
+            if self._mounts.make_devices and self._ruleset is not None:
+                _allow_view_devices(self._ruleset, self._grants)
         elif isolate:
             private_proc()
 
@@ -586,6 +592,9 @@ class LinuxBackend:
             return LinuxChildSetup(None, plan)
         abi = self.probe().landlock_abi
         outputs = _writable_files(output_fds)
+        if plan.details.get("devices") == "private-init":  # rules added by init
+            ruleset = _build_ruleset(plan, abi, outputs, devices=None, host_dev=False)
+            return LinuxChildSetup(ruleset, plan)
         if _private_dev(plan):  # rules on this program's own devices: never shared
             devices = _make_devices()
             try:
@@ -691,7 +700,7 @@ _PRIVATE_DEVICES = frozenset({"/dev/shm", "/dev/pts", "/dev/ptmx"})  # noqa: S10
 
 def _private_dev(plan: SandboxPlan) -> bool:
     """Whether the program gets a fresh /dev (decided by the plan, see below)."""
-    return plan.details.get("devices") == "private"
+    return plan.details.get("devices") in {"private", "private-init"}
 
 
 def _devices_mode(caps: Capabilities, files: GrantPlan, layout: FsLayout) -> str:
@@ -700,12 +709,24 @@ def _devices_mode(caps: Capabilities, files: GrantPlan, layout: FsLayout) -> str
     (A workspace or temp directory in /dev/shm would vanish under a fresh
     /dev: that view keeps the host's.)
     """
-    if files.protect != "mount" or not caps.root:
+    if files.protect != "mount":
         return "host"
     ours = (layout.workspace, layout.private_tmp, layout.system_tmp)
     if any(_within(path, "/dev") for path in ours):
         return "host"
-    return "private"
+    # Without root the parent cannot make mounts: the program's init makes
+    # them in its user namespace and adds their rules to its own ruleset.
+    return "private" if caps.root else "private-init"
+
+
+def _allow_view_devices(ruleset: Ruleset, granted: Mapping[str, str]) -> None:
+    """In init, after its mounts: the level's device grants on the new /dev."""
+    if "/dev/pts" in granted:
+        ruleset.allow_path("/dev/pts", landlock.ACCESS_DEVICE)
+    if "/dev/ptmx" in granted:
+        ruleset.allow_path("/dev/pts/ptmx", landlock.ACCESS_DEVICE)
+    if granted.get("/dev/shm") == "write":  # noqa: S108 - L1 and up
+        ruleset.allow_path("/dev/shm", landlock.ACCESS_WRITE)  # noqa: S108
 
 
 def _allow_private_devices(
@@ -726,6 +747,8 @@ def _build_ruleset(
     abi: int,
     outputs: tuple[int, ...] = (),
     devices: PrivateDevices | None = None,
+    *,
+    host_dev: bool = True,
 ) -> Ruleset:
     access = {"write": landlock.ACCESS_WRITE, "device": landlock.ACCESS_DEVICE}
     closed = not plan.network_open
@@ -738,7 +761,8 @@ def _build_ruleset(
         try:
             ruleset.allow_path("/", landlock.ACCESS_READ)
             for grant in plan.grants:
-                if devices is None or grant.path not in _PRIVATE_DEVICES:
+                private = devices is not None or not host_dev
+                if not private or grant.path not in _PRIVATE_DEVICES:
                     ruleset.allow_path(grant.path, access[grant.kind])
             if devices is not None:
                 _allow_private_devices(ruleset, plan, devices)

@@ -19,7 +19,7 @@ In the program's private mount namespace (the style of bubblewrap's
    approvals, other sessions' state) is covered by an empty read-only tmpfs
    at every level, so a program cannot even read what lies below it; its
    parents inside a writable root are pinned like a protected path's;
-6. (as root) a fresh read-only ``/dev`` as bubblewrap's ``--dev`` makes it:
+6. a fresh read-only ``/dev`` as bubblewrap's ``--dev`` makes it:
    ``null``, ``zero``, ``full``, ``random``, ``urandom``, ``tty`` bound from
    the host, the program's own ``/dev/pts`` (a new devpts instance,
    ``ptmx`` linked to it) and ``/dev/shm`` (an empty tmpfs). The host's
@@ -128,6 +128,8 @@ class MountPlan:
             private temporary directory, bound back in).
         private_dev: fresh ``/dev/shm`` and ``/dev/pts`` made by the parent
             (its Landlock rules name their roots), attached here.
+        make_devices: make them here instead (a user namespace: the parent
+            cannot; the caller adds their rules after).
     """
 
     writable: tuple[str, ...]
@@ -136,6 +138,7 @@ class MountPlan:
     hidden: tuple[str, ...] = ()
     tmp_cover: tuple[str, ...] = ()
     private_dev: PrivateDevices | None = None
+    make_devices: bool = False
 
 
 @dataclass(frozen=True)
@@ -483,6 +486,8 @@ def apply_mounts(plan: MountPlan, *, fresh_proc: bool = False) -> None:
         _cover_but(*plan.tmp_cover)
     if plan.private_dev is not None:
         _private_devices(plan.private_dev)
+    elif plan.make_devices:
+        _private_devices(make_private_devices())
     if fresh_proc:
         _mount_proc()
 

@@ -78,6 +78,12 @@ def alive(pid: int) -> bool:
         return False
 
 
+DEV_LISTING = (
+    *("fd", "full", "null", "ptmx", "pts", "random", "shm"),
+    *("stderr", "stdin", "stdout", "tty", "urandom", "zero"),
+)
+
+
 class TestInit:
     def test_the_program_is_pid_2_under_init(self, backend, layout):
         """Inside, the program is PID 2 and its parent PID 1; /proc shows only them."""
@@ -90,6 +96,43 @@ class TestInit:
         outcome = go(backend, layout, py(code))
         assert outcome.exit_status == 0, outcome.error
         assert out.read_text() == "2 1 [1, 2]"
+
+    def test_the_program_has_its_own_dev(self, backend, layout):
+        """Root or in a user namespace: a fresh /dev, no other terminal, no host shm.
+
+        (Issue 12 hardening: another terminal's typed input was readable
+        through /dev/pts/N, other processes' shared memory through /dev/shm.)
+        """
+        out = Path(layout.workspace) / "out"
+        master, slave = os.openpty()
+        os.write(master, b"typed\n")
+        segment = Path(f"/dev/shm/guard-test-{os.getpid()}-{id(layout)}")
+        segment.write_text("host")
+        code = f"""
+            import os
+            seen = [sorted(os.listdir('/dev'))]
+            for path in ({os.ttyname(slave)!r}, {str(segment)!r}):
+                try:
+                    seen.append(open(path, 'rb').read(10))
+                except OSError as error:
+                    seen.append(error.strerror)
+            m, s = os.openpty()
+            seen.append(os.ttyname(s))
+            open({str(out)!r}, 'w').write(repr(seen))
+            """
+        try:
+            outcome = go(backend, layout, py(code))
+            assert outcome.exit_status == 0, outcome.error
+            listing, terminal, shared, own = eval(out.read_text())  # noqa: S307 - our repr
+            assert listing == sorted(DEV_LISTING)
+            assert terminal == "No such file or directory"
+            assert shared == "No such file or directory"
+            assert own.startswith("/dev/pts/")
+            assert os.read(slave, 10) == b"typed\n"
+        finally:
+            segment.unlink()
+            os.close(master)
+            os.close(slave)
 
     @pytest.mark.parametrize(("code", "status"), [(0, 0), (1, 1), (255, 255)])
     def test_exit_status_is_the_programs(self, backend, layout, code, status):

@@ -218,8 +218,13 @@ class TestDevices:
         )
         assert plan.details["devices"] == "private"
 
-    def test_host_without_root(self, layout):
+    def test_made_by_init_without_root(self, layout):
         plan = LinuxBackend(FULL).plan(Level.L1, network_open=False, layout=layout)
+        assert plan.details["devices"] == "private-init"
+
+    def test_host_without_mounts(self, layout):
+        caps = dataclasses.replace(FULL, mountns=False)
+        plan = LinuxBackend(caps).plan(Level.L1, network_open=False, layout=layout)
         assert plan.details["devices"] == "host"
 
     def test_host_for_a_workspace_in_dev_shm(self, layout):
