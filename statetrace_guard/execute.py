@@ -324,7 +324,11 @@ def prepare(
             plan = _with_egress(plan, invocation, session, facts, options)
         else:
             plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
-        trail.started(facts, plan.enforcement)
+        if verdict.contained and plan.missing:
+            shutil.rmtree(private_tmp, ignore_errors=True)
+            return _uncontainable(trail, facts, session, invocation, verdict, plan)
+        envelope = plan.as_record() if verdict.contained else None
+        trail.started(facts, plan.enforcement, envelope)
     except BaseException:
         shutil.rmtree(private_tmp, ignore_errors=True)
         raise
@@ -415,6 +419,30 @@ def _refuse(
     )
     level = invocation.level.name
     message = f"guard: blocked: {refusal}, session is {level} (rule session)"
+    return _block(trail, facts, session, invocation, verdict, message)
+
+
+def _uncontainable(
+    trail: Trail,
+    facts: CommandFacts,
+    session: SessionContext,
+    invocation: Invocation,
+    verdict: Verdict,
+    plan: SandboxPlan,
+) -> Blocked:
+    """Fail closed: contained code whose envelope this run cannot fully enforce."""
+    gap = ", ".join(plan.missing)
+    reason = f"contained execution needs the whole kernel envelope; missing: {gap}"
+    facts = replace(
+        facts,
+        decision="block",
+        reasons=(*facts.reasons, reason),
+        rules=(*facts.rules, "contained"),
+        contained=False,
+    )
+    message = (
+        f"guard: blocked: {reason}, session is {invocation.level.name} (rule contained)"
+    )
     return _block(trail, facts, session, invocation, verdict, message)
 
 
@@ -763,6 +791,7 @@ def _facts(
         task_ids=task_ids,
         plan_refs=(session.plan,) if session.plan else (),
         extra=_extra(options, session, judgement),
+        contained=verdict.contained,
     )
 
 

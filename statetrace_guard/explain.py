@@ -59,6 +59,8 @@ def explain_lines(judgement: Judgement, policy: CompiledPolicy) -> list[str]:
             f"{describe_command(forcing.command)} (rule {forcing.rule})"
         )
     decision = "allowed" if verdict.allowed else "blocked"
+    if verdict.contained:
+        decision += f", contained in {verdict.level.name}'s kernel envelope"
     lines.append(f"decision at {verdict.level.name}: {decision}")
     lines.extend(f"lower-level alternative: {hint}" for hint in _hints(verdict))
     return lines

@@ -27,6 +27,7 @@ def command_json(verdict: CommandVerdict) -> dict[str, Any]:
         "effects": sorted(effect.value for effect in verdict.effects),
         "rule": verdict.rule,
         "spec": command.spec,
+        "contained": verdict.contained,
         "required_level": level_name(verdict.required),
         "opt_in": sorted(verdict.opt_ins),
         "writes": list(command.written),
@@ -47,6 +48,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "required_level": level_name(verdict.required_level),
         "opt_in": sorted(verdict.opt_ins),
         "effects": sorted(effect.value for effect in verdict.effects),
+        "contained": verdict.contained,
         "commands": [command_json(command) for command in verdict.commands],
         "reasons": list(verdict.reasons),
     }

@@ -74,6 +74,8 @@ class CommandFacts:
     task_ids: tuple[str, ...] = ()
     plan_refs: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Allowed only because the kernel envelope contains it (see decision.py).
+    contained: bool = False
 
     def fields(self) -> dict[str, Any]:
         """Return the record fields every ``command.*`` record carries."""
@@ -96,6 +98,7 @@ class CommandFacts:
             "task_ids": list(self.task_ids),
             "plan_refs": list(self.plan_refs),
             "extra": dict(self.extra),
+            "contained": self.contained,
         }
 
 
@@ -255,19 +258,28 @@ class Trail:
         if facts.network:
             self._netops(netops_record(written, None))
 
-    def started(self, facts: CommandFacts, enforcement: Mapping[str, str]) -> None:
+    def started(
+        self,
+        facts: CommandFacts,
+        enforcement: Mapping[str, str],
+        envelope: Mapping[str, Any] | None = None,
+    ) -> None:
         """Record that the command is about to start; call before starting it.
+
+        ``envelope`` (writable and read-only paths, network) is recorded for a
+        contained command: what confined the code nobody could classify.
 
         Raises:
             AuditError: the record cannot be written; the command must not run.
         """
-        self._session(
-            {
-                **facts.fields(),
-                "event": "command.started",
-                "enforcement": dict(enforcement),
-            }
-        )
+        record = {
+            **facts.fields(),
+            "event": "command.started",
+            "enforcement": dict(enforcement),
+        }
+        if envelope is not None:
+            record["envelope"] = dict(envelope)
+        self._session(record)
 
     def finished(self, facts: CommandFacts, outcome: Mapping[str, Any]) -> None:
         """Record how the command ended: exit_code, signal, duration_ms, ...

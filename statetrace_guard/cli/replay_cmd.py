@@ -17,7 +17,12 @@ from typing import Any
 
 import click
 
-from statetrace_guard.cli.common import guard_errors, policy_option
+from statetrace_guard.cli.common import (
+    enforcement_option,
+    enforcement_value,
+    guard_errors,
+    policy_option,
+)
 from statetrace_guard.errors import ExitCode, UsageError
 from statetrace_guard.invocation import Invocation, resolve_invocation, resolve_level
 from statetrace_guard.levels import OPT_IN_INSTALL, OPT_IN_NET, Level
@@ -106,6 +111,7 @@ class _Output:
     help="Processes judging distinct commands of long replays [default: CPUs, "
     "at most 4].",
 )
+@enforcement_option
 @guard_errors
 def replay(
     logs: tuple[Path, ...],
@@ -119,6 +125,7 @@ def replay(
     log_dir: Path | None,
     execute_in: Path | None,
     jobs: int,
+    enforcement: str,
 ) -> None:
     """Re-judge the commands of session LOGS under the policy and classifier now.
 
@@ -129,7 +136,12 @@ def replay(
     changed in the --fail-on direction, 1 when something did (or, with
     --execute, an exit status differs), 4 when a log's chain is broken.
     """
-    invocation = resolve_invocation(level=level, policy=policy, log_dir=None)
+    invocation = resolve_invocation(
+        level=level,
+        policy=policy,
+        log_dir=None,
+        enforcement=enforcement_value(enforcement),
+    )
     override = Level.parse(level) if level else None
     settings = ReplaySettings(
         policy=invocation.policy,
@@ -137,6 +149,7 @@ def replay(
         level=override,
         log_dir=log_dir,
         env=_opt_ins(invocation) if source_format else None,
+        enforcement=invocation.place.decide.enforcement,
     )
     replayer = Replayer(settings)
     workers = jobs or min(os.cpu_count() or 1, _MAX_JOBS)

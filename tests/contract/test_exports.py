@@ -45,6 +45,7 @@ def test_check_json_contract_keys(tmp_path):
         "required_level",
         "opt_in",
         "effects",
+        "contained",
         "commands",
         "reasons",
     }
@@ -55,6 +56,7 @@ def test_check_json_contract_keys(tmp_path):
         "effects",
         "rule",
         "spec",
+        "contained",
         "required_level",
         "opt_in",
         "writes",
