@@ -118,8 +118,8 @@ class DecisionContext:
     # would run; "none" (the safe default) never lets dynamic code run
     # contained. The caller decides (sandbox.containment_available()).
     enforcement: Enforcement = "none"
-    # Set by decide when the command line also reaches the network.
-    fetched: bool = False
+    # Set by decide to the network program when the command line has one.
+    fetched: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +145,7 @@ class CommandVerdict:
     matched: CompiledRule | None
     hosts: tuple[HostVerdict, ...] = ()
     contained: bool = False  # allowed only because the kernel contains it
+    why: str = ""  # the deciding requirement's reason, without the command
 
     def allowed_at(self, level: Level, env: Mapping[str, str]) -> bool:
         """Return whether this command may run at ``level`` with ``env``."""
@@ -223,10 +224,11 @@ def decide(
     """Judge every simple command and combine: the strictest wins."""
     # Code run next to a network command may be what it fetched (`curl | sh`,
     # `wget -O x.sh && bash x.sh`): the envelope is not asked to contain it.
-    if ctx.enforcement == "kernel" and any(
-        Effect.NETWORK in command.effects for command in classification.commands
-    ):
-        ctx = replace(ctx, enforcement="none", fetched=True)
+    fetcher = next(
+        (c.name for c in classification.commands if Effect.NETWORK in c.effects), None
+    )
+    if ctx.enforcement == "kernel" and fetcher is not None:
+        ctx = replace(ctx, enforcement="none", fetched=fetcher or "it")
     verdicts = tuple(
         _judge(command, policy, ctx) for command in classification.commands
     )
@@ -367,6 +369,7 @@ def _combine(
         opt_ins=opt_ins,
         matched=rule,
         contained=any(part.contained for part in parts),
+        why=deciding.why,
     )
 
 
@@ -432,11 +435,14 @@ def _effect_part(
 
 def _contained_part(command: SimpleCommand, ctx: DecisionContext) -> _Part:
     """Dynamic code under ``dynamic = "contained"``: the kernel decides, or never."""
+    if command.spec == "unparsed":
+        why = "the script could not be parsed, so nothing can vouch for what it runs"
+        return _Part(None, "effect:dynamic", why)
     if command.spec in _UNCONTAINED_SPECS:
-        why = "the policy runs unknown code only contained, and not this kind"
+        why = f"{command.name} changes privilege, which no envelope contains"
         return _Part(None, "effect:dynamic", why)
     if ctx.fetched:
-        why = "runs code that may come from the network command beside it"
+        why = f"runs code that may come from the network through {ctx.fetched}"
         return _Part(None, "effect:dynamic", why)
     if ctx.enforcement != "kernel":
         why = (

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statetrace_guard.decision import Verdict, describe_command
+from statetrace_guard.decision import Verdict
 from statetrace_guard.errors import (
     AuditError,
     ExitCode,
@@ -39,13 +39,14 @@ from statetrace_guard.levels import (
 from statetrace_guard.policy import CompiledPolicy, parse_required_level
 from statetrace_guard.session_ids import allocate_session_id, check_session_id
 from statetrace_guard.sessions.gate import (
+    RESUME_HINT,
     SessionContext,
     admit,
     effective_grant,
     join_session,
     note_outcome,
 )
-from statetrace_guard.sessions.store import load_session
+from statetrace_guard.sessions.store import EVENT_HALTED, load_session
 from statetrace_guard.sweep import START_MARGIN_NS
 
 if TYPE_CHECKING:
@@ -95,41 +96,19 @@ class RunOptions:
     via: str = "in-process"
 
 
-def block_message(verdict: Verdict) -> str:
-    """The one line a blocked command prints on stderr."""
-    item = verdict.blocking
-    if item is None:  # pragma: no cover - only called for blocked verdicts
-        return "guard: blocked"
-    host = verdict.host_block
-    if host is not None:
-        return (
-            f"guard: blocked: {describe_command(item.command)} (network): "
-            f"{host.reason} (rule {host.rule})"
-        )
-    host = verdict.host_block
-    if host is not None:
-        return (
-            f"guard: blocked: {describe_command(item.command)} (network): "
-            f"{host.reason} (rule {host.rule})"
-        )
-    effects = ", ".join(sorted(effect.value for effect in item.effects))
-    need = format_level(item.required)
-    # At a level that suffices, what blocks is the operator's opt-in: name it.
-    if item.required is not None and item.opt_ins and verdict.level >= item.required:
-        need += " with " + " and ".join(f"{name}=1" for name in sorted(item.opt_ins))
-    line = (
-        f"guard: blocked: {describe_command(item.command)} ({effects}) needs {need}, "
-        f"session is {verdict.level.name} (rule {item.rule})"
+def block_message(verdict: Verdict, *, managed: bool | None = None) -> str:
+    """The lines a blocked command prints on stderr: what, why, and what next."""
+    from statetrace_guard.guidance import (  # noqa: PLC0415 - blocked path only
+        block_line,
+        next_line,
+        next_step,
     )
-    if item.rule.startswith(("commit:", "adr:")):  # the guardrail says what to fix
-        line += ": " + item.reasons[0].partition(" needs never: ")[2]
-        others = [
-            reason.partition(" needs never: ")[2]
-            for reason in item.reasons[1:]
-            if " needs never: " in reason
-        ]
-        line += "".join(f"\nguard: also: {other}" for other in others)
-    return line
+
+    step = next_step(verdict, managed=managed)
+    lines = [block_line(verdict)]
+    if step is not None:
+        lines.append(next_line(step))
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +117,10 @@ class Blocked:
 
     exit_status: int
     message: str
-    # The judgement that blocked it; None when the session refused to start.
+    # The judgement that blocked it; None when the session refused to start
+    # or the guard served an agent's request (then ``stdout`` is its answer).
     verdict: Verdict | None = None
+    stdout: str = ""  # what the guard answers on the program's stdout
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +163,7 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
 
     prepared = prepare(invocation, options)
     if isinstance(prepared, Blocked):
-        _say(prepared.message)
+        _answer(prepared)
         return prepared.exit_status
     for warning in prepared.warnings:
         _say(warning)
@@ -259,9 +240,6 @@ def assess(
     (``guard fetch``).
     """
     session_id = _session_id(invocation, options)
-    escalation = _inline_escalation(invocation, options, session_id)
-    if escalation is not None:
-        return escalation
     try:
         session = join_session(
             invocation.log_dir, session_id, invocation.requested_level, invocation.env
@@ -282,6 +260,9 @@ def assess(
         judgement = judge(
             options.argv, invocation.level, invocation.policy, invocation.place
         )
+    served = _serve_request(invocation, session_id, judgement)
+    if served is not None:
+        return served
     trail = _open_trail(invocation, session_id, options)
     facts = _facts(invocation, options, judgement, session)
     blocked = _refuse(trail, facts, session, invocation, judgement.verdict)
@@ -369,32 +350,41 @@ def _absent_guard_files(invocation: Invocation) -> tuple[str, ...]:
     )
 
 
-def _inline_escalation(
-    invocation: Invocation, options: RunOptions, session_id: str
+def _serve_request(
+    invocation: Invocation, session_id: str, judgement: Judgement
 ) -> Blocked | None:
-    """Serve ``guard run -- guard escalate ...`` here, not as a child.
+    """Serve ``guard escalate`` / ``session status`` / ``approvals --mine`` here.
 
-    The request must reach guard's home, which no guarded program may write;
-    the agent asking for more is exactly what escalation is for, so the
-    guard records the request itself. Nothing runs; the exit is 0.
+    Bare or inside the script a runtime wraps commands in, these are the
+    agent asking the guard, not a program to sandbox (a sandboxed program
+    could not reach guard's home); nothing runs and nothing is recorded as
+    a command. See :mod:`statetrace_guard.sessions.requests`.
     """
-    from statetrace_guard.sessions.escalation import (  # noqa: PLC0415 - rare path
-        escalate_session,
-        parse_escalation,
+    from statetrace_guard.sessions.requests import (  # noqa: PLC0415 - rare path
+        Where,
+        find_request,
+        serve,
     )
 
-    parsed = parse_escalation(options.argv)
-    if parsed is None:
+    if not any(
+        c.name.lower() in {"guard", "guard.exe"}
+        for c in judgement.classification.commands
+    ):
         return None
-    try:
-        request = escalate_session(invocation.log_dir, session_id, *parsed)
-    except SessionError as error:
-        return Blocked(ExitCode.RUN_BLOCKED, f"guard: blocked: {error.message}")
-    return Blocked(
-        ExitCode.OK,
-        f"guard: escalation requested: {request} "
-        f"(the operator runs `guard approve {request}`)",
+    request = find_request(judgement.classification)
+    if request is None:
+        return None
+    answer = serve(
+        request,
+        Where(
+            workspace=invocation.workspace,
+            log_dir=invocation.log_dir,
+            policy=invocation.policy,
+            session_id=session_id,
+            env=invocation.env,
+        ),
     )
+    return Blocked(answer.exit_status, answer.stderr, stdout=answer.stdout)
 
 
 def _refuse(
@@ -406,11 +396,13 @@ def _refuse(
 ) -> Blocked | None:
     """Block what the policy or the session refuses; None lets it run."""
     if not verdict.allowed:
-        message = block_message(verdict)
+        message = block_message(verdict, managed=session.managed)
         return _block(trail, facts, session, invocation, verdict, message)
     refusal = admit(session, invocation.log_dir, invocation.policy, verdict)
     if refusal is None:
         return None
+    from statetrace_guard.guidance import next_line, refusal_step  # noqa: PLC0415
+
     facts = replace(
         facts,
         decision="block",
@@ -418,7 +410,13 @@ def _refuse(
         rules=(*facts.rules, "session"),
     )
     level = invocation.level.name
-    message = f"guard: blocked: {refusal}, session is {level} (rule session)"
+    step = refusal_step(
+        refusal, verdict, session.session_id, halted=RESUME_HINT in refusal
+    )
+    message = (
+        f"guard: blocked: {refusal}, session is {level} (rule session)\n"
+        + next_line(step)
+    )
     return _block(trail, facts, session, invocation, verdict, message)
 
 
@@ -440,8 +438,11 @@ def _uncontainable(
         rules=(*facts.rules, "contained"),
         contained=False,
     )
+    from statetrace_guard.guidance import next_line, uncontainable_step  # noqa: PLC0415
+
     message = (
-        f"guard: blocked: {reason}, session is {invocation.level.name} (rule contained)"
+        f"guard: blocked: {reason}, session is {invocation.level.name} "
+        "(rule contained)\n" + next_line(uncontainable_step(gap))
     )
     return _block(trail, facts, session, invocation, verdict, message)
 
@@ -456,10 +457,10 @@ def _block(
 ) -> Blocked:
     """Record ``command.blocked`` and what the session makes of it."""
     trail.blocked(facts)
-    _session_events(
+    said = _session_events(
         trail, session, invocation.log_dir, invocation.policy, verdict, None
     )
-    return Blocked(ExitCode.RUN_BLOCKED, message, verdict)
+    return Blocked(ExitCode.RUN_BLOCKED, "\n".join([message, *said]), verdict)
 
 
 def _session_events(
@@ -469,9 +470,20 @@ def _session_events(
     policy: CompiledPolicy,
     verdict: Verdict,
     outcome: Mapping[str, Any] | None,
-) -> None:
+) -> list[str]:
+    """Record the session's events; return the lines the agent must see.
+
+    A halt is announced by the very command that trips it.
+    """
+    said = []
     for event, fields in note_outcome(session, log_dir, policy, verdict, outcome):
         trail.event(event, fields)
+        if event == EVENT_HALTED:
+            said.append(
+                f"guard: session halted: {fields.get('reason', 'stopped')}; "
+                f"the operator runs guard session resume {session.session_id}"
+            )
+    return said
 
 
 def finish(
@@ -483,7 +495,7 @@ def finish(
     the warnings are returned, for whoever holds the agent's stderr.
     ``tree`` is the resident helper's listing cache for this workspace.
     """
-    warnings = []
+    warnings: list[str] = []
     record = dict(outcome)
     planted = _sweep(prepared, tree)
     if planted:
@@ -496,6 +508,9 @@ def finish(
     egress_error = record.get("egress_error")
     if egress_error:
         warnings.extend(_proxy_failure(prepared, str(egress_error)))
+    from statetrace_guard.guidance import outcome_lines  # noqa: PLC0415
+
+    warnings += outcome_lines(record)
     try:
         prepared.trail.finished(prepared.facts, record)
     except AuditError as error:
@@ -503,7 +518,7 @@ def finish(
             f"guard: warning: command.finished not recorded: {error.message}"
         )
     try:
-        _session_events(
+        warnings += _session_events(
             prepared.trail,
             prepared.session,
             Path(prepared.log_dir),
@@ -730,6 +745,15 @@ T = TypeVar("T")
 
 def _first(*values: T | None) -> T | None:
     return next((value for value in values if value is not None), None)
+
+
+def _answer(blocked: Blocked) -> None:
+    """Print what the guard answers instead of running the program."""
+    if blocked.stdout:
+        sys.stdout.write(blocked.stdout)
+        sys.stdout.flush()
+    if blocked.message:
+        _say(blocked.message)
 
 
 def _say(line: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from statetrace_guard.decision import CommandVerdict, Verdict
+from statetrace_guard.guidance import next_step
 from statetrace_guard.levels import Level
 
 __all__ = ["SCHEMA_VERSION", "command_json", "level_name", "verdict_json"]
@@ -40,7 +41,12 @@ def command_json(verdict: CommandVerdict) -> dict[str, Any]:
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
-    """The object ``guard check --json`` prints for one command line."""
+    """The object ``guard check --json`` prints for one command line.
+
+    ``next_step`` is the sentence a blocked agent acts on (None when allowed):
+    the same text ``guard run`` prints after ``guard: next:``.
+    """
+    step = next_step(verdict)
     return {
         "schema_version": SCHEMA_VERSION,
         "decision": "allow" if verdict.allowed else "block",
@@ -51,4 +57,5 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "contained": verdict.contained,
         "commands": [command_json(command) for command in verdict.commands],
         "reasons": list(verdict.reasons),
+        "next_step": None if step is None else step.text,
     }

@@ -320,7 +320,11 @@ def _say_all(lines: object) -> None:
 def _answered(sock: Any, reply: dict[str, Any], quiet: _Blocked) -> int | None:  # noqa: ANN401
     op = reply.get("op")
     if op == "blocked":
-        _say(reply["message"])
+        if reply.get("stdout"):  # the guard's own answer (session status, ...)
+            sys.stdout.write(str(reply["stdout"]))
+            sys.stdout.flush()
+        if reply["message"]:
+            _say(reply["message"])
         return int(reply["exit"])
     if op == "error":
         _say(f"error: {reply['message']}")

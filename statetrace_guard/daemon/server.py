@@ -453,6 +453,7 @@ def _prepare(request: dict[str, Any]) -> Prepared | dict[str, Any]:
             "op": "blocked",
             "message": prepared.message,
             "exit": int(prepared.exit_status),
+            "stdout": prepared.stdout,
         }
     return prepared
 

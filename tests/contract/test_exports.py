@@ -48,6 +48,7 @@ def test_check_json_contract_keys(tmp_path):
         "contained",
         "commands",
         "reasons",
+        "next_step",
     }
     assert set(data["commands"][0]) == {
         "argv",

@@ -121,7 +121,9 @@ class TestKnownDecidesFirst:
             place,
         ).verdict
         assert verdict.required_level is None
-        assert any("network command beside it" in r for r in verdict.reasons)
+        assert any(
+            "may come from the network through curl" in r for r in verdict.reasons
+        )
 
     def test_rejects_unparsed_scripts(self, tmp_path):
         """A script the parser refuses stays blocked: it may hide what it would know."""
