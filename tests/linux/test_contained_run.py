@@ -121,7 +121,10 @@ class TestContainedRun:
         ]
         assert started[-1]["contained"] is True
         envelope = started[-1]["envelope"]
-        assert str(workspace) in envelope["writable"]
+        assert any(
+            f"{workspace}/".startswith(f"{path.rstrip('/')}/")
+            for path in envelope["writable"]
+        )
         assert envelope["enforcement"]["network"] == "netns"
         finished = [
             r for r in session_records(workspace) if r["event"] == "command.finished"
