@@ -227,15 +227,22 @@ Judge = Callable[[Sequence[str], Level, CompiledPolicy, Place], Judgement]
 
 
 def assess(
-    invocation: Invocation, options: RunOptions, *, judge: Judge = evaluate
+    invocation: Invocation,
+    options: RunOptions,
+    *,
+    judge: Judge = evaluate,
+    serve: bool = False,
 ) -> Assessed | Blocked:
     """Judge the command at its session's level; record it only when refused.
 
     The session decides the level (its approvals raise it, budgets and stop
     conditions block). Returns Blocked (after recording ``command.blocked``)
-    when the policy or the session says no; an inline escalation request is
-    served here too (Blocked with exit 0). Agent-runtime hooks call this to
-    answer before anything runs, ``prepare`` to go on to the start.
+    when the policy or the session says no. With ``serve`` (``guard run``),
+    an agent's request of the guard itself (``guard escalate``, ``guard
+    session status``, ``guard approvals --mine``) is answered here: Blocked
+    with its exit status and ``stdout``. Agent-runtime hooks call this
+    without ``serve`` to answer before anything runs (the request then runs
+    through ``guard run``, which serves it); ``prepare`` goes on to the start.
     ``judge`` replaces classification for work the guard does itself
     (``guard fetch``).
     """
@@ -260,7 +267,7 @@ def assess(
         judgement = judge(
             options.argv, invocation.level, invocation.policy, invocation.place
         )
-    served = _serve_request(invocation, session_id, judgement)
+    served = _serve_request(invocation, session_id, judgement) if serve else None
     if served is not None:
         return served
     trail = _open_trail(invocation, session_id, options)
@@ -286,7 +293,7 @@ def prepare(
     fetch``), ``judge`` replaces classification and ``own_enforcement`` is
     what the record says enforces it (no program, no sandbox plan).
     """
-    assessed = assess(invocation, options, judge=judge)
+    assessed = assess(invocation, options, judge=judge, serve=True)
     if isinstance(assessed, Blocked):
         return assessed
     invocation, session, verdict = (
