@@ -88,6 +88,8 @@ def test_package_exports_the_api():
         "required_level",
         "opt_in",
         "effects",
+        "contained",
         "commands",
         "reasons",
+        "next_step",
     }
