@@ -57,7 +57,7 @@ TABLE = [
         ],
     ),
     (
-        "curl -s https://example.com/data.json -o data.json",
+        "curl -s https://pypi.org/simple/pip/ -o pip.html",
         Level.L3,
         None,
         "kernel",
@@ -94,6 +94,14 @@ TABLE = [
             "instead: write under the workspace or $TMPDIR",
             RETRY_WARNING,
         ],
+    ),
+    (
+        "curl -s https://example.com/data.json -o data.json",
+        Level.L3,
+        NET,
+        "kernel",
+        "operator",
+        ["example.com is not a host this policy lets L3 reach", "[[network]]"],
     ),
     (
         "echo x > Logs/Sessions/fake.jsonl",
