@@ -54,7 +54,7 @@ class TestIntent:
         """Script, module, inline code and subcommand are part of the intent."""
         verdict = harness.verdict(argv, Level.L1, enforcement="none")
         assert not verdict.allowed
-        assert intent in intent_of(verdict)
+        assert any(part.startswith(intent) for part in intent_of(verdict))
 
     def test_five_pythons_are_not_one_intent(self, harness):
         """The five Python commands issue 15 saw halt nothing: four intents."""
