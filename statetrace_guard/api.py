@@ -58,6 +58,7 @@ class CommandResult:
     effects: tuple[str, ...]
     rule: str
     spec: str
+    contained: bool
     required_level: str | None
     opt_in: tuple[str, ...]
     writes: tuple[str, ...]
@@ -71,7 +72,9 @@ class CheckResult:
     """A judgement, with exactly the fields of ``guard check --json``.
 
     ``decision`` is ``allow`` or ``block``; ``required_level`` is the lowest
-    level that allows the whole command (None: no level does).
+    level that allows the whole command (None: no level does); ``contained``
+    says it may run only inside the kernel envelope; ``next_step`` is what a
+    blocked agent should do next (None when allowed).
     """
 
     schema_version: int
@@ -80,8 +83,10 @@ class CheckResult:
     required_level: str | None
     opt_in: tuple[str, ...]
     effects: tuple[str, ...]
+    contained: bool
     commands: tuple[CommandResult, ...]
     reasons: tuple[str, ...]
+    next_step: str | None
 
     @property
     def allowed(self) -> bool:

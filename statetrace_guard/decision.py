@@ -19,6 +19,15 @@ judged against the policy's ``[[network]]`` entries by the same code the
 L3 egress proxy uses (:meth:`Egress.host_verdict`): a host the proxy would
 refuse blocks the command even where its level and opt-in suffice, so the
 agent hears it before anything runs. Hosts it cannot see are the proxy's.
+
+Contained execution: under ``dynamic = "contained"`` a command whose only
+obstacle is that the classifier cannot know what it does needs no level of
+its own: it runs at the session's level inside that level's kernel envelope,
+and its verdict says ``contained``. That holds only where the caller says
+the kernel enforces (``DecisionContext.enforcement == "kernel"``); anywhere
+else the dynamic effect is never allowed. Everything the classifier does know
+(network, installs, writes and their targets, a privilege change, protected
+paths named as what the command works on) still decides first.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from typing import Literal
 
 from statetrace_guard.classify.model import Classification, SimpleCommand
 from statetrace_guard.classify.paths import is_within
@@ -46,6 +56,7 @@ __all__ = [
     "CommandVerdict",
     "Decision",
     "DecisionContext",
+    "Enforcement",
     "HostVerdict",
     "Verdict",
     "combine_verdicts",
@@ -59,6 +70,27 @@ _OPT_IN_FOR_EFFECT = {Effect.NETWORK: OPT_IN_NET, Effect.INSTALL: OPT_IN_INSTALL
 _OPT_IN_VARIABLES = frozenset(_OPT_IN_FOR_EFFECT.values())
 _GUARD_VARIABLE_PREFIX = "STATETRACE_GUARD_"
 _SINK_PATHS = ("/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/fd/")
+
+Enforcement = Literal["kernel", "none"]
+# Dynamic commands the envelope is not asked to contain: a parse the
+# classifier refused (it may hide what it would know) and programs whose
+# purpose is to change privilege (the envelope exists to deny exactly that).
+_PRIVILEGE_PROGRAMS = (
+    "sudo",
+    "doas",
+    "su",
+    "runuser",
+    "pkexec",
+    "run0",
+    "chroot",
+    "nsenter",
+    "unshare",
+    "setpriv",
+    "capsh",
+)
+_UNCONTAINED_SPECS = frozenset(
+    {"unparsed", *(f"posix:{name}" for name in _PRIVILEGE_PROGRAMS)}
+)
 
 
 class Decision(IntEnum):
@@ -82,6 +114,12 @@ class DecisionContext:
     protected: tuple[str, ...]
     temp_dirs: tuple[str, ...] = ("/tmp", "/var/tmp")  # noqa: S108 - writable rooms, not files we create
     env: Mapping[str, str] = field(default_factory=dict)
+    # Whether the kernel enforces the level's envelope where the command
+    # would run; "none" (the safe default) never lets dynamic code run
+    # contained. The caller decides (sandbox.containment_available()).
+    enforcement: Enforcement = "none"
+    # Set by decide to the network program when the command line has one.
+    fetched: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +144,8 @@ class CommandVerdict:
     opt_ins: frozenset[str]
     matched: CompiledRule | None
     hosts: tuple[HostVerdict, ...] = ()
+    contained: bool = False  # allowed only because the kernel contains it
+    why: str = ""  # the deciding requirement's reason, without the command
 
     def allowed_at(self, level: Level, env: Mapping[str, str]) -> bool:
         """Return whether this command may run at ``level`` with ``env``."""
@@ -162,6 +202,11 @@ class Verdict:
             return None
         return item.refused_host
 
+    @property
+    def contained(self) -> bool:
+        """True when the command may run only inside the kernel envelope."""
+        return self.allowed and any(item.contained for item in self.commands)
+
 
 def max_required(levels: Sequence[Level | None]) -> Level | None:
     """Combine requirements: ``None`` (never) dominates every level."""
@@ -177,6 +222,13 @@ def decide(
     ctx: DecisionContext,
 ) -> Verdict:
     """Judge every simple command and combine: the strictest wins."""
+    # Code run next to a network command may be what it fetched (`curl | sh`,
+    # `wget -O x.sh && bash x.sh`): the envelope is not asked to contain it.
+    fetcher = next(
+        (c.name for c in classification.commands if Effect.NETWORK in c.effects), None
+    )
+    if ctx.enforcement == "kernel" and fetcher is not None:
+        ctx = replace(ctx, enforcement="none", fetched=fetcher or "it")
     verdicts = tuple(
         _judge(command, policy, ctx) for command in classification.commands
     )
@@ -230,7 +282,7 @@ def _judge(
 ) -> CommandVerdict:
     if command.written:
         return _judge_fresh(command, policy, ctx)
-    key = (command, policy.sha256, policy.source)
+    key = (command, policy.sha256, policy.source, ctx.enforcement, ctx.fetched)
     found = _MEMO.get(key)
     if found is None:
         if len(_MEMO) >= _MEMO_LIMIT:
@@ -248,7 +300,9 @@ def _judge_fresh(
         parts = [_Part(rule.level, rule.id, f"rule {rule.id}")]
     else:
         effects = command.effects
-        parts = [_effect_part(effect, policy) for effect in sorted(effects)]
+        parts = [
+            _effect_part(effect, command, policy, ctx) for effect in sorted(effects)
+        ]
     parts.extend(_floor_parts(command.effects | effects))
     parts.extend(_write_parts(command, policy, ctx))
     parts.extend(_env_parts(command))
@@ -286,6 +340,7 @@ class _Part:
     rule: str
     why: str
     opt_in: str | None = None
+    contained: bool = False
 
 
 def _combine(
@@ -313,6 +368,8 @@ def _combine(
         reasons=tuple(reasons),
         opt_ins=opt_ins,
         matched=rule,
+        contained=any(part.contained for part in parts),
+        why=deciding.why,
     )
 
 
@@ -365,11 +422,36 @@ def _args_match(rule: CompiledRule, args: tuple[str, ...]) -> bool:
     )
 
 
-def _effect_part(effect: Effect, policy: CompiledPolicy) -> _Part:
+def _effect_part(
+    effect: Effect, command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
+) -> _Part:
+    if effect is Effect.DYNAMIC and policy.dynamic_contained:
+        return _contained_part(command, ctx)
     required = policy.effect_levels[effect]
     return _Part(
         required, f"effect:{effect.value}", f"the policy's level for {effect.value}"
     )
+
+
+def _contained_part(command: SimpleCommand, ctx: DecisionContext) -> _Part:
+    """Dynamic code under ``dynamic = "contained"``: the kernel decides, or never."""
+    if command.spec == "unparsed":
+        why = "the script could not be parsed, so nothing can vouch for what it runs"
+        return _Part(None, "effect:dynamic", why)
+    if command.spec in _UNCONTAINED_SPECS:
+        why = f"{command.name} changes privilege, which no envelope contains"
+        return _Part(None, "effect:dynamic", why)
+    if ctx.fetched:
+        why = f"runs code that may come from the network through {ctx.fetched}"
+        return _Part(None, "effect:dynamic", why)
+    if ctx.enforcement != "kernel":
+        why = (
+            "runs code the classifier cannot know, and this machine's kernel "
+            "does not enforce the envelope that would contain it"
+        )
+        return _Part(None, "effect:dynamic", why)
+    why = "runs code the classifier cannot know, contained in the level's envelope"
+    return _Part(Level.L0, "contained", why, contained=True)
 
 
 def _floor_parts(effects: frozenset[Effect]) -> list[_Part]:

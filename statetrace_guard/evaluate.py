@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statetrace_guard.classify.model import Classification, ClassifyContext
-from statetrace_guard.decision import DecisionContext, Verdict, decide
+from statetrace_guard.decision import DecisionContext, Enforcement, Verdict, decide
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_owned_paths
 from statetrace_guard.paths import temp_dirs as temp_dirs_of_machine
@@ -57,8 +57,13 @@ def make_place(
     log_dir: Path,
     policy_file: Path | None,
     env: Mapping[str, str],
+    enforcement: Enforcement = "none",
 ) -> Place:
-    """Resolve the paths a judgement needs: workspace, protected, temp."""
+    """Resolve the paths a judgement needs: workspace, protected, temp.
+
+    ``enforcement`` says whether the kernel enforces the level's envelope
+    where the command runs ("none" unless the caller knows it does).
+    """
     cwd_text = os.path.realpath(cwd)
     workspace_text = os.path.realpath(workspace)
     # guard.toml at the workspace root is protected even while absent: an
@@ -79,6 +84,7 @@ def make_place(
             protected=protected,
             temp_dirs=temp_dirs,
             env=dict(env),
+            enforcement=enforcement,
         ),
     )
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statetrace_guard.decision import Verdict, describe_command
+from statetrace_guard.decision import Verdict
 from statetrace_guard.errors import (
     AuditError,
     ExitCode,
@@ -43,6 +43,7 @@ from statetrace_guard.levels import (
 from statetrace_guard.policy import CompiledPolicy, parse_required_level
 from statetrace_guard.session_ids import allocate_session_id, check_session_id
 from statetrace_guard.sessions.gate import (
+    RESUME_HINT,
     Event,
     SessionContext,
     admit,
@@ -52,7 +53,7 @@ from statetrace_guard.sessions.gate import (
     note_outcome,
     run_events,
 )
-from statetrace_guard.sessions.store import load_session
+from statetrace_guard.sessions.store import EVENT_HALTED, load_session
 from statetrace_guard.sweep import START_MARGIN_NS
 
 if TYPE_CHECKING:
@@ -110,44 +111,19 @@ class RunOptions:
     fallback: str | None = None
 
 
-def block_message(verdict: Verdict) -> str:
-    """The one line a blocked command prints on stderr."""
-    item = verdict.blocking
-    if item is None:  # pragma: no cover - only called for blocked verdicts
-        return "guard: blocked"
-    host = verdict.host_block
-    if host is not None:
-        return (
-            f"guard: blocked: {describe_command(item.command)} (network): "
-            f"{host.reason} (rule {host.rule})"
-        )
-    host = verdict.host_block
-    if host is not None:
-        return (
-            f"guard: blocked: {describe_command(item.command)} (network): "
-            f"{host.reason} (rule {host.rule})"
-        )
-    effects = ", ".join(sorted(effect.value for effect in item.effects))
-    need = format_level(item.required)
-    # At a level that suffices, what blocks is the operator's opt-in: name it.
-    if item.required is not None and item.opt_ins and verdict.level >= item.required:
-        need += " with " + " and ".join(f"{name}=1" for name in sorted(item.opt_ins))
-    # A script the classifier could not read says why (too large, too
-    # deep): otherwise "(dynamic) needs never" hides the real reason.
-    why = f": {item.command.reasons[0]}" if item.command.spec == "unparsed" else ""
-    line = (
-        f"guard: blocked: {describe_command(item.command)} ({effects}) needs {need}, "
-        f"session is {verdict.level.name} (rule {item.rule}){why}"
+def block_message(verdict: Verdict, *, managed: bool | None = None) -> str:
+    """The lines a blocked command prints on stderr: what, why, and what next."""
+    from statetrace_guard.guidance import (  # noqa: PLC0415 - blocked path only
+        block_line,
+        next_line,
+        next_step,
     )
-    if item.rule.startswith(("commit:", "adr:")):  # the guardrail says what to fix
-        line += ": " + item.reasons[0].partition(" needs never: ")[2]
-        others = [
-            reason.partition(" needs never: ")[2]
-            for reason in item.reasons[1:]
-            if " needs never: " in reason
-        ]
-        line += "".join(f"\nguard: also: {other}" for other in others)
-    return line
+
+    step = next_step(verdict, managed=managed)
+    lines = [block_line(verdict)]
+    if step is not None:
+        lines.append(next_line(step))
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +132,10 @@ class Blocked:
 
     exit_status: int
     message: str
-    # The judgement that blocked it; None when the session refused to start.
+    # The judgement that blocked it; None when the session refused to start
+    # or the guard served an agent's request (then ``stdout`` is its answer).
     verdict: Verdict | None = None
+    stdout: str = ""  # what the guard answers on the program's stdout
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +180,7 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
 
     prepared = prepare(invocation, options)
     if isinstance(prepared, Blocked):
-        _say(prepared.message)
+        _answer(prepared)
         return prepared.exit_status
     prepared.trail.close()  # no log stays open while the program runs
     for warning in prepared.warnings:
@@ -267,19 +245,26 @@ Judge = Callable[[Sequence[str], Level, CompiledPolicy, Place], Judgement]
 
 
 def assess(
-    invocation: Invocation, options: RunOptions, *, judge: Judge = evaluate
+    invocation: Invocation,
+    options: RunOptions,
+    *,
+    judge: Judge = evaluate,
+    serve: bool = False,
 ) -> Assessed | Blocked:
     """Judge the command at its session's level; record it only when refused.
 
     The session decides the level (its approvals raise it, budgets and stop
     conditions block). Returns Blocked (after recording ``command.blocked``)
-    when the policy or the session says no; an inline escalation request is
-    served here too (Blocked with exit 0). Agent-runtime hooks call this to
-    answer before anything runs, ``prepare`` to go on to the start.
+    when the policy or the session says no. With ``serve`` (``guard run``),
+    an agent's request of the guard itself (``guard escalate``, ``guard
+    session status``, ``guard approvals --mine``) is answered here: Blocked
+    with its exit status and ``stdout``. Agent-runtime hooks call this
+    without ``serve`` to answer before anything runs (the request then runs
+    through ``guard run``, which serves it); ``prepare`` goes on to the start.
     ``judge`` replaces classification for work the guard does itself
     (``guard fetch``).
     """
-    assessed = judge_command(invocation, options, judge=judge)
+    assessed = judge_command(invocation, options, judge=judge, serve=serve)
     if isinstance(assessed, Blocked):
         return assessed
     blocked = _refuse(
@@ -293,18 +278,20 @@ def assess(
 
 
 def judge_command(
-    invocation: Invocation, options: RunOptions, *, judge: Judge = evaluate
+    invocation: Invocation,
+    options: RunOptions,
+    *,
+    judge: Judge = evaluate,
+    serve: bool = False,
 ) -> Assessed | Blocked:
     """Judge the command at its session's level; write nothing to its log.
 
-    (An inline escalation request is served here, as in :func:`assess`.)
+    With ``serve``, an agent's request of the guard itself is answered here,
+    as in :func:`assess`.
     The resident helper judges one command at a time, then commits
     concurrently: a commit may wait for a session log's lock.
     """
     session_id = _session_id(invocation, options)
-    escalation = _inline_escalation(invocation, options, session_id)
-    if escalation is not None:
-        return escalation
     try:
         session = join_session(
             invocation.log_dir, session_id, invocation.requested_level, invocation.env
@@ -325,6 +312,9 @@ def judge_command(
         judgement = judge(
             options.argv, invocation.level, invocation.policy, invocation.place
         )
+    served = _serve_request(invocation, session_id, judgement) if serve else None
+    if served is not None:
+        return served
     trail = _open_trail(invocation, session_id, options)
     facts = _facts(invocation, options, judgement, session)
     return Assessed(invocation, session, judgement.verdict, trail, facts)
@@ -345,7 +335,7 @@ def prepare(
     fetch``), ``judge`` replaces classification and ``own_enforcement`` is
     what the record says enforces it (no program, no sandbox plan).
     """
-    assessed = judge_command(invocation, options, judge=judge)
+    assessed = judge_command(invocation, options, judge=judge, serve=True)
     if isinstance(assessed, Blocked):
         return assessed
     return commit(assessed, options, own_enforcement=own_enforcement)
@@ -370,7 +360,7 @@ def commit(
     )
     trail, facts = assessed.trail, assessed.facts
     if not verdict.allowed:
-        message = block_message(verdict)
+        message = block_message(verdict, managed=session.managed)
         return _block(trail, facts, session, invocation, verdict, message)
     private_tmp = _private_tmp()
     try:
@@ -382,7 +372,11 @@ def commit(
             plan = _with_egress(plan, invocation, session, facts, options)
         else:
             plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
-        start = _admit_and_start(assessed, options, plan)
+        if verdict.contained and plan.missing:
+            shutil.rmtree(private_tmp, ignore_errors=True)
+            return _uncontainable(trail, facts, session, invocation, verdict, plan)
+        envelope = plan.as_record() if verdict.contained else None
+        start = _admit_and_start(assessed, options, plan, envelope)
     except BaseException:
         shutil.rmtree(private_tmp, ignore_errors=True)
         raise
@@ -421,7 +415,10 @@ def commit(
 
 
 def _admit_and_start(
-    assessed: Assessed, options: RunOptions, plan: SandboxPlan
+    assessed: Assessed,
+    options: RunOptions,
+    plan: SandboxPlan,
+    envelope: Mapping[str, Any] | None,
 ) -> StartMark | Blocked:
     """Ask the session, then write ``command.started``: one step, under its lock.
 
@@ -437,7 +434,7 @@ def _admit_and_start(
             trail.finish_abandoned(facts.pid, options.fallback)
         refusal = admit(session, invocation.log_dir, invocation.policy, verdict)
         if refusal is None:
-            return trail.started(facts, plan.enforcement)
+            return trail.started(facts, plan.enforcement, envelope)
         facts = replace(
             facts,
             decision="block",
@@ -445,12 +442,11 @@ def _admit_and_start(
             rules=(*facts.rules, "session"),
         )
         trail.blocked(facts)
-    level = invocation.level.name
-    message = f"guard: blocked: {refusal}, session is {level} (rule session)"
-    _session_events(
+    said = _session_events(
         trail, session, invocation.log_dir, invocation.policy, verdict, None
     )
-    return Blocked(ExitCode.RUN_BLOCKED, message, verdict)
+    message = _refusal_message(refusal, verdict, session, invocation.level)
+    return Blocked(ExitCode.RUN_BLOCKED, "\n".join([message, *said]), verdict)
 
 
 def _absent_guard_files(invocation: Invocation) -> tuple[str, ...]:
@@ -463,32 +459,41 @@ def _absent_guard_files(invocation: Invocation) -> tuple[str, ...]:
     )
 
 
-def _inline_escalation(
-    invocation: Invocation, options: RunOptions, session_id: str
+def _serve_request(
+    invocation: Invocation, session_id: str, judgement: Judgement
 ) -> Blocked | None:
-    """Serve ``guard run -- guard escalate ...`` here, not as a child.
+    """Serve ``guard escalate`` / ``session status`` / ``approvals --mine`` here.
 
-    The request must reach guard's home, which no guarded program may write;
-    the agent asking for more is exactly what escalation is for, so the
-    guard records the request itself. Nothing runs; the exit is 0.
+    Bare or inside the script a runtime wraps commands in, these are the
+    agent asking the guard, not a program to sandbox (a sandboxed program
+    could not reach guard's home); nothing runs and nothing is recorded as
+    a command. See :mod:`statetrace_guard.sessions.requests`.
     """
-    from statetrace_guard.sessions.escalation import (  # noqa: PLC0415 - rare path
-        escalate_session,
-        parse_escalation,
+    from statetrace_guard.sessions.requests import (  # noqa: PLC0415 - rare path
+        Where,
+        find_request,
+        serve,
     )
 
-    parsed = parse_escalation(options.argv)
-    if parsed is None:
+    if not any(
+        c.name.lower() in {"guard", "guard.exe"}
+        for c in judgement.classification.commands
+    ):
         return None
-    try:
-        request = escalate_session(invocation.log_dir, session_id, *parsed)
-    except SessionError as error:
-        return Blocked(ExitCode.RUN_BLOCKED, f"guard: blocked: {error.message}")
-    return Blocked(
-        ExitCode.OK,
-        f"guard: escalation requested: {request} "
-        f"(the operator runs `guard approve {request}`)",
+    request = find_request(judgement.classification)
+    if request is None:
+        return None
+    answer = serve(
+        request,
+        Where(
+            workspace=invocation.workspace,
+            log_dir=invocation.log_dir,
+            policy=invocation.policy,
+            session_id=session_id,
+            env=invocation.env,
+        ),
     )
+    return Blocked(answer.exit_status, answer.stderr, stdout=answer.stdout)
 
 
 def _refuse(
@@ -500,7 +505,7 @@ def _refuse(
 ) -> Blocked | None:
     """Block what the policy or the session refuses; None lets it run."""
     if not verdict.allowed:
-        message = block_message(verdict)
+        message = block_message(verdict, managed=session.managed)
         return _block(trail, facts, session, invocation, verdict, message)
     refusal = admit(session, invocation.log_dir, invocation.policy, verdict)
     if refusal is None:
@@ -511,8 +516,49 @@ def _refuse(
         reasons=(*facts.reasons, refusal),
         rules=(*facts.rules, "session"),
     )
-    level = invocation.level.name
-    message = f"guard: blocked: {refusal}, session is {level} (rule session)"
+    message = _refusal_message(refusal, verdict, session, invocation.level)
+    return _block(trail, facts, session, invocation, verdict, message)
+
+
+def _refusal_message(
+    refusal: str, verdict: Verdict, session: SessionContext, level: Level
+) -> str:
+    """The block line of a command the session refused, and its next step."""
+    from statetrace_guard.guidance import next_line, refusal_step  # noqa: PLC0415
+
+    step = refusal_step(
+        refusal, verdict, session.session_id, halted=RESUME_HINT in refusal
+    )
+    return (
+        f"guard: blocked: {refusal}, session is {level.name} (rule session)\n"
+        + next_line(step)
+    )
+
+
+def _uncontainable(
+    trail: Trail,
+    facts: CommandFacts,
+    session: SessionContext,
+    invocation: Invocation,
+    verdict: Verdict,
+    plan: SandboxPlan,
+) -> Blocked:
+    """Fail closed: contained code whose envelope this run cannot fully enforce."""
+    gap = ", ".join(plan.missing)
+    reason = f"contained execution needs the whole kernel envelope; missing: {gap}"
+    facts = replace(
+        facts,
+        decision="block",
+        reasons=(*facts.reasons, reason),
+        rules=(*facts.rules, "contained"),
+        contained=False,
+    )
+    from statetrace_guard.guidance import next_line, uncontainable_step  # noqa: PLC0415
+
+    message = (
+        f"guard: blocked: {reason}, session is {invocation.level.name} "
+        "(rule contained)\n" + next_line(uncontainable_step(gap))
+    )
     return _block(trail, facts, session, invocation, verdict, message)
 
 
@@ -526,10 +572,10 @@ def _block(
 ) -> Blocked:
     """Record ``command.blocked`` and what the session makes of it."""
     trail.blocked(facts)
-    _session_events(
+    said = _session_events(
         trail, session, invocation.log_dir, invocation.policy, verdict, None
     )
-    return Blocked(ExitCode.RUN_BLOCKED, message, verdict)
+    return Blocked(ExitCode.RUN_BLOCKED, "\n".join([message, *said]), verdict)
 
 
 def _session_events(
@@ -539,9 +585,28 @@ def _session_events(
     policy: CompiledPolicy,
     verdict: Verdict,
     outcome: Mapping[str, Any] | None,
-) -> None:
-    for event, fields in note_outcome(session, log_dir, policy, verdict, outcome):
+) -> list[str]:
+    """Record the session's events; return the lines the agent must see.
+
+    A halt is announced by the very command that trips it.
+    """
+    events = note_outcome(session, log_dir, policy, verdict, outcome)
+    return _write_events(trail, session, events)
+
+
+def _write_events(
+    trail: Trail, session: SessionContext, events: Sequence[Event]
+) -> list[str]:
+    """Write session events; a halt is announced in the returned lines."""
+    said = []
+    for event, fields in events:
         trail.event(event, fields)
+        if event == EVENT_HALTED:
+            said.append(
+                f"guard: session halted: {fields.get('reason', 'stopped')}; "
+                f"the operator runs guard session resume {session.session_id}"
+            )
+    return said
 
 
 PARKED_WARNING = (
@@ -559,7 +624,7 @@ def finish(
     the warnings are returned, for whoever holds the agent's stderr.
     ``tree`` is the resident helper's listing cache for this workspace.
     """
-    warnings = []
+    warnings: list[str] = []
     record = dict(outcome)
     planted = _sweep(prepared, tree)
     if planted:
@@ -572,6 +637,9 @@ def finish(
     egress_error = record.get("egress_error")
     if egress_error:
         warnings.extend(_proxy_failure(prepared, str(egress_error)))
+    from statetrace_guard.guidance import outcome_lines  # noqa: PLC0415
+
+    warnings += outcome_lines(record)
     try:
         result = prepared.trail.finished(
             prepared.facts, record, prepared.start, prepared.after_events
@@ -586,10 +654,11 @@ def finish(
     if result == "present":
         return warnings
     try:
-        for event, fields in budget_events(
-            prepared.session, Path(prepared.log_dir), prepared.policy
-        ):
-            prepared.trail.event(event, fields)
+        warnings += _write_events(
+            prepared.trail,
+            prepared.session,
+            budget_events(prepared.session, Path(prepared.log_dir), prepared.policy),
+        )
     except AuditError as error:
         warnings.append(f"guard: warning: session events not recorded: {error.message}")
     return warnings
@@ -811,6 +880,15 @@ def _first(*values: T | None) -> T | None:
     return next((value for value in values if value is not None), None)
 
 
+def _answer(blocked: Blocked) -> None:
+    """Print what the guard answers instead of running the program."""
+    if blocked.stdout:
+        sys.stdout.write(blocked.stdout)
+        sys.stdout.flush()
+    if blocked.message:
+        _say(blocked.message)
+
+
 def _say(line: str) -> None:
     """Write one line of guard's own on stderr (the program owns stdout)."""
     sys.stderr.write(line + "\n")
@@ -870,6 +948,7 @@ def _facts(
         task_ids=task_ids,
         plan_refs=(session.plan,) if session.plan else (),
         extra=_extra(options, session, judgement),
+        contained=verdict.contained,
     )
 
 

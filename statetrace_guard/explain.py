@@ -6,6 +6,7 @@ from typing import Any
 
 from statetrace_guard.decision import CommandVerdict, Verdict, describe_command
 from statetrace_guard.evaluate import Judgement
+from statetrace_guard.guidance import next_step
 from statetrace_guard.levels import format_level
 from statetrace_guard.policy import CompiledPolicy
 from statetrace_guard.result import command_json, level_name, verdict_json
@@ -59,8 +60,13 @@ def explain_lines(judgement: Judgement, policy: CompiledPolicy) -> list[str]:
             f"{describe_command(forcing.command)} (rule {forcing.rule})"
         )
     decision = "allowed" if verdict.allowed else "blocked"
+    if verdict.contained:
+        decision += f", contained in {verdict.level.name}'s kernel envelope"
     lines.append(f"decision at {verdict.level.name}: {decision}")
     lines.extend(f"lower-level alternative: {hint}" for hint in _hints(verdict))
+    step = next_step(verdict)
+    if step is not None:
+        lines.append(f"next step: {step.text}")
     return lines
 
 

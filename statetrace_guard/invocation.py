@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from statetrace_guard.decision import Enforcement
 from statetrace_guard.errors import PolicyError, UsageError
 from statetrace_guard.evaluate import POLICY_FILE_NAME, Place, make_place
 from statetrace_guard.levels import Level
@@ -31,6 +32,7 @@ __all__ = [
     "LEVEL_VARIABLE",
     "POLICY_FILE_NAME",
     "Invocation",
+    "machine_enforcement",
     "resolve_invocation",
     "resolve_level",
     "session_task",
@@ -87,8 +89,13 @@ def resolve_invocation(
     log_dir: Path | None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    enforcement: Enforcement | None = None,
 ) -> Invocation:
-    """Resolve options against the environment and the file system."""
+    """Resolve options against the environment and the file system.
+
+    ``enforcement`` None asks this machine whether its kernel enforces the
+    levels' envelopes; ``"none"`` answers as a machine without them would.
+    """
     environ = dict(os.environ if env is None else env)
     here = Path.cwd() if cwd is None else cwd
     workspace = workspace_root(here)
@@ -111,8 +118,22 @@ def resolve_invocation(
         log_dir=logs,
         cwd=here,
         env=environ,
-        place=make_place(here, workspace, logs, policy_file, environ),
+        place=make_place(
+            here,
+            workspace,
+            logs,
+            policy_file,
+            environ,
+            machine_enforcement() if enforcement is None else enforcement,
+        ),
     )
+
+
+def machine_enforcement() -> Enforcement:
+    """``kernel`` where this machine contains code in the level's envelope."""
+    from statetrace_guard.sandbox import containment_available  # noqa: PLC0415
+
+    return "kernel" if containment_available() else "none"
 
 
 def _check_examples_once(policy: CompiledPolicy) -> None:

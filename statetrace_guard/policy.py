@@ -53,6 +53,7 @@ from statetrace_guard.protect import (
 __all__ = [
     "BUILTIN_POLICIES",
     "BUILTIN_POLICY_NAME",
+    "CONTAINED",
     "CompiledPolicy",
     "CompiledRule",
     "Isolation",
@@ -76,6 +77,10 @@ BUILTIN_POLICIES = {
 }
 _MAX_EXTENDS = 4  # a chain of bases longer than this is a loop
 LevelName = Literal["L0", "L1", "L2", "L3", "never"]
+# ``contained``: run at the session's level inside its kernel envelope, and
+# only where the kernel enforces that envelope (else: never).
+DynamicLevelName = Literal["L0", "L1", "L2", "L3", "never", "contained"]
+CONTAINED = "contained"
 ExampleShell = Literal["exec", "bash", "pwsh"]
 
 
@@ -197,7 +202,7 @@ class EffectLevels(_Strict):
     write: LevelName = "L1"
     network: LevelName = "L3"
     install: LevelName = "L3"
-    dynamic: LevelName = "never"
+    dynamic: DynamicLevelName = "never"
 
 
 class Settings(_Strict):
@@ -336,6 +341,10 @@ class CompiledPolicy:
     # the trusted directories (hashable: one registry per policy content).
     programs: tuple[str, ...] = ()
     trusted_dirs: tuple[str, ...] = DEFAULT_TRUSTED_DIRS
+    # dynamic = "contained": the dynamic effect needs no level of its own
+    # where the kernel enforces the envelope; effect_levels says None (never)
+    # for it, which is what applies where the kernel does not.
+    dynamic_contained: bool = False
 
 
 def load_policy(path: Path | None) -> CompiledPolicy:
@@ -521,8 +530,11 @@ def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:
     for rule in rules:
         for name in rule.programs:
             by_program.setdefault(name, []).append(rule)
+    contained = model.effects.dynamic == CONTAINED
     levels = {
-        effect: parse_required_level(getattr(model.effects, effect.value))
+        effect: None
+        if effect is Effect.DYNAMIC and contained
+        else parse_required_level(getattr(model.effects, effect.value))
         for effect in Effect
     }
     return CompiledPolicy(
@@ -539,6 +551,7 @@ def compile_policy(model: Policy, source: str, sha256: str) -> CompiledPolicy:
         protect=compile_protect(model.protect.paths),
         trusted_dirs=model.trusted_dirs,
         guardrails=compile_guardrails(model.commit, model.adr),
+        dynamic_contained=contained,
     )
 
 

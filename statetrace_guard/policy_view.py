@@ -18,7 +18,12 @@ def policy_lines(policy: CompiledPolicy, only: Level | None = None) -> list[str]
     ]
     for effect in Effect:
         required = policy.effect_levels[effect]
-        if _shown(required, only):
+        if effect is Effect.DYNAMIC and policy.dynamic_contained:
+            lines.append(
+                f"  {effect.value:<8} contained (at any level, inside its kernel "
+                "envelope; never where the kernel cannot enforce it)"
+            )
+        elif _shown(required, only):
             lines.append(f"  {effect.value:<8} {format_level(required)}")
     lines.append("invariants: network and install need L3 and the opt-in variable = 1;")
     lines.append("  writes to the guard's files or outside the workspace: never")

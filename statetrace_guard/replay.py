@@ -35,7 +35,7 @@ from typing import Any
 
 from statetrace_guard.audit.chain import ChainCheck, ChainVerdict
 from statetrace_guard.audit.keys import find_chain_key
-from statetrace_guard.decision import Verdict
+from statetrace_guard.decision import Enforcement, Verdict
 from statetrace_guard.errors import AuditError
 from statetrace_guard.evaluate import Place, evaluate, make_place
 from statetrace_guard.guardrails.facts import GuardrailFacts, facts_from_json
@@ -243,6 +243,8 @@ class ReplaySettings:
         log_dir: the log directory the sessions were recorded with (default:
             ``Logs/`` under each command's inferred workspace).
         env: opt-in variables for commands that carry none (transcripts).
+        enforcement: whether the kernel would contain code the classifier
+            cannot name ("none": judge as a machine without enforcement).
     """
 
     policy: CompiledPolicy
@@ -250,6 +252,7 @@ class ReplaySettings:
     level: Level | None = None
     log_dir: Path | None = None
     env: Mapping[str, str] | None = None
+    enforcement: Enforcement = "none"
 
 
 def read_session(
@@ -601,7 +604,12 @@ class Replayer:
             workspace = _workspace_for(cwd)
             log_dir = self._settings.log_dir or workspace / "Logs"
             place = make_place(
-                Path(cwd), workspace, log_dir, self._settings.policy_file, dict(env_key)
+                Path(cwd),
+                workspace,
+                log_dir,
+                self._settings.policy_file,
+                dict(env_key),
+                self._settings.enforcement,
             )
             self._places[key] = place
         return place

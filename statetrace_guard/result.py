@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from statetrace_guard.decision import CommandVerdict, Verdict
+from statetrace_guard.guidance import next_step
 from statetrace_guard.levels import Level
 
 __all__ = ["SCHEMA_VERSION", "command_json", "level_name", "verdict_json"]
@@ -27,6 +28,7 @@ def command_json(verdict: CommandVerdict) -> dict[str, Any]:
         "effects": sorted(effect.value for effect in verdict.effects),
         "rule": verdict.rule,
         "spec": command.spec,
+        "contained": verdict.contained,
         "required_level": level_name(verdict.required),
         "opt_in": sorted(verdict.opt_ins),
         "writes": list(command.written),
@@ -39,7 +41,12 @@ def command_json(verdict: CommandVerdict) -> dict[str, Any]:
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
-    """The object ``guard check --json`` prints for one command line."""
+    """The object ``guard check --json`` prints for one command line.
+
+    ``next_step`` is the sentence a blocked agent acts on (None when allowed):
+    the same text ``guard run`` prints after ``guard: next:``.
+    """
+    step = next_step(verdict)
     return {
         "schema_version": SCHEMA_VERSION,
         "decision": "allow" if verdict.allowed else "block",
@@ -47,6 +54,8 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "required_level": level_name(verdict.required_level),
         "opt_in": sorted(verdict.opt_ins),
         "effects": sorted(effect.value for effect in verdict.effects),
+        "contained": verdict.contained,
         "commands": [command_json(command) for command in verdict.commands],
         "reasons": list(verdict.reasons),
+        "next_step": None if step is None else step.text,
     }

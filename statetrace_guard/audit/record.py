@@ -116,6 +116,7 @@ class CommandRecord(GenericRecord):
     task_ids: list[str] = Field(default_factory=list)
     plan_refs: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
+    contained: bool = False
 
 
 class BlockedRecord(CommandRecord):
@@ -129,6 +130,7 @@ class StartedRecord(CommandRecord):
 
     event: Literal["command.started"]
     enforcement: dict[str, str] = Field(default_factory=dict)
+    envelope: dict[str, Any] | None = None
 
 
 class FinishedRecord(CommandRecord):

@@ -87,6 +87,8 @@ class CommandFacts:
     task_ids: tuple[str, ...] = ()
     plan_refs: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Allowed only because the kernel envelope contains it (see decision.py).
+    contained: bool = False
 
     def fields(self) -> dict[str, Any]:
         """Return the record fields every ``command.*`` record carries."""
@@ -109,6 +111,7 @@ class CommandFacts:
             "task_ids": list(self.task_ids),
             "plan_refs": list(self.plan_refs),
             "extra": dict(self.extra),
+            "contained": self.contained,
         }
 
 
@@ -371,13 +374,16 @@ class Trail:
         self,
         facts: CommandFacts,
         enforcement: Mapping[str, str],
+        envelope: Mapping[str, Any] | None = None,
         *,
         reserve: int = FINISH_RESERVE,
     ) -> StartMark:
         """Record that the command is about to start; call before starting it.
 
         ``reserve`` bytes of disk are held for its finish first (see
-        :class:`~statetrace_guard.audit.log.ChainWriter`).
+        :class:`~statetrace_guard.audit.log.ChainWriter`). ``envelope``
+        (writable and read-only paths, network) is recorded for a contained
+        command: what confined the code nobody could classify.
 
         Returns:
             Where the start landed, for :meth:`finished`.
@@ -386,14 +392,14 @@ class Trail:
             AuditError: the record cannot be written (or there is no room for
                 its finish); the command must not run.
         """
-        written = self._session(
-            {
-                **facts.fields(),
-                "event": "command.started",
-                "enforcement": dict(enforcement),
-            },
-            reserve=reserve,
-        )
+        record: dict[str, Any] = {
+            **facts.fields(),
+            "event": "command.started",
+            "enforcement": dict(enforcement),
+        }
+        if envelope is not None:
+            record["envelope"] = dict(envelope)
+        written = self._session(record, reserve=reserve)
         return StartMark(int(written["seq"]), self._session_writer().last_offset)
 
     @contextlib.contextmanager

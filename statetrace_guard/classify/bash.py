@@ -669,12 +669,20 @@ class _Walker:
             return
         first = self.out[start]
         if names and first.spec != "bash:assign":
-            risky = any(dangerous_env(n) for n in names)
+            risky = [n for n in names if dangerous_env(n)]
             effects = first.effects | _DYN if risky else first.effects
+            # The prefix is what made it dynamic: say so first, or a block
+            # would read "echo only reads ... needs never".
+            said = (
+                (f"{', '.join(risky)} set for {first.name} can change what it runs",)
+                if risky
+                else ()
+            )
             first = replace(
                 first,
                 effects=effects,
                 env_sets=(*first.env_sets, *[n for n in names if n]),
+                reasons=(*said, *first.reasons),
             )
             first = self.with_dir_writes(first, names)
         if found.targets or found.network or found.socket:

@@ -16,8 +16,8 @@ import click
 from statetrace_guard.cli.common import guard_errors, log_dir_option, policy_option
 from statetrace_guard.invocation import resolve_invocation
 from statetrace_guard.levels import Level
+from statetrace_guard.paths import default_log_dir
 from statetrace_guard.sessions.approvals import (
-    ApprovalBook,
     deny_request,
     grant_request,
     load_book,
@@ -25,8 +25,10 @@ from statetrace_guard.sessions.approvals import (
     parse_duration,
 )
 from statetrace_guard.sessions.escalation import escalate_session
-from statetrace_guard.sessions.lifecycle import resolve_session_id
+from statetrace_guard.sessions.lifecycle import resolve_session_id, resume_session
 from statetrace_guard.sessions.operator import require_operator
+from statetrace_guard.sessions.store import load_session
+from statetrace_guard.sessions.views import approval_line, approval_rows
 
 __all__ = ["approvals", "approve", "deny", "escalate"]
 
@@ -81,19 +83,30 @@ def escalate(
     help="Commands the approval covers.",
 )
 @click.option("--hosts", default=None, help="Comma-separated hosts (L3).")
+@click.option(
+    "--resume", is_flag=True, help="Also resume the session when it is halted."
+)
 @workspace_option
+@log_dir_option
 @guard_errors
 def approve(
     request_id: str,
     expires: str | None,
     max_commands: int | None,
     hosts: str | None,
+    resume: bool,
     workspace: Path | None,
+    log_dir: Path | None,
 ) -> None:
-    """Approve an escalation request (operator only)."""
+    """Approve an escalation request (operator only).
+
+    An approval does not resume a halted session; the command says so, and
+    --resume does both.
+    """
     require_operator("guard approve", os.environ)
+    root = _workspace(workspace)
     grant = grant_request(
-        _workspace(workspace),
+        root,
         request_id,
         now=datetime.now(UTC),
         expires=parse_duration(expires) if expires else None,
@@ -104,6 +117,28 @@ def approve(
     click.echo(
         f"approved {grant.request_id}: {grant.session_id} at {grant.level.name} "
         f"until {until}"
+    )
+    _halted_session(root, log_dir, grant.session_id, request_id, resume=resume)
+
+
+def _halted_session(
+    root: Path, log_dir: Path | None, session_id: str, request_id: str, *, resume: bool
+) -> None:
+    """Say when the approved session is halted; resume it with --resume."""
+    logs = log_dir or default_log_dir(root)
+    state = load_session(logs, session_id, details=False)
+    if not state.exists or state.halt is None:
+        return
+    if resume:
+        invocation = resolve_invocation(level=None, policy=None, log_dir=logs, cwd=root)
+        resume_session(logs, invocation.policy, session_id, f"approved {request_id}")
+        click.echo(f"resumed {session_id} (it was halted: {state.halt.reason})")
+        return
+    click.echo(
+        f"note: session {session_id} is halted ({state.halt.reason}); the approval "
+        f"does not resume it: guard session resume {session_id} "
+        f"(or guard approve ... --resume)",
+        err=True,
     )
 
 
@@ -119,31 +154,6 @@ def deny(request_id: str, reason: str, workspace: Path | None) -> None:
     click.echo(f"{status} {request_id}")
 
 
-def _rows(book: ApprovalBook, pending_only: bool) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for request in book.requests.values():
-        status = book.status(request.request_id)
-        if pending_only and status != "pending":
-            continue
-        grant = book.grants.get(request.request_id)
-        rows.append(
-            {
-                "request_id": request.request_id,
-                "status": status,
-                "session_id": request.session_id,
-                "level": request.level.name,
-                "reason": request.reason,
-                "requested_by": request.user,
-                "requested_at": request.ts,
-                "approved_by": grant.user if grant else None,
-                "expires_at": grant.expires_at if grant else None,
-                "max_commands": grant.max_commands if grant else None,
-                "hosts": list(grant.hosts) if grant else [],
-            }
-        )
-    return rows
-
-
 @click.command()
 @click.option("--pending", is_flag=True, help="Only requests awaiting an answer.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -157,7 +167,7 @@ def approvals(pending: bool, as_json: bool, workspace: Path | None) -> None:
     listing names it.
     """
     where = _workspace(workspace)
-    rows = _rows(load_book(where), pending)
+    rows = approval_rows(load_book(where), pending)
     if as_json:
         for row in rows:
             payload = {"schema_version": 1, "workspace": str(where), **row}
@@ -168,7 +178,4 @@ def approvals(pending: bool, as_json: bool, workspace: Path | None) -> None:
         f"{kind} for workspace {where}:" if rows else f"no {kind} for workspace {where}"
     )
     for row in rows:
-        click.echo(
-            f"{row['request_id']}  {row['status']:<8} {row['level']}  "
-            f"{row['session_id']}  {row['reason']}"
-        )
+        click.echo(approval_line(row))

@@ -9,7 +9,13 @@ from typing import IO
 
 import click
 
-from statetrace_guard.cli.common import guard_errors, level_option, policy_option
+from statetrace_guard.cli.common import (
+    enforcement_option,
+    enforcement_value,
+    guard_errors,
+    level_option,
+    policy_option,
+)
 from statetrace_guard.errors import ExitCode, UsageError
 from statetrace_guard.evaluate import Judgement, evaluate
 from statetrace_guard.explain import explain_json, explain_lines
@@ -24,6 +30,7 @@ _ARGV = click.argument("argv", nargs=-1, type=click.UNPROCESSED)
 @click.command(context_settings={"ignore_unknown_options": True})
 @level_option
 @policy_option
+@enforcement_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--batch",
@@ -36,6 +43,7 @@ _ARGV = click.argument("argv", nargs=-1, type=click.UNPROCESSED)
 def check(
     level: str | None,
     policy: Path | None,
+    enforcement: str,
     as_json: bool,
     batch: IO[bytes] | None,
     argv: tuple[str, ...],
@@ -45,7 +53,12 @@ def check(
     Exit 0 when allowed, 1 when blocked (with --batch: 1 when any line is
     blocked, 2 when any line is malformed).
     """
-    invocation = resolve_invocation(level=level, policy=policy, log_dir=None)
+    invocation = resolve_invocation(
+        level=level,
+        policy=policy,
+        log_dir=None,
+        enforcement=enforcement_value(enforcement),
+    )
     if batch is not None:
         sys.exit(_run_batch(batch, invocation))
     judgement = _judge(argv, invocation)
@@ -61,11 +74,16 @@ def check(
 @click.command(context_settings={"ignore_unknown_options": True})
 @level_option
 @policy_option
+@enforcement_option
 @click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
 @_ARGV
 @guard_errors
 def explain(
-    level: str | None, policy: Path | None, as_json: bool, argv: tuple[str, ...]
+    level: str | None,
+    policy: Path | None,
+    enforcement: str,
+    as_json: bool,
+    argv: tuple[str, ...],
 ) -> None:
     """Explain how `-- PROGRAM [ARGS...]` is parsed, judged and why.
 
@@ -74,7 +92,12 @@ def explain(
     part that forces it, and a lower-level alternative where one exists.
     Exit 0 when allowed at the level, 1 when blocked.
     """
-    invocation = resolve_invocation(level=level, policy=policy, log_dir=None)
+    invocation = resolve_invocation(
+        level=level,
+        policy=policy,
+        log_dir=None,
+        enforcement=enforcement_value(enforcement),
+    )
     judgement = _judge(argv, invocation)
     if as_json:
         payload = explain_json(judgement, invocation.policy)

@@ -6,13 +6,15 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 import click
 
 from statetrace_guard.errors import GuardError, run_exit_code
 
 __all__ = [
+    "enforcement_option",
+    "enforcement_value",
     "guard_errors",
     "level_option",
     "log_dir_option",
@@ -36,12 +38,30 @@ policy_option = click.option(
     default=None,
     help="Policy file [default: guard.toml at the workspace root, else built-in].",
 )
+enforcement_option = click.option(
+    "--enforcement",
+    type=click.Choice(["auto", "kernel", "none"], case_sensitive=False),
+    default="auto",
+    help="Judge as a machine whose kernel enforces the levels' envelopes "
+    "(kernel) or not (none: code the classifier cannot name is never allowed) "
+    "[default: auto, this machine].",
+)
 log_dir_option = click.option(
     "--log-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Log directory [default: Logs/ under the workspace root].",
 )
+
+
+def enforcement_value(option: str) -> Literal["kernel", "none"] | None:
+    """The ``--enforcement`` choice for resolve_invocation (None: this machine)."""
+    choice = option.lower()
+    if choice == "kernel":
+        return "kernel"
+    if choice == "none":
+        return "none"
+    return None
 
 
 def report_error(error: GuardError) -> None:

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from statetrace_guard.cli.common import guard_errors, policy_option
+from statetrace_guard.cli.common import (
+    enforcement_option,
+    enforcement_value,
+    guard_errors,
+    policy_option,
+)
 from statetrace_guard.errors import ExitCode, UsageError
 from statetrace_guard.invocation import Invocation, resolve_invocation, resolve_level
 from statetrace_guard.levels import OPT_IN_INSTALL, OPT_IN_NET, Level
@@ -109,6 +114,7 @@ class _Output:
     help="Processes judging distinct commands of long replays [default: CPUs, "
     "at most 4].",
 )
+@enforcement_option
 @guard_errors
 def replay(
     logs: tuple[Path, ...],
@@ -122,6 +128,7 @@ def replay(
     log_dir: Path | None,
     execute_in: Path | None,
     jobs: int,
+    enforcement: str,
 ) -> None:
     """Re-judge the commands of session LOGS under the policy and classifier now.
 
@@ -132,7 +139,12 @@ def replay(
     changed in the --fail-on direction, 1 when something did (or, with
     --execute, an exit status differs), 4 when a log's chain is broken.
     """
-    invocation = resolve_invocation(level=level, policy=policy, log_dir=None)
+    invocation = resolve_invocation(
+        level=level,
+        policy=policy,
+        log_dir=None,
+        enforcement=enforcement_value(enforcement),
+    )
     override = Level.parse(level) if level else None
     settings = ReplaySettings(
         policy=invocation.policy,
@@ -140,6 +152,7 @@ def replay(
         level=override,
         log_dir=log_dir,
         env=_opt_ins(invocation) if source_format else None,
+        enforcement=invocation.place.decide.enforcement,
     )
     replayer = Replayer(settings)
     workers = jobs or min(os.cpu_count() or 1, _MAX_JOBS)

@@ -15,7 +15,6 @@ from statetrace_guard.invocation import Invocation, resolve_invocation
 from statetrace_guard.levels import Level
 from statetrace_guard.sessions.lifecycle import (
     SESSION_VARIABLE,
-    SessionStatus,
     StartRequest,
     end_session,
     resolve_session_id,
@@ -26,6 +25,7 @@ from statetrace_guard.sessions.lifecycle import (
 )
 from statetrace_guard.sessions.operator import require_operator
 from statetrace_guard.sessions.report import render_cli, render_markdown
+from statetrace_guard.sessions.views import status_json, status_lines
 
 __all__ = ["session"]
 
@@ -108,56 +108,6 @@ def start(
         click.echo(f"export {SESSION_VARIABLE}={session_id}")
 
 
-def _status_lines(status: SessionStatus) -> list[str]:
-    state = status.state
-    start = state.start
-    grant = status.grant
-    approval = "none"
-    if grant is not None:
-        limit = grant.max_commands if grant.max_commands is not None else "-"
-        approval = (
-            f"{grant.request_id} {grant.level.name} until "
-            f"{grant.expires_at or 'session end'}, used {status.grant_uses}/{limit}"
-        )
-    budget = ", ".join(f"{k} {v}" for k, v in status.budget.items()) or "none"
-    changes = [f"{c.path} ({c.kind})" for c in status.changes]
-    variables = [name for name, _ in status.env_overrides]
-    return [
-        f"session:   {state.session_id}"
-        + ("" if start else " (ad hoc: not started with `guard session start`)"),
-        f"tasks:     {', '.join(start.task_ids) if start else '-'}",
-        f"plan:      {start.plan if start and start.plan else '-'}",
-        f"level:     {status.level.name}",
-        f"approval:  {approval}",
-        f"commands:  {state.runs_total} run, {state.blocked_total} blocked",
-        f"budget:    {budget}",
-        f"tests:     {status.tests_run} run, {status.test_failures} failed"
-        + (f"; MUST STOP: {status.must_stop}" if status.must_stop else ""),
-        f"stopped:   {status.stopped or 'no'}",
-        f"overrides: {', '.join(changes + variables) or 'none outstanding'}",
-    ]
-
-
-def _status_json(status: SessionStatus) -> dict[str, object]:
-    state = status.state
-    return {
-        "schema_version": 1,
-        "session_id": state.session_id,
-        "managed": state.managed,
-        "level": status.level.name,
-        "approval": status.grant.request_id if status.grant else None,
-        "commands_run": state.runs_total,
-        "commands_blocked": state.blocked_total,
-        "budget": dict(status.budget),
-        "stopped": status.stopped,
-        "tests_run": status.tests_run,
-        "test_failures": status.test_failures,
-        "must_stop": status.must_stop,
-        "watched_changed": [change.path for change in status.changes],
-        "override_variables": [name for name, _ in status.env_overrides],
-    }
-
-
 @session.command()
 @session_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -177,9 +127,9 @@ def status(
         invocation.env,
     )
     if as_json:
-        click.echo(json.dumps(_status_json(found), sort_keys=True))
+        click.echo(json.dumps(status_json(found), sort_keys=True))
     else:
-        click.echo("\n".join(_status_lines(found)))
+        click.echo("\n".join(status_lines(found)))
 
 
 @session.command()

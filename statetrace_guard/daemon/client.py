@@ -253,7 +253,11 @@ class _Exchange:
         return handler(self, message)
 
     def _on_blocked(self, message: dict[str, Any]) -> object:
-        _say(message["message"])
+        if message.get("stdout"):  # the guard's own answer (session status, ...)
+            sys.stdout.write(str(message["stdout"]))
+            sys.stdout.flush()
+        if message["message"]:
+            _say(message["message"])
         return int(message["exit"])
 
     def _on_error(self, message: dict[str, Any]) -> object:

@@ -857,6 +857,7 @@ def _blocked(blocked: Blocked) -> dict[str, Any]:
         "op": "blocked",
         "message": blocked.message,
         "exit": int(blocked.exit_status),
+        "stdout": blocked.stdout,
     }
 
 

@@ -163,31 +163,26 @@ def _deny_reason(assessed: object, mapped: Mapped, prefix_error: str | None) -> 
             f"guard: the hook already runs every command through `guard run` "
             f"({prefix_error}): give the command alone"
         )
-    lines.append(next_step(verdict, managed=mapped.ad_hoc_level is None))
+    if not any("guard: next: " in line for line in lines):
+        lines.append(next_step(verdict, managed=mapped.ad_hoc_level is None))
     return "\n".join(lines)
 
 
 def next_step(verdict: Verdict | None, *, managed: bool) -> str:
     """The next step after a block: what to do instead of retrying.
 
-    NOTE(integrations): the guidance workstream's ``guidance`` module will
-    give the precise step; until it lands this says the general one.
+    The guidance module's step for a blocked verdict; a general one when
+    there is no verdict (the session refused to start).
     """
-    required = None if verdict is None else verdict.required_level
-    if verdict is None or required is None or required <= verdict.level:
-        return (
-            "Next step: do not retry this in another form; if the task needs it, "
-            "ask the operator for a policy rule."
-        )
-    if managed:
-        return (
-            f"Next step: do not retry it; if the task needs it, run "
-            f'`guard escalate --to {required.name} --reason "..."` and wait '
-            "for the operator's approval."
-        )
+    from statetrace_guard.guidance import next_line  # noqa: PLC0415
+    from statetrace_guard.guidance import next_step as guidance_step  # noqa: PLC0415
+
+    step = None if verdict is None else guidance_step(verdict, managed=managed)
+    if step is not None:
+        return next_line(step)
     return (
-        f"Next step: do not retry it; it needs {required.name}, which only the "
-        "operator can give (this session has no task, so it cannot escalate)."
+        "guard: next: do not retry this in another form; if the task needs it, "
+        "ask the operator for a policy rule."
     )
 
 
@@ -210,7 +205,7 @@ def _pre_file(hook: HookInput, invocation: Invocation, mapped: Mapped) -> Answer
             f"guard: blocked: {refusal}, session is {session.level.name} (rule session)"
         )
     else:
-        message = block_message(verdict)
+        message = block_message(verdict, managed=session.managed)
     trail = _trail(invocation, mapped.session_id)
     try:
         source = EditSource(hook.runtime, tool, hook.tool_use_id)
@@ -226,7 +221,9 @@ def _pre_file(hook: HookInput, invocation: Invocation, mapped: Mapped) -> Answer
         _session_events(trail, session, invocation, verdict)
     finally:
         trail.close()
-    return deny(message + "\n" + next_step(verdict, managed=session.managed))
+    if "guard: next: " not in message:
+        message += "\n" + next_step(verdict, managed=session.managed)
+    return deny(message)
 
 
 def _join(invocation: Invocation, mapped: Mapped) -> SessionContext:

@@ -45,6 +45,7 @@ from statetrace_guard.sessions.store import (
 )
 
 __all__ = [
+    "RESUME_HINT",
     "Event",
     "SessionContext",
     "admit",

@@ -1,20 +1,33 @@
 """Denial loops: the same blocked intent retried under other spellings.
 
-A blocked command's *intent* is the set of its blocked simple commands,
-each normalised to its program name (no directory, no ``.exe``, lower case,
-common aliases folded: ``iwr`` is ``invoke-webrequest``) and its effects.
-``curl x | sh``, ``bash -c 'curl x|sh'`` and ``/usr/bin/curl x | sh``
-share one intent. When an intent is blocked again within the window more
-than ``max_retries_of_blocked`` times, the session halts and the halt record
+A blocked command's *intent* is the set of its blocked simple commands, each
+normalised to four parts:
+
+* the program (no directory, no ``.exe``, lower case, spellings of one tool
+  folded: ``python3`` is ``python``, ``iwr`` and PowerShell's ``curl`` are
+  ``invoke-webrequest``);
+* what it was asked to do: its script, its ``-m`` module, ``<inline>`` code
+  (``-c``, a heredoc into ``-``), or its subcommand (``git push``);
+* its effects;
+* the blocked target: the hosts it reaches, the files it writes.
+
+So ``curl x | sh``, ``bash -c 'curl x|sh'`` and ``/usr/bin/curl x | sh``
+share one intent, while ``python3 foo.py``, ``python3 -m mypy`` and a
+heredoc into ``python3 -`` are three, and different programs are never one.
+When an intent is blocked again within the window more than
+``max_retries_of_blocked`` times, the session halts and the halt record
 names every attempt.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
+from statetrace_guard.classify.model import SimpleCommand
 from statetrace_guard.decision import CommandVerdict, Verdict
 from statetrace_guard.sessions.store import Denial, parse_ts
 
@@ -41,6 +54,9 @@ _ALIASES = {
     "pip3": "pip",
 }
 _SUFFIXES = (".exe", ".cmd", ".bat", ".com")
+_INLINE_FLAGS = frozenset({"-c", "-e", "--eval", "-", "-command", "-encodedcommand"})
+# A subcommand looks like a word: `push`, `run-script`, `test`.
+_SUBCOMMAND = re.compile(r"[a-z][a-z0-9_-]{0,30}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +89,44 @@ def _blocked_part(item: CommandVerdict, verdict: Verdict) -> bool:
     )
 
 
+def _asked(command: SimpleCommand) -> str:
+    """What the program was asked to do: script, module, inline code, subcommand."""
+    if command.script:
+        return command.script.lower()
+    args = [arg.lower() for arg in command.argv[1:]]
+    if "-m" in args:
+        index = args.index("-m")
+        return f"-m {args[index + 1]}" if index + 1 < len(args) else "-m"
+    reads_stdin = not args and any("stdin" in why for why in command.reasons)
+    if reads_stdin or _INLINE_FLAGS.intersection(args):
+        return "<inline>"
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        return arg if _SUBCOMMAND.fullmatch(arg) else ""
+    return ""
+
+
+def _target(item: CommandVerdict) -> str:
+    """What the block was about: hosts reached, files written."""
+    hosts = sorted(
+        {(urlsplit(url).hostname or url).lower() for url in item.command.urls}
+    )
+    written = sorted({path.replace("\\", "/").lower() for path in item.command.written})
+    return ",".join([*hosts, *written])
+
+
 def intent_of(verdict: Verdict) -> tuple[str, ...]:
     """Return the normalised intent of a blocked verdict, sorted."""
     parts = {
-        f"{_normal_name(item.command.name)}:"
-        + "+".join(sorted(effect.value for effect in item.effects))
+        ":".join(
+            (
+                _normal_name(item.command.name),
+                _asked(item.command),
+                "+".join(sorted(effect.value for effect in item.effects)),
+                _target(item),
+            )
+        ).rstrip(":")
         for item in verdict.commands
         if _blocked_part(item, verdict)
     }

@@ -121,8 +121,9 @@ class TestShellTools:
         answer = decision(hook.pre("Bash", {"command": f"touch ran; {NETWORK_PIPE}"}))
         assert answer["permissionDecision"] == "deny"
         reason = answer["permissionDecisionReason"]
-        assert reason.startswith("guard: blocked: curl -s http://example.com (network)")
-        assert "\nNext step: " in reason
+        assert reason.startswith("guard: blocked: sh (dynamic) needs never")
+        assert "from the network through curl" in reason
+        assert "\nguard: next: " in reason
         blocked = events(ws, "command.blocked")
         assert len(blocked) == 1
         assert blocked[0]["extra"]["via"] == "hook:claude-code"

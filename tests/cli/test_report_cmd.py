@@ -55,9 +55,9 @@ def future_log(tmp_path) -> Path:
     trail.event(
         "session.started", {"level": "L1", "task_ids": ["ST-A-001"], "plan": "p.md"}
     )
-    ok = facts(["pytest", "-q"], rules=("pytest",))
+    ok = facts(["pytest", "-q"], rules=("pytest",), contained=True)
     trail.started(ok, {"network": "netns", "seccomp": "on", "pid": "ns"})
-    outcome = {"exit_code": 1, "duration_ms": 900, "mac": "ab" * 32, "contained": True}
+    outcome = {"exit_code": 1, "duration_ms": 900, "mac": "ab" * 32}
     trail.finished(ok, outcome)
     trail.event(
         "file.edited",

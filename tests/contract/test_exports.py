@@ -45,8 +45,10 @@ def test_check_json_contract_keys(tmp_path):
         "required_level",
         "opt_in",
         "effects",
+        "contained",
         "commands",
         "reasons",
+        "next_step",
     }
     assert set(data["commands"][0]) == {
         "argv",
@@ -55,6 +57,7 @@ def test_check_json_contract_keys(tmp_path):
         "effects",
         "rule",
         "spec",
+        "contained",
         "required_level",
         "opt_in",
         "writes",
@@ -85,6 +88,8 @@ def test_package_exports_the_api():
         "required_level",
         "opt_in",
         "effects",
+        "contained",
         "commands",
         "reasons",
+        "next_step",
     }

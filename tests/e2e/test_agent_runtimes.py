@@ -101,8 +101,9 @@ def assert_pipe_blocked(records: list[dict], session: str, result_text: str) -> 
         for r in records
         if r["event"] in {"command.started", "command.finished"}
     )
-    assert "guard: blocked: curl -s http://example.com (network)" in result_text
-    assert "Next step:" in result_text
+    assert "guard: blocked: sh (dynamic) needs never" in result_text
+    assert "from the network through curl" in result_text
+    assert "guard: next:" in result_text
 
 
 def assert_ended(workspace: Path, session: str, output: str) -> None:

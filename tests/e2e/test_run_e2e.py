@@ -111,11 +111,12 @@ class TestReadmeScenario:
         )
         assert result.returncode == 126
         lines = result.stderr.decode().splitlines()
-        assert len(lines) == 1
+        assert len(lines) == 2
         assert lines[0].startswith("guard: blocked: ")
         assert "curl" in lines[0]
         assert "network" in lines[0]
         assert "session is L0 (rule " in lines[0]
+        assert lines[1].startswith("guard: next: no level allows it")
         assert result.stdout == b""
         assert "command.blocked" in events(workspace / "Logs")
 

@@ -49,7 +49,7 @@ class TestPolicyFile:
         assert "guard.toml" in planted(repo)
         assert b"guard: removed guard.toml" in result.stderr
         # The next command is judged by the built-in policy, not the agent's.
-        blocked = guard("run", "--level", "L1", "--", "bash", "-c", "eval x")
+        blocked = guard("run", "--level", "L1", "--", "bash", "-c", "sudo true")
         assert blocked.returncode == 126
 
     def test_rejects_guard_toml_by_tar(self, repo, guard):

@@ -36,8 +36,17 @@ class Harness:
         self.log_dir = workspace / "Logs"
         self.policy = policy
 
-    def verdict(self, argv: tuple[str, ...], level: Level) -> Verdict:
-        place = make_place(self.workspace, self.workspace, self.log_dir, None, {})
+    def verdict(
+        self, argv: tuple[str, ...], level: Level, enforcement: str = "none"
+    ) -> Verdict:
+        place = make_place(
+            self.workspace,
+            self.workspace,
+            self.log_dir,
+            None,
+            {},
+            enforcement=enforcement,  # type: ignore[arg-type]
+        )
         return evaluate(argv, level, self.policy, place).verdict
 
     def facts(self, ctx: gate.SessionContext, verdict: Verdict, argv) -> CommandFacts:
