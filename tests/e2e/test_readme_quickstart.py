@@ -22,7 +22,7 @@ INSTALL = "pip install . && "
 def quick_start() -> str:
     """The part of README's first shell block that runs after the install."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"```bash\n(.*?)\n```", text, flags=re.S)
+    block = re.search(r"```bash\n(.*?)\n```", text, flags=re.DOTALL)
     assert block is not None, "README.md has no bash block"
     command = block.group(1)
     assert INSTALL in command, "README's first command must install guard"
