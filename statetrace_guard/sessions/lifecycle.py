@@ -237,9 +237,13 @@ def _budget_left(state: SessionState, policy: CompiledPolicy) -> dict[str, str]:
     if settings.max_blocked is not None:
         left["blocked"] = f"{max(0, settings.max_blocked - state.blocked_since)} left"
     if settings.max_duration_minutes is not None:
-        left["minutes"] = (
-            f"{settings.max_duration_minutes:g} since {state.window_start}"
+        # The window opens with the session's first command: none yet, no start.
+        since = (
+            f"since {state.window_start}"
+            if state.window_start is not None
+            else "from the first command"
         )
+        left["minutes"] = f"{settings.max_duration_minutes:g} {since}"
     return left
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from statetrace_guard.errors import AuditError, SessionError, UsageError
@@ -120,6 +122,15 @@ class TestStatusAndEnd:
             0,
             None,
         )
+
+    def test_status_before_any_command(self, harness, start):
+        """A session whose window has not opened names no start (was "since None")."""
+        sid = start()
+        state = lc.load_session(harness.log_dir, sid)
+        unopened = dataclasses.replace(state, window_start=None)
+        left = lc._budget_left(unopened, harness.policy)
+        assert left["minutes"].endswith("from the first command")
+        assert "since" in lc._budget_left(state, harness.policy)["minutes"]
 
     def test_status_must_stop(self, harness, start, policy_factory):
         """After max_test_failures failing tests, status says the session must stop."""
