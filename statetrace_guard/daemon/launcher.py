@@ -5,7 +5,11 @@ the classifier, the policy and the trail (tens of MB to copy the page tables
 of), and after each fork both processes pay a copy-on-write fault for every
 page Python's reference counting touches. So the helper starts this process
 once, before it loads anything heavy; it imports only the runner and the
-sandbox, and forks a *supervisor* per command, which is cheap.
+sandbox, and forks a *supervisor* per command, which is cheap. Cheaper still
+ahead of time: once idle after a launch, it forks the next command's
+supervisor, which waits on a pair of its own for the launch (message and
+descriptors); only the first command, or one arriving before that, waits
+for a fork.
 
 Messages travel over one ``SOCK_SEQPACKET`` pair (each message arrives whole,
 so supervisors may write concurrently):
@@ -43,7 +47,7 @@ import select
 import signal
 import socket
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from statetrace_guard.daemon.protocol import (
@@ -89,6 +93,10 @@ _MAX_FDS = 251
 _DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
 CLIENT_LOST = "the guard client ended while the program ran; its tree was ended"
 NOT_STARTED = "the guard client ended before the program started; nothing ran"
+# Quiet time after a launch before the next supervisor is forked and its
+# namespaces made: that work would otherwise compete for the CPU with the
+# command being started (two cores, four processes in its chain).
+_IDLE_S = 0.005
 
 
 def send_packet(
@@ -169,13 +177,23 @@ class Launcher:
         self.running: dict[int, int] = {}  # supervisor pid -> command id
         self.spare_network: int | None = None  # the next program's netns
         self.spare_mounts: int | None = None  # and its mount namespace
+        self.waiting: _Waiting | None = None  # the next command's supervisor
+        # What the last launch ran with: the next supervisor is forked for it
+        # once the launcher is idle (not while this command's chain starts).
+        self.pending: tuple[SandboxPlan, SandboxBackend] | None = None
 
     def serve(self) -> None:
         """Until the helper goes away; running supervisors carry on."""
         while True:
             self._reap()
-            ready, _, _ = select.select([self.channel], [], [], 0.5)
+            idle = _IDLE_S if self.pending is not None else 0.5
+            ready, _, _ = select.select([self.channel], [], [], idle)
             if not ready:
+                if self.pending is not None:
+                    plan, backend = self.pending
+                    self.pending = None
+                    with contextlib.suppress(Exception):  # the next forks its own
+                        self._prepare_next(plan, backend)
                 continue
             try:
                 message, fds = recv_packet(self.channel)
@@ -184,35 +202,96 @@ class Launcher:
             self._launch(message, fds)
 
     def _launch(self, message: dict[str, Any], fds: list[int]) -> None:
+        """Give the command to the supervisor forked ahead, else fork one now."""
         try:
             plan = plan_from_wire(message["plan"])
             backend = backend_from_wire(message["plan"])
-            backend.keep_prepared(plan)  # a ruleset for every later supervisor
-            network = self._take_network(plan)
-            mounts = self._take_mounts(plan)
-            pid = os.fork()
+            pid = self._hand_over(message, fds)
+            if pid is None:
+                pid = self._fork_supervisor(message, fds, plan, backend)
         except Exception as exc:  # noqa: BLE001 - reported, never fatal here
             # No supervisor exists for it: the client's connection is closed
             # here and the helper may tell the client to run it itself.
             _close_all(fds)
             self._report("unlaunched", message.get("id"), f"cannot start: {exc}")
             return
+        self.running[pid] = message["id"]
+        self.pending = (plan, backend)
+
+    def _hand_over(self, message: dict[str, Any], fds: list[int]) -> int | None:
+        """Send the launch to the waiting supervisor: its pid, or None (fork one)."""
+        waiting, self.waiting = self.waiting, None
+        if waiting is None:
+            return None
+        try:
+            send_packet(waiting.sock, message, tuple(fds))
+        except (ProtocolError, OSError):
+            return None  # it is gone (or the launch is too large): fork anew
+        finally:
+            waiting.sock.close()  # a waiting one that was not sent anything exits
+        _close_all(fds)  # the agent sees EOF once the supervisor is done with them
+        return waiting.pid
+
+    def _fork_supervisor(
+        self,
+        message: dict[str, Any],
+        fds: list[int],
+        plan: SandboxPlan,
+        backend: SandboxBackend,
+    ) -> int:
+        """Fork the command's supervisor now (the first command, or none waiting)."""
+        backend.keep_prepared(plan)  # a ruleset for every later supervisor
+        network = self._take_network(plan)
+        mounts = self._take_mounts(plan)
+        pid = os.fork()
         if pid == 0:
             status = 1
             try:
-                if network is not None:
-                    reserve_network_namespace(network)
-                if mounts is not None:
-                    reserve_mount_namespace(mounts)
+                _reserve(network, mounts)
                 status = _supervise(self.channel, message, fds, plan, backend)
             finally:
                 os._exit(status)
         _close_all([*fds, *(fd for fd in (network, mounts) if fd is not None)])
-        self.running[pid] = message["id"]
-        if network is not None or self.spare_network is None:
-            self._make_spare_network(plan)
-        if mounts is not None or self.spare_mounts is None:
-            self._make_spare_mounts(plan)
+        return pid
+
+    def _prepare_next(self, plan: SandboxPlan, backend: SandboxBackend) -> None:
+        """Once idle after a launch: the next command's supervisor, forked ahead.
+
+        NOTE(speed): forking the launcher and getting the new process
+        scheduled took 1-1.5 ms of every command; a supervisor that already
+        waits takes the launch in a message. It is forked with what this
+        plan needs ready (ruleset, seccomp program, namespaces made ahead);
+        a command with another plan builds its own in the supervisor.
+        """
+        if self.waiting is not None:
+            return
+        backend.keep_prepared(plan)
+        self._make_spare_network(plan)
+        self._make_spare_mounts(plan)
+        network = self._take_network(plan)
+        mounts = self._take_mounts(plan)
+        spares = [fd for fd in (network, mounts) if fd is not None]
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            _close_all(spares)
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            _close_all([*spares, ours.detach(), theirs.detach()])
+            return
+        if pid == 0:
+            status = 1
+            try:
+                ours.close()
+                _reserve(network, mounts)
+                status = _await_launch(self.channel, theirs)
+            finally:
+                os._exit(status)
+        theirs.close()
+        _close_all(spares)
+        self.waiting = _Waiting(pid, ours)
 
     def _take_network(self, plan: SandboxPlan) -> int | None:
         """The spare namespace, when this plan wants a private network."""
@@ -253,6 +332,9 @@ class Launcher:
                 return
             if pid == 0:
                 return
+            if self.waiting is not None and pid == self.waiting.pid:
+                self.waiting.sock.close()  # died waiting: the next launch forks anew
+                self.waiting = None
             command = self.running.pop(pid, None)
             if command is not None and os.waitstatus_to_exitcode(status) != _DELIVERED:
                 self._report("lost", command, "the supervisor ended before the program")
@@ -260,6 +342,39 @@ class Launcher:
     def _report(self, op: str, command: object, error: str) -> None:
         with contextlib.suppress(OSError):
             send_packet(self.channel, {"op": op, "id": command, "error": error})
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A supervisor forked ahead, waiting on ``sock`` for its launch."""
+
+    pid: int
+    sock: socket.socket
+
+
+def _reserve(network: int | None, mounts: int | None) -> None:
+    """In a supervisor: the namespaces made ahead for its one program."""
+    if network is not None:
+        reserve_network_namespace(network)
+    if mounts is not None:
+        reserve_mount_namespace(mounts)
+
+
+def _await_launch(channel: socket.socket, sock: socket.socket) -> int:
+    """In a supervisor forked ahead: wait for the launch, then supervise it.
+
+    The launcher closing its end without a launch (it exits, or the
+    supervisor was not needed) ends this process: nothing ran, nothing to
+    report.
+    """
+    try:
+        message, fds = recv_packet(sock)
+    except (ProtocolError, OSError):
+        return _DELIVERED
+    sock.close()
+    plan = plan_from_wire(message["plan"])
+    backend = backend_from_wire(message["plan"])
+    return _supervise(channel, message, fds, plan, backend)
 
 
 def _supervise(

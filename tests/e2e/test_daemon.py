@@ -475,6 +475,37 @@ class TestHelperRunsPrograms:
         assert result.stdout == b"1\n141\n"
         assert b"Broken pipe" not in result.stderr
 
+    def test_the_next_supervisor_is_forked_before_the_command(self, guard):
+        """Speed: once idle, the launcher forks the next command's supervisor ahead."""
+        start_daemon(guard)
+        assert guard("run", "--", "true").returncode == 0  # a launch
+        time.sleep(1.0)
+        sent = time.time()
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        _, supervisor = outer_pids(MARKER)
+        with open(f"/proc/{supervisor}/stat", "rb") as handle:
+            ticks = int(handle.read().rpartition(b")")[2].split()[19])
+        with open("/proc/stat", "rb") as handle:
+            boot = next(
+                int(line.split()[1]) for line in handle if line.startswith(b"btime")
+            )
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        proc.stdout.close()
+        assert started < sent - 0.5  # forked well before the command was sent
+
     def test_signal_to_the_client_reaches_the_program(self, guard, workspace):
         start_daemon(guard)
         proc = popen_guard(
