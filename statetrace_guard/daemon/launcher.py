@@ -82,7 +82,14 @@ if TYPE_CHECKING:
     from statetrace_guard.online.plumbing import ProxyProcess
     from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
 
-__all__ = ["MAX_PACKET", "ClientControl", "main", "recv_packet", "send_packet"]
+__all__ = [
+    "MAX_PACKET",
+    "SPARE_NAME",
+    "ClientControl",
+    "main",
+    "recv_packet",
+    "send_packet",
+]
 
 # A seqpacket message must fit the socket's send buffer (net.core.wmem_default,
 # 208 KiB unless tuned): room for any ordinary environment. A launch that does
@@ -93,6 +100,9 @@ _MAX_FDS = 251
 _DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
 CLIENT_LOST = "the guard client ended while the program ran; its tree was ended"
 NOT_STARTED = "the guard client ended before the program started; nothing ran"
+# The name (``comm``) of a supervisor forked ahead while it waits for its
+# launch: no program of it exists yet (ps, tests looking for leftovers).
+SPARE_NAME = b"guard-spare"
 # Quiet time after a launch before the next supervisor is forked and its
 # namespaces made: that work would otherwise compete for the CPU with the
 # command being started (two cores, four processes in its chain).
@@ -360,6 +370,22 @@ def _reserve(network: int | None, mounts: int | None) -> None:
         reserve_mount_namespace(mounts)
 
 
+def _rename(name: bytes) -> bytes | None:
+    """Set this process's name (``comm``); the name it had, None if unchanged."""
+    try:
+        fd = os.open("/proc/self/comm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        old = os.read(fd, 64).rstrip(b"\n")
+        os.write(fd, name)  # the kernel ignores the offset here (no pwrite)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return old
+
+
 def _await_launch(channel: socket.socket, sock: socket.socket) -> int:
     """In a supervisor forked ahead: wait for the launch, then supervise it.
 
@@ -367,11 +393,14 @@ def _await_launch(channel: socket.socket, sock: socket.socket) -> int:
     supervisor was not needed) ends this process: nothing ran, nothing to
     report.
     """
+    name = _rename(SPARE_NAME)
     try:
         message, fds = recv_packet(sock)
     except (ProtocolError, OSError):
         return _DELIVERED
     sock.close()
+    if name is not None:
+        _rename(name)
     plan = plan_from_wire(message["plan"])
     backend = backend_from_wire(message["plan"])
     return _supervise(channel, message, fds, plan, backend)

@@ -19,6 +19,7 @@ from resident_helper import outer_pids, ping, wait_for_helper
 
 from statetrace_guard.daemon import peer, protocol, server
 from statetrace_guard.daemon.client import fast_run
+from statetrace_guard.daemon.launcher import SPARE_NAME
 from statetrace_guard.run_options import parse as parse_run_args
 
 pytestmark = pytest.mark.skipif(
@@ -501,10 +502,13 @@ class TestHelperRunsPrograms:
                 int(line.split()[1]) for line in handle if line.startswith(b"btime")
             )
         started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{supervisor}/comm", "rb") as handle:
+            name = handle.read().rstrip()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
         proc.stdout.close()
         assert started < sent - 0.5  # forked well before the command was sent
+        assert name != SPARE_NAME  # named a spare only while it waited
 
     def test_signal_to_the_client_reaches_the_program(self, guard, workspace):
         start_daemon(guard)
