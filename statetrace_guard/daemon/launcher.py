@@ -47,6 +47,7 @@ import select
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -103,10 +104,12 @@ NOT_STARTED = "the guard client ended before the program started; nothing ran"
 # The name (``comm``) of a supervisor forked ahead while it waits for its
 # launch: no program of it exists yet (ps, tests looking for leftovers).
 SPARE_NAME = b"guard-spare"
-# Quiet time after a launch before the next supervisor is forked and its
-# namespaces made: that work would otherwise compete for the CPU with the
-# command being started (two cores, four processes in its chain).
-_IDLE_S = 0.005
+# The next supervisor is forked (and its namespaces made) once the last
+# launched command has ended, or this long after its launch at the latest:
+# done while a command's chain starts, that work (3 ms, mostly making the
+# namespaces) slowed the chain on two cores; after the command it falls in
+# the time the agent takes to send the next one.
+_PREPARE_AFTER_S = 0.05
 
 
 def send_packet(
@@ -189,27 +192,36 @@ class Launcher:
         self.spare_mounts: int | None = None  # and its mount namespace
         self.waiting: _Waiting | None = None  # the next command's supervisor
         # What the last launch ran with: the next supervisor is forked for it
-        # once the launcher is idle (not while this command's chain starts).
-        self.pending: tuple[SandboxPlan, SandboxBackend] | None = None
+        # once that command has ended (not while its chain starts).
+        self.pending: _Pending | None = None
 
     def serve(self) -> None:
         """Until the helper goes away; running supervisors carry on."""
         while True:
             self._reap()
-            idle = _IDLE_S if self.pending is not None else 0.5
-            ready, _, _ = select.select([self.channel], [], [], idle)
-            if not ready:
+            watch, wait = [self.channel.fileno()], 0.5
+            if self.pending is not None:
+                watch.extend(self.pending.ended)
+                wait = max(0.0, self.pending.deadline - time.monotonic())
+            ready, _, _ = select.select(watch, [], [], wait)
+            if self.channel.fileno() not in ready:
                 if self.pending is not None:
-                    plan, backend = self.pending
-                    self.pending = None
-                    with contextlib.suppress(Exception):  # the next forks its own
-                        self._prepare_next(plan, backend)
+                    self._prepare_pending()
                 continue
             try:
                 message, fds = recv_packet(self.channel)
             except (ProtocolError, OSError):
                 return  # the helper is gone
             self._launch(message, fds)
+
+    def _prepare_pending(self) -> None:
+        """The last command ended (or took long): fork the next supervisor."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        pending.close()
+        with contextlib.suppress(Exception):  # the next launch forks its own
+            self._prepare_next(pending.plan, pending.backend)
 
     def _launch(self, message: dict[str, Any], fds: list[int]) -> None:
         """Give the command to the supervisor forked ahead, else fork one now."""
@@ -226,7 +238,9 @@ class Launcher:
             self._report("unlaunched", message.get("id"), f"cannot start: {exc}")
             return
         self.running[pid] = message["id"]
-        self.pending = (plan, backend)
+        if self.pending is not None:
+            self.pending.close()
+        self.pending = _Pending.after(pid, plan, backend)
 
     def _hand_over(self, message: dict[str, Any], fds: list[int]) -> int | None:
         """Send the launch to the waiting supervisor: its pid, or None (fork one)."""
@@ -352,6 +366,33 @@ class Launcher:
     def _report(self, op: str, command: object, error: str) -> None:
         with contextlib.suppress(OSError):
             send_packet(self.channel, {"op": op, "id": command, "error": error})
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The plan to fork the next supervisor for, and when.
+
+    ``ended`` holds a pidfd of the last launch's supervisor (readable once
+    it exits), empty where there are no pidfds: then the deadline alone.
+    """
+
+    plan: SandboxPlan
+    backend: SandboxBackend
+    deadline: float
+    ended: tuple[int, ...]
+
+    @classmethod
+    def after(cls, pid: int, plan: SandboxPlan, backend: SandboxBackend) -> _Pending:
+        """Pending on the end of supervisor ``pid``."""
+        try:
+            ended: tuple[int, ...] = (os.pidfd_open(pid),)
+        except (OSError, AttributeError):
+            ended = ()
+        return cls(plan, backend, time.monotonic() + _PREPARE_AFTER_S, ended)
+
+    def close(self) -> None:
+        """Close the pidfd."""
+        _close_all(list(self.ended))
 
 
 @dataclass(frozen=True)
