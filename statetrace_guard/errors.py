@@ -42,6 +42,7 @@ __all__ = [
     "ExitCode",
     "GuardError",
     "PolicyError",
+    "RunFinished",
     "SandboxUnavailable",
     "SessionError",
     "UsageError",
@@ -131,6 +132,15 @@ class CommandDenied(GuardError):
     """The policy blocks the command; nothing was run."""
 
     exit_code: ClassVar[int] = ExitCode.RUN_BLOCKED
+
+
+class RunFinished(SystemExit):
+    """``guard run`` is done: exit with ``code``, the program's status or 124..127.
+
+    A SystemExit of its own kind, so the console script knows the program has
+    ended and its records are written: it exits without the interpreter's
+    teardown (see entry.py).
+    """
 
 
 def run_exit_code(code: int) -> int:

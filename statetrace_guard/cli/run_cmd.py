@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import click
 from statetrace_guard import run_options
 from statetrace_guard.cli.common import run_errors
 from statetrace_guard.daemon.client import FALLBACK_VARIABLE
-from statetrace_guard.errors import UsageError
+from statetrace_guard.errors import RunFinished, UsageError
 from statetrace_guard.execute import RunOptions, guarded_run
 from statetrace_guard.invocation import resolve_invocation
 
@@ -93,8 +92,8 @@ def run(argv: tuple[str, ...], **options: Any) -> None:  # noqa: ANN401 - the ta
 
         request = parse_fetch(argv)
         if request is not None:  # the guard downloads it itself
-            sys.exit(guarded_fetch(invocation, request, run_options_))
-    sys.exit(guarded_run(invocation, run_options_))
+            raise RunFinished(guarded_fetch(invocation, request, run_options_))
+    raise RunFinished(guarded_run(invocation, run_options_))
 
 
 def _path(value: object) -> Path | None:

@@ -5,7 +5,11 @@ the classifier, the policy and the trail (tens of MB to copy the page tables
 of), and after each fork both processes pay a copy-on-write fault for every
 page Python's reference counting touches. So the helper starts this process
 once, before it loads anything heavy; it imports only the runner and the
-sandbox, and forks a *supervisor* per command, which is cheap.
+sandbox, and forks a *supervisor* per command, which is cheap. Cheaper still
+ahead of time: once idle after a launch, it forks the next command's
+supervisor, which waits on a pair of its own for the launch (message and
+descriptors); only the first command, or one arriving before that, waits
+for a fork.
 
 Messages travel over one ``SOCK_SEQPACKET`` pair (each message arrives whole,
 so supervisors may write concurrently):
@@ -43,7 +47,8 @@ import select
 import signal
 import socket
 import sys
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from statetrace_guard.daemon.protocol import (
@@ -78,7 +83,14 @@ if TYPE_CHECKING:
     from statetrace_guard.online.plumbing import ProxyProcess
     from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
 
-__all__ = ["MAX_PACKET", "ClientControl", "main", "recv_packet", "send_packet"]
+__all__ = [
+    "MAX_PACKET",
+    "SPARE_NAME",
+    "ClientControl",
+    "main",
+    "recv_packet",
+    "send_packet",
+]
 
 # A seqpacket message must fit the socket's send buffer (net.core.wmem_default,
 # 208 KiB unless tuned): room for any ordinary environment. A launch that does
@@ -89,6 +101,15 @@ _MAX_FDS = 251
 _DELIVERED = 0  # a supervisor's exit status: its outcome reached someone
 CLIENT_LOST = "the guard client ended while the program ran; its tree was ended"
 NOT_STARTED = "the guard client ended before the program started; nothing ran"
+# The name (``comm``) of a supervisor forked ahead while it waits for its
+# launch: no program of it exists yet (ps, tests looking for leftovers).
+SPARE_NAME = b"guard-spare"
+# The next supervisor is forked (and its namespaces made) once the last
+# launched command has ended, or this long after its launch at the latest:
+# done while a command's chain starts, that work (3 ms, mostly making the
+# namespaces) slowed the chain on two cores; after the command it falls in
+# the time the agent takes to send the next one.
+_PREPARE_AFTER_S = 0.05
 
 
 def send_packet(
@@ -169,13 +190,23 @@ class Launcher:
         self.running: dict[int, int] = {}  # supervisor pid -> command id
         self.spare_network: int | None = None  # the next program's netns
         self.spare_mounts: int | None = None  # and its mount namespace
+        self.waiting: _Waiting | None = None  # the next command's supervisor
+        # What the last launch ran with: the next supervisor is forked for it
+        # once that command has ended (not while its chain starts).
+        self.pending: _Pending | None = None
 
     def serve(self) -> None:
         """Until the helper goes away; running supervisors carry on."""
         while True:
             self._reap()
-            ready, _, _ = select.select([self.channel], [], [], 0.5)
-            if not ready:
+            watch, wait = [self.channel.fileno()], 0.5
+            if self.pending is not None:
+                watch.extend(self.pending.ended)
+                wait = max(0.0, self.pending.deadline - time.monotonic())
+            ready, _, _ = select.select(watch, [], [], wait)
+            if self.channel.fileno() not in ready:
+                if self.pending is not None:
+                    self._prepare_pending()
                 continue
             try:
                 message, fds = recv_packet(self.channel)
@@ -183,36 +214,108 @@ class Launcher:
                 return  # the helper is gone
             self._launch(message, fds)
 
+    def _prepare_pending(self) -> None:
+        """The last command ended (or took long): fork the next supervisor."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        pending.close()
+        with contextlib.suppress(Exception):  # the next launch forks its own
+            self._prepare_next(pending.plan, pending.backend)
+
     def _launch(self, message: dict[str, Any], fds: list[int]) -> None:
+        """Give the command to the supervisor forked ahead, else fork one now."""
         try:
             plan = plan_from_wire(message["plan"])
             backend = backend_from_wire(message["plan"])
-            backend.keep_prepared(plan)  # a ruleset for every later supervisor
-            network = self._take_network(plan)
-            mounts = self._take_mounts(plan)
-            pid = os.fork()
+            pid = self._hand_over(message, fds)
+            if pid is None:
+                pid = self._fork_supervisor(message, fds, plan, backend)
         except Exception as exc:  # noqa: BLE001 - reported, never fatal here
             # No supervisor exists for it: the client's connection is closed
             # here and the helper may tell the client to run it itself.
             _close_all(fds)
             self._report("unlaunched", message.get("id"), f"cannot start: {exc}")
             return
+        self.running[pid] = message["id"]
+        if self.pending is not None:
+            self.pending.close()
+        self.pending = _Pending.after(pid, plan, backend)
+
+    def _hand_over(self, message: dict[str, Any], fds: list[int]) -> int | None:
+        """Send the launch to the waiting supervisor: its pid, or None (fork one)."""
+        waiting, self.waiting = self.waiting, None
+        if waiting is None:
+            return None
+        try:
+            send_packet(waiting.sock, message, tuple(fds))
+        except (ProtocolError, OSError):
+            return None  # it is gone (or the launch is too large): fork anew
+        finally:
+            waiting.sock.close()  # a waiting one that was not sent anything exits
+        _close_all(fds)  # the agent sees EOF once the supervisor is done with them
+        return waiting.pid
+
+    def _fork_supervisor(
+        self,
+        message: dict[str, Any],
+        fds: list[int],
+        plan: SandboxPlan,
+        backend: SandboxBackend,
+    ) -> int:
+        """Fork the command's supervisor now (the first command, or none waiting)."""
+        backend.keep_prepared(plan)  # a ruleset for every later supervisor
+        network = self._take_network(plan)
+        mounts = self._take_mounts(plan)
+        pid = os.fork()
         if pid == 0:
             status = 1
             try:
-                if network is not None:
-                    reserve_network_namespace(network)
-                if mounts is not None:
-                    reserve_mount_namespace(mounts)
+                _reserve(network, mounts)
                 status = _supervise(self.channel, message, fds, plan, backend)
             finally:
                 os._exit(status)
         _close_all([*fds, *(fd for fd in (network, mounts) if fd is not None)])
-        self.running[pid] = message["id"]
-        if network is not None or self.spare_network is None:
-            self._make_spare_network(plan)
-        if mounts is not None or self.spare_mounts is None:
-            self._make_spare_mounts(plan)
+        return pid
+
+    def _prepare_next(self, plan: SandboxPlan, backend: SandboxBackend) -> None:
+        """Once idle after a launch: the next command's supervisor, forked ahead.
+
+        NOTE(speed): forking the launcher and getting the new process
+        scheduled took 1-1.5 ms of every command; a supervisor that already
+        waits takes the launch in a message. It is forked with what this
+        plan needs ready (ruleset, seccomp program, namespaces made ahead);
+        a command with another plan builds its own in the supervisor.
+        """
+        if self.waiting is not None:
+            return
+        backend.keep_prepared(plan)
+        self._make_spare_network(plan)
+        self._make_spare_mounts(plan)
+        network = self._take_network(plan)
+        mounts = self._take_mounts(plan)
+        spares = [fd for fd in (network, mounts) if fd is not None]
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            _close_all(spares)
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            _close_all([*spares, ours.detach(), theirs.detach()])
+            return
+        if pid == 0:
+            status = 1
+            try:
+                ours.close()
+                _reserve(network, mounts)
+                status = _await_launch(self.channel, theirs)
+            finally:
+                os._exit(status)
+        theirs.close()
+        _close_all(spares)
+        self.waiting = _Waiting(pid, ours)
 
     def _take_network(self, plan: SandboxPlan) -> int | None:
         """The spare namespace, when this plan wants a private network."""
@@ -253,6 +356,9 @@ class Launcher:
                 return
             if pid == 0:
                 return
+            if self.waiting is not None and pid == self.waiting.pid:
+                self.waiting.sock.close()  # died waiting: the next launch forks anew
+                self.waiting = None
             command = self.running.pop(pid, None)
             if command is not None and os.waitstatus_to_exitcode(status) != _DELIVERED:
                 self._report("lost", command, "the supervisor ended before the program")
@@ -260,6 +366,85 @@ class Launcher:
     def _report(self, op: str, command: object, error: str) -> None:
         with contextlib.suppress(OSError):
             send_packet(self.channel, {"op": op, "id": command, "error": error})
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The plan to fork the next supervisor for, and when.
+
+    ``ended`` holds a pidfd of the last launch's supervisor (readable once
+    it exits), empty where there are no pidfds: then the deadline alone.
+    """
+
+    plan: SandboxPlan
+    backend: SandboxBackend
+    deadline: float
+    ended: tuple[int, ...]
+
+    @classmethod
+    def after(cls, pid: int, plan: SandboxPlan, backend: SandboxBackend) -> _Pending:
+        """Pending on the end of supervisor ``pid``."""
+        try:
+            ended: tuple[int, ...] = (os.pidfd_open(pid),)
+        except (OSError, AttributeError):
+            ended = ()
+        return cls(plan, backend, time.monotonic() + _PREPARE_AFTER_S, ended)
+
+    def close(self) -> None:
+        """Close the pidfd."""
+        _close_all(list(self.ended))
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A supervisor forked ahead, waiting on ``sock`` for its launch."""
+
+    pid: int
+    sock: socket.socket
+
+
+def _reserve(network: int | None, mounts: int | None) -> None:
+    """In a supervisor: the namespaces made ahead for its one program."""
+    if network is not None:
+        reserve_network_namespace(network)
+    if mounts is not None:
+        reserve_mount_namespace(mounts)
+
+
+def _rename(name: bytes) -> bytes | None:
+    """Set this process's name (``comm``); the name it had, None if unchanged."""
+    try:
+        fd = os.open("/proc/self/comm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        old = os.read(fd, 64).rstrip(b"\n")
+        os.write(fd, name)  # the kernel ignores the offset here (no pwrite)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return old
+
+
+def _await_launch(channel: socket.socket, sock: socket.socket) -> int:
+    """In a supervisor forked ahead: wait for the launch, then supervise it.
+
+    The launcher closing its end without a launch (it exits, or the
+    supervisor was not needed) ends this process: nothing ran, nothing to
+    report.
+    """
+    name = _rename(SPARE_NAME)
+    try:
+        message, fds = recv_packet(sock)
+    except (ProtocolError, OSError):
+        return _DELIVERED
+    sock.close()
+    if name is not None:
+        _rename(name)
+    plan = plan_from_wire(message["plan"])
+    backend = backend_from_wire(message["plan"])
+    return _supervise(channel, message, fds, plan, backend)
 
 
 def _supervise(

@@ -19,6 +19,7 @@ from resident_helper import outer_pids, ping, wait_for_helper
 
 from statetrace_guard.daemon import peer, protocol, server
 from statetrace_guard.daemon.client import fast_run
+from statetrace_guard.daemon.launcher import SPARE_NAME
 from statetrace_guard.run_options import parse as parse_run_args
 
 pytestmark = pytest.mark.skipif(
@@ -475,6 +476,68 @@ class TestHelperRunsPrograms:
         assert result.stdout == b"1\n141\n"
         assert b"Broken pipe" not in result.stderr
 
+    def test_the_next_supervisor_is_forked_before_the_command(self, guard):
+        """Speed: once idle, the launcher forks the next command's supervisor ahead."""
+        start_daemon(guard)
+        assert guard("run", "--", "true").returncode == 0  # a launch
+        time.sleep(1.0)
+        sent = time.time()
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        _, supervisor = outer_pids(MARKER)
+        with open(f"/proc/{supervisor}/stat", "rb") as handle:
+            ticks = int(handle.read().rpartition(b")")[2].split()[19])
+        with open("/proc/stat", "rb") as handle:
+            boot = next(
+                int(line.split()[1]) for line in handle if line.startswith(b"btime")
+            )
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{supervisor}/comm", "rb") as handle:
+            name = handle.read().rstrip()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        proc.stdout.close()
+        assert started < sent - 0.5  # forked well before the command was sent
+        assert name != SPARE_NAME  # named a spare only while it waited
+
+    def test_a_spare_is_forked_while_a_long_command_runs(self, guard):
+        """Not only once a command has ended: a parallel command finds one too."""
+        start_daemon(guard)
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        _, supervisor = outer_pids(MARKER)
+        with open(f"/proc/{supervisor}/stat", "rb") as handle:
+            launcher = int(handle.read().rpartition(b")")[2].split()[1])
+        spares: list[int] = []
+        deadline = time.monotonic() + 20
+        while not spares and time.monotonic() < deadline:
+            spares = _named_children(launcher, SPARE_NAME)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        proc.stdout.close()
+        assert spares  # the program was still running (it sleeps 60 s)
+
     def test_signal_to_the_client_reaches_the_program(self, guard, workspace):
         start_daemon(guard)
         proc = popen_guard(
@@ -780,3 +843,21 @@ class TestPeerContext:
         finally:
             child.kill()
             child.wait()
+
+
+def _named_children(pid: int, name: bytes) -> list[int]:
+    """The children of ``pid`` whose comm is ``name``."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
+            children = [int(word) for word in handle.read().split()]
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        try:
+            with open(f"/proc/{child}/comm", "rb") as handle:
+                if handle.read().rstrip() == name:
+                    found.append(child)
+        except OSError:
+            continue
+    return found

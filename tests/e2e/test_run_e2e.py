@@ -164,6 +164,13 @@ class TestExitStatus:
         ]
         assert finished["exit_code"] == status
 
+    def test_status_2_is_the_programs_not_a_usage_error(self, guard):
+        # A usage error of `guard run` itself exits 2 as well; the program's
+        # own 2 passes through on the fast exit too.
+        result = guard("run", *py("import sys; print('out'); sys.exit(2)"))
+        assert result.returncode == 2
+        assert result.stdout == b"out\n"
+
     def test_signal_gives_128_plus_n(self, guard):
         result = guard(
             "run", *py("import os, signal; os.kill(os.getpid(), signal.SIGTERM)")

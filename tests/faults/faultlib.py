@@ -17,6 +17,7 @@ everything settle, and checks the one invariant of issue 14:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from statetrace_guard.daemon.launcher import SPARE_NAME
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ALLOW_PYTHON = str(ASSETS / "policies" / "allow_python.toml")
@@ -203,7 +206,9 @@ class Fleet:
         deadline = time.monotonic() + grace
         while True:
             helper = self.helper_pid()
-            keep = {helper, self.launcher_pid(helper)} if helper else set()
+            launcher = self.launcher_pid(helper) if helper else 0
+            # The supervisor forked ahead for the next command runs nothing yet.
+            keep = {helper, launcher, *_spares(launcher)} if helper else set()
             left = [pid for pid in self.marked() if pid not in keep]
             if not left or time.monotonic() >= deadline:
                 return [pid for pid in left if _alive(pid)]
@@ -333,6 +338,16 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(word) for word in text.split()]
+
+
+def _spares(launcher: int) -> list[int]:
+    """The launcher's children still waiting for a launch (named so)."""
+    found = []
+    for child in _children(launcher) if launcher else []:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{child}/comm").read_bytes().rstrip() == SPARE_NAME:
+                found.append(child)
+    return found
 
 
 def _cmdline(pid: int) -> bytes:
