@@ -43,6 +43,7 @@ from itertools import islice
 from statetrace_guard.classify.paths import is_within
 from statetrace_guard.protect import (
     ProtectPatterns,
+    WalkBudget,
     contains_protected,
     holds_protected,
     protection,
@@ -126,6 +127,7 @@ def named_protected(
         patterns: the policy's compiled ``[protect]`` globs.
         skip: resolved paths not to count (the script run, known outputs).
     """
+    budget = WalkBudget()  # every folder of this command shares it
     for text in _candidates(argv[1:], pwsh=pwsh):
         if not cwd and not text.replace("\\", "/").startswith("/"):
             continue
@@ -133,7 +135,7 @@ def named_protected(
             resolved = resolve_target(path, cwd)
             if resolved is None or resolved in skip:
                 continue
-            found = _protected_at(resolved, workspace, patterns)
+            found = _protected_at(resolved, workspace, patterns, budget)
             if found is not None:
                 return found
     return None
@@ -164,7 +166,7 @@ def _expanded(text: str, cwd: str) -> list[str]:
 
 
 def _protected_at(
-    resolved: str, workspace: str, patterns: ProtectPatterns
+    resolved: str, workspace: str, patterns: ProtectPatterns, budget: WalkBudget
 ) -> NamedProtected | None:
     """What protected data the resolved path is or holds."""
     if resolved == workspace or not is_within(resolved, workspace):
@@ -178,7 +180,7 @@ def _protected_at(
     folder = _existing_dir(workspace, rel)
     if folder is None:
         return None
-    found = holds_protected(workspace, folder, patterns)
+    found = holds_protected(workspace, folder, patterns, budget)
     return None if found is None else NamedProtected(rel, found[0], found[1])
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_PROTECT",
     "GIT_MINIMUM",
     "ProtectPatterns",
+    "WalkBudget",
     "check_glob",
     "compile_protect",
     "contains_protected",
@@ -278,50 +279,64 @@ def _walk(
             _walk(workspace, rel, glob, lister, found)
 
 
+@dataclass(slots=True)
+class WalkBudget:
+    """How many directory entries :func:`holds_protected` may still look at.
+
+    One budget serves every walk of one judgement, so a command naming many
+    folders costs no more than one naming a single large one.
+    """
+
+    left: int = 4096
+
+
 def holds_protected(
-    workspace: str, rel: str, patterns: ProtectPatterns, budget: int = 4096
+    workspace: str,
+    rel: str,
+    patterns: ProtectPatterns,
+    budget: WalkBudget | None = None,
 ) -> tuple[str, str] | None:
     """A protected entry below the existing directory ``rel``, and its glob.
 
     :func:`contains_protected` says what *could* lie below a folder
     (``Data/**/*.accdb`` could lie below any folder in ``Data``); this looks:
     only directories that can hold a match are listed, and the first match
-    ends the walk. A tree of more than ``budget`` entries answers as if it
-    held one (``rel`` itself, "more than ... entries"): the safe side.
+    ends the walk. Once the budget is spent the folder answers as if it held
+    a match (``rel`` itself, "more than ... entries"): the safe side.
 
     Returns:
         ``(protected path, glob)``, workspace-relative, or None.
     """
     if contains_protected(rel, patterns) is None:
         return None
+    spend = budget or WalkBudget()
     parts = rel.lower().split("/")
-    left = [budget]
     for glob in patterns.candidates(parts[0]):
         if not _prefix_of(parts, glob.segments):
             continue
-        found = _find_below(f"{workspace}/{rel}", rel, glob, left)
+        found = _find_below(f"{workspace}/{rel}", rel, glob, spend)
         if found is not None:
             return found, glob.text
-        if left[0] <= 0:
-            return rel, f"{glob.text}: more than {budget} entries to look through"
+        if spend.left <= 0:
+            return rel, f"{glob.text}: too many entries to look through"
     return None
 
 
 def _find_below(
-    directory: str, rel_dir: str, glob: _Glob, left: list[int]
+    directory: str, rel_dir: str, glob: _Glob, budget: WalkBudget
 ) -> str | None:
     """The first entry below ``directory`` that ``glob`` matches (depth first)."""
     for name, is_dir in _listdir(directory):
-        left[0] -= 1
-        if left[0] <= 0:
+        budget.left -= 1
+        if budget.left <= 0:
             return None
         rel = f"{rel_dir}/{name}"
         lowered = rel.lower()
         if glob.pattern.fullmatch(lowered):
             return rel
         if is_dir and _prefix_of(lowered.split("/"), glob.segments):
-            found = _find_below(f"{directory}/{name}", rel, glob, left)
-            if found is not None or left[0] <= 0:
+            found = _find_below(f"{directory}/{name}", rel, glob, budget)
+            if found is not None or budget.left <= 0:
                 return found
     return None
 

@@ -20,7 +20,7 @@ from statetrace_guard.guidance import block_line, next_step
 from statetrace_guard.levels import Level
 from statetrace_guard.operands import named_protected
 from statetrace_guard.policy import load_policy
-from statetrace_guard.protect import compile_protect, holds_protected
+from statetrace_guard.protect import WalkBudget, compile_protect, holds_protected
 from statetrace_guard.sessions.escalation import parse_escalation
 
 POLICY = load_policy(None)
@@ -253,10 +253,31 @@ class TestNamedProtected:
         for index in range(20):
             (workspace / "Data" / "Postmortems" / f"f{index}.txt").write_text("x")
         found = holds_protected(
-            os.path.realpath(workspace), "Data/Postmortems", self.PATTERNS, budget=5
+            os.path.realpath(workspace),
+            "Data/Postmortems",
+            self.PATTERNS,
+            WalkBudget(5),
         )
-        assert found is not None
-        assert "more than 5 entries" in found[1]
+        assert found == (
+            "Data/Postmortems",
+            "Data/**/*.accdb: too many entries to look through",
+        )
+
+    def test_many_folders_share_one_budget(self, workspace):
+        """A command naming many folders without data does not walk each in full."""
+        for index in range(40):
+            folder = workspace / "Data" / "Postmortems" / f"Case-{index}"
+            folder.mkdir()
+            (folder / "raw.log").write_text("x", encoding="utf-8")
+        budget = WalkBudget(30)
+        ws = os.path.realpath(workspace)
+        answers = [
+            holds_protected(ws, f"Data/Postmortems/Case-{i}", self.PATTERNS, budget)
+            for i in range(40)
+        ]
+        assert answers[0] is None
+        assert budget.left <= 0
+        assert answers[-1] is not None
 
     def test_folder_without_data_holds_nothing(self, workspace):
         """An existing folder under Data with no database is not protected data."""
