@@ -32,6 +32,7 @@ paths named as what the command works on) still decides first.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
@@ -532,16 +533,16 @@ def _argument_parts(
     ):
         return []
     cwd = ctx.cwd if command.cwd is None else command.cwd
-    skip = {resolve_target(target, ctx.cwd) for target in command.written}
+    skip = [posixpath.join(ctx.cwd, target) for target in command.written]
     if command.script:
-        skip.add(resolve_target(command.script, ctx.workspace))
+        skip.append(posixpath.join(ctx.workspace, command.script))
     found = named_protected(
         command.argv,
         pwsh=command.shell == "pwsh",
         cwd=cwd,
         workspace=ctx.workspace,
         patterns=policy.protect,
-        skip={path for path in skip if path is not None},
+        skip=skip,
     )
     if found is None:
         return []

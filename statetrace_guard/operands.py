@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -101,6 +102,44 @@ def resolve_target(target: str, cwd: str) -> str | None:
     return os.path.realpath(joined)
 
 
+def _resolve_word(text: str, base: str, workspace: str) -> str | None:
+    """:func:`resolve_target` of ``text`` from the resolved ``base``, cheaper.
+
+    ``os.path.realpath`` looks at every component from ``/``; here only the
+    word's own components are looked at (the base, or the workspace for an
+    absolute path inside it, is resolved already), one ``lstat`` each until
+    one is missing. A symbolic link hands the rest to ``realpath``.
+    """
+    posix = text.replace("\\", "/")
+    if posix.startswith("~") or _has_drive(posix):
+        return None
+    start, rest = base, posix
+    if posix.startswith("/"):
+        inside = posix.startswith(workspace + "/")
+        start, rest = (workspace, posix[len(workspace) :]) if inside else ("/", posix)
+    path = start
+    parts = rest.split("/")
+    for index, part in enumerate(parts):
+        if part in {"", "."}:
+            continue
+        if part == "..":
+            path = os.path.dirname(path)
+            continue
+        step = f"{path.rstrip('/')}/{part}"
+        left = "/".join([step, *parts[index + 1 :]])
+        try:
+            mode = os.lstat(step).st_mode
+        except OSError:
+            # Below a missing entry nothing exists, unless ``..`` climbs out.
+            if ".." in parts[index + 1 :]:
+                return os.path.realpath(left)
+            return os.path.normpath(left)
+        if stat.S_ISLNK(mode):
+            return os.path.realpath(left)
+        path = step
+    return path
+
+
 def _has_drive(text: str) -> bool:
     """True for ``C:...``, ``HKCU:...``, ``Env:...``: not a path on this disk."""
     head, sep, _ = text.partition(":")
@@ -125,15 +164,17 @@ def named_protected(
             (relative words are then skipped).
         workspace: the workspace root, resolved.
         patterns: the policy's compiled ``[protect]`` globs.
-        skip: resolved paths not to count (the script run, known outputs).
+        skip: absolute paths not to count (the script run, known outputs).
     """
     budget = WalkBudget()  # every folder of this command shares it
+    base = (_resolve_word(cwd, "/", workspace) or "") if cwd else ""
+    ignored = {_resolve_word(path, "/", workspace) for path in skip}
     for text in _candidates(argv[1:], pwsh=pwsh):
-        if not cwd and not text.replace("\\", "/").startswith("/"):
+        if not base and not text.replace("\\", "/").startswith("/"):
             continue
-        for path in _expanded(text, cwd):
-            resolved = resolve_target(path, cwd)
-            if resolved is None or resolved in skip:
+        for path in _expanded(text, base):
+            resolved = _resolve_word(path, base, workspace)
+            if resolved is None or resolved in ignored:
                 continue
             found = _protected_at(resolved, workspace, patterns, budget)
             if found is not None:

@@ -18,7 +18,7 @@ import pytest
 from statetrace_guard.evaluate import evaluate, make_place
 from statetrace_guard.guidance import block_line, next_step
 from statetrace_guard.levels import Level
-from statetrace_guard.operands import named_protected
+from statetrace_guard.operands import _resolve_word, named_protected, resolve_target
 from statetrace_guard.policy import load_policy
 from statetrace_guard.protect import WalkBudget, compile_protect, holds_protected
 from statetrace_guard.sessions.escalation import parse_escalation
@@ -284,3 +284,30 @@ class TestNamedProtected:
         ws = os.path.realpath(workspace)
         assert holds_protected(ws, "Data/Postmortems", self.PATTERNS) is None
         assert holds_protected(ws, "Data", self.PATTERNS) == (DB, "Data/**/*.accdb")
+
+
+class TestResolveWord:
+    @pytest.mark.parametrize(
+        "word",
+        [
+            "Data/site/site.accdb",
+            "./Data/../Data/site",
+            "scripts/../Data/site/site.accdb",
+            "site-link/site.accdb",
+            "site-link/../Data2",
+            "missing/../site-link",
+            "missing/deeper/x.accdb",
+            "Data/site/../../..",
+            "../ws/Data",
+            "{ws}/Data/site",
+            "{ws}/site-link",
+            "/tmp/../{ws}/Data",
+            r"Data\site\site.accdb",
+        ],
+    )
+    def test_same_answer_as_realpath(self, workspace, word):
+        """The cheap resolver answers as ``resolve_target`` (realpath) does."""
+        ws = os.path.realpath(workspace)
+        text = word.format(ws=ws)
+        for base in (ws, f"{ws}/Data"):
+            assert _resolve_word(text, base, ws) == resolve_target(text, base)
