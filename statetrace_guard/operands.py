@@ -187,12 +187,23 @@ def _candidates(words: Sequence[str], *, pwsh: bool) -> Iterator[str]:
     for word in words:
         if not word or len(word) > _PATH_MAX or any(c in word for c in _RUN_TIME):
             continue
+        if not _encodable(word):
+            continue  # no file system name: it names nothing on one
         texts = [] if word.startswith("-") else [word]
         value = _VALUE.match(word)
         if value is not None and value.end() < len(word):
             texts.append(word[value.end() :])
         for text in texts:
             yield from (part for part in text.split(",") if part) if pwsh else (text,)
+
+
+def _encodable(word: str) -> bool:
+    """Whether ``word`` can be a file name here (a lone surrogate cannot)."""
+    try:
+        os.fsencode(word)
+    except UnicodeError:
+        return False
+    return True
 
 
 def _expanded(text: str, cwd: str) -> list[str]:

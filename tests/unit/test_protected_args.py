@@ -14,6 +14,8 @@ import os
 import shlex
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from statetrace_guard.evaluate import evaluate, make_place
 from statetrace_guard.guidance import block_line, next_step
@@ -58,7 +60,11 @@ def workspace(tmp_path):
 
 
 def judge(ws, script, level=Level.L1, shell="bash", enforcement="kernel"):
-    argv = ("bash", "-c", script) if shell == "bash" else ("pwsh", "-Command", script)
+    argv = {
+        "bash": ("bash", "-c", script),
+        "pwsh": ("pwsh", "-Command", script),
+        "exec": tuple(script.split(" ")),
+    }[shell]
     place = make_place(ws, ws, ws / "Logs", None, {}, enforcement=enforcement)
     return evaluate(argv, level, POLICY, place).verdict
 
@@ -129,6 +135,7 @@ STAY = [
     ("bash", 'cd "$D" && python3 ../scripts/x.py site.accdb'),
     ("bash", "python3 -c 'open(\"Data/site/site.accdb\")'"),
     ("bash", "bash .git/hooks/pre-commit"),
+    ("exec", "python3 scripts/x.py \ud800/Data Data/\ud800 \udcff"),
     # programs known to only read
     ("bash", f"cat {DB}"),
     ("bash", f"grep -c x {DB}"),
@@ -311,3 +318,39 @@ class TestResolveWord:
         text = word.format(ws=ws)
         for base in (ws, f"{ws}/Data"):
             assert _resolve_word(text, base, ws) == resolve_target(text, base)
+
+
+_PIECES = st.sampled_from(
+    [
+        *("Data", "data", "site", "site.accdb", "..", ".", "", "*", "[", "[!a]"),
+        *("\\", ":", "C:", "~", "$X", "\ud800", "\udcff", "-DatabasePath:", "db="),
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.text(st.characters(exclude_categories=()), max_size=40),
+            st.lists(_PIECES, max_size=6).map("/".join),
+            st.lists(_PIECES, max_size=4).map("".join),
+        ),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_named_protected_never_raises(tmp_path_factory, words, pwsh):
+    """Any words (lone surrogates, globs, drives, ..) answer; nothing raises."""
+    ws = tmp_path_factory.getbasetemp() / "never-raises"
+    (ws / "Data" / "site").mkdir(parents=True, exist_ok=True)
+    (ws / "Data" / "site" / "site.accdb").touch()
+    root = os.path.realpath(ws)
+    found = named_protected(
+        ("tool", *words),
+        pwsh=pwsh,
+        cwd=root,
+        workspace=root,
+        patterns=TestNamedProtected.PATTERNS,
+    )
+    assert found is None or found.glob
