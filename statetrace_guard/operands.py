@@ -92,11 +92,12 @@ def resolve_target(target: str, cwd: str) -> str | None:
 
     Backslashes are separators (PowerShell on Windows); a drive or provider
     prefix (``C:``, ``HKCU:``) and a home reference name places the guard
-    cannot vouch for on this machine. ``..`` and symbolic links resolve
+    cannot vouch for on this machine, and a name no file system here can
+    hold (a lone surrogate) none at all. ``..`` and symbolic links resolve
     through the file system, as the program will see them.
     """
     text = target.replace("\\", "/")
-    if text.startswith("~") or _has_drive(text):
+    if text.startswith("~") or _has_drive(text) or not _encodable(text):
         return None
     joined = text if text.startswith("/") else f"{cwd}/{text}"
     return os.path.realpath(joined)

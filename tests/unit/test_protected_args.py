@@ -293,6 +293,18 @@ class TestNamedProtected:
         assert holds_protected(ws, "Data", self.PATTERNS) == (DB, "Data/**/*.accdb")
 
 
+class TestUnencodableNames:
+    @pytest.mark.parametrize(
+        "argv", [("tee", "\ud800"), ("cp", "a", "\ud800/x"), ("touch", "Data/\ud800")]
+    )
+    def test_rejects_write_to_a_name_no_file_system_holds(self, workspace, argv):
+        """A written name with a lone surrogate (JSON input) is never allowed; no raise."""
+        place = make_place(workspace, workspace, workspace / "Logs", None, {})
+        verdict = evaluate(argv, Level.L3, POLICY, place).verdict
+        assert not verdict.allowed
+        assert verdict.required_level is None
+
+
 class TestResolveWord:
     @pytest.mark.parametrize(
         "word",
