@@ -32,7 +32,7 @@ paths named as what the command works on) still decides first.
 
 from __future__ import annotations
 
-import os
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
@@ -49,6 +49,7 @@ from statetrace_guard.levels import (
 )
 from statetrace_guard.online.egress import Egress
 from statetrace_guard.online.hosts import url_host_port
+from statetrace_guard.operands import named_protected, resolve_target
 from statetrace_guard.policy import CompiledPolicy, CompiledRule
 from statetrace_guard.protect import contains_protected, protection
 
@@ -270,30 +271,51 @@ def describe_command(command: SimpleCommand, limit: int = 60) -> str:
 
 
 # NOTE(speed): agents repeat commands, and batch replays repeat them more.
-# A verdict depends only on the command, the policy's content and where it
-# runs, except through the file system when it writes (paths resolve through
-# symlinks that may change), so only commands that write nothing are kept.
-_MEMO: dict[tuple[object, ...], CommandVerdict] = {}
+# What a command needs depends only on the command, the policy's content and
+# where it runs, except through the file system: written paths resolve
+# through symlinks that may change, and a folder an argument names may come
+# to hold protected data. So what is kept is the requirement before the
+# arguments' paths are looked at, and only for commands that write nothing.
+_MEMO: dict[tuple[object, ...], _Needs] = {}
 _MEMO_LIMIT = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class _Needs:
+    """What a simple command needs before its arguments' paths are looked at."""
+
+    rule: CompiledRule | None
+    effects: frozenset[Effect]
+    parts: tuple[_Part, ...]
+    hosts: tuple[HostVerdict, ...]
 
 
 def _judge(
     command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
 ) -> CommandVerdict:
     if command.written:
-        return _judge_fresh(command, policy, ctx)
-    key = (command, policy.sha256, policy.source, ctx.enforcement, ctx.fetched)
-    found = _MEMO.get(key)
-    if found is None:
-        if len(_MEMO) >= _MEMO_LIMIT:
-            _MEMO.clear()
-        found = _MEMO[key] = _judge_fresh(command, policy, ctx)
-    return found
+        needs = _needs(command, policy, ctx)
+    else:
+        key = (command, policy.sha256, policy.source, ctx.enforcement, ctx.fetched)
+        found = _MEMO.get(key)
+        if found is None:
+            if len(_MEMO) >= _MEMO_LIMIT:
+                _MEMO.clear()
+            found = _MEMO[key] = _needs(command, policy, ctx)
+        needs = found
+    parts = [*needs.parts, *_argument_parts(command, needs, policy, ctx)]
+    verdict = _combine(command, needs.effects, parts, needs.rule)
+    if not needs.hosts:
+        return verdict
+    refused = [
+        f"{command.name}: {host.reason}" for host in needs.hosts if not host.allowed
+    ]
+    return replace(verdict, hosts=needs.hosts, reasons=(*verdict.reasons, *refused))
 
 
-def _judge_fresh(
+def _needs(
     command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
-) -> CommandVerdict:
+) -> _Needs:
     rule = _strictest_rule(command, policy)
     if rule is not None:
         effects = rule.effects or command.effects
@@ -306,12 +328,10 @@ def _judge_fresh(
     parts.extend(_floor_parts(command.effects | effects))
     parts.extend(_write_parts(command, policy, ctx))
     parts.extend(_env_parts(command))
-    verdict = _combine(command, frozenset(effects), parts, rule)
-    if Effect.NETWORK not in verdict.effects or not command.urls:
-        return verdict
-    hosts = _host_verdicts(command, policy)
-    refused = [f"{command.name}: {host.reason}" for host in hosts if not host.allowed]
-    return replace(verdict, hosts=hosts, reasons=(*verdict.reasons, *refused))
+    hosts: tuple[HostVerdict, ...] = ()
+    if Effect.NETWORK in effects and command.urls:
+        hosts = _host_verdicts(command, policy)
+    return _Needs(rule, frozenset(effects), tuple(parts), hosts)
 
 
 def _host_verdicts(
@@ -497,6 +517,39 @@ def _write_parts(
     return parts
 
 
+def _argument_parts(
+    command: SimpleCommand, needs: _Needs, policy: CompiledPolicy, ctx: DecisionContext
+) -> list[_Part]:
+    """Protected data named as what a program that may write anything works on.
+
+    Asked of programs that run code the classifier cannot know, and of those
+    that write without naming what (a rule's script with no known output);
+    never of programs known to only read, nor about the files the classifier
+    names as written (:func:`_write_parts` judges those).
+    """
+    effects = needs.effects
+    if Effect.DYNAMIC not in effects and (
+        Effect.WRITE not in effects or command.writes
+    ):
+        return []
+    cwd = ctx.cwd if command.cwd is None else command.cwd
+    skip = [posixpath.join(ctx.cwd, target) for target in command.written]
+    if command.script:
+        skip.append(posixpath.join(ctx.workspace, command.script))
+    found = named_protected(
+        command.argv,
+        pwsh=command.shell == "pwsh",
+        cwd=cwd,
+        workspace=ctx.workspace,
+        patterns=policy.protect,
+        skip=skip,
+    )
+    if found is None:
+        return []
+    why = f"{found.describe()}; L2 maintains data"
+    return [_Part(Level.L2, "protected-argument", why)]
+
+
 def _env_parts(command: SimpleCommand) -> list[_Part]:
     parts = []
     for name in command.env_sets:
@@ -526,7 +579,7 @@ def _classify_target(
     """
     if target in {"$null", "&1", "&2", "-"} or target.startswith(_SINK_PATHS):
         return "sink", None
-    resolved = _resolve(target, ctx.cwd)
+    resolved = resolve_target(target, ctx.cwd)
     if resolved is None:
         return "outside", None
     if _is_protected(resolved, ctx):
@@ -556,23 +609,3 @@ def _is_protected(resolved: str, ctx: DecisionContext) -> bool:
         if is_within(owned, path) and not is_within(workspace, path):
             return True
     return False
-
-
-def _resolve(target: str, cwd: str) -> str | None:
-    """Resolve a written path as the program would; None when it cannot be known.
-
-    Backslashes are separators (PowerShell on Windows); a drive or provider
-    prefix (``C:``, ``HKCU:``) and a home reference name places the guard
-    cannot vouch for on this machine.
-    """
-    text = target.replace("\\", "/")
-    if text.startswith("~") or _has_drive(text):
-        return None
-    joined = text if text.startswith("/") else f"{cwd}/{text}"
-    return os.path.realpath(joined)
-
-
-def _has_drive(text: str) -> bool:
-    """True for ``C:...``, ``HKCU:...``, ``Env:...``: not a path on this disk."""
-    head, sep, _ = text.partition(":")
-    return bool(sep) and bool(head) and "/" not in head

@@ -144,8 +144,12 @@ def next_line(step: NextStep) -> str:
 
 
 def escalate_command(level: Level, reason: str) -> str:
-    """The exact ``guard escalate`` an agent can run (quoted for any shell)."""
-    safe = _UNSAFE_IN_QUOTES.sub("", reason).strip()
+    r"""The exact ``guard escalate`` an agent can run (quoted for any shell).
+
+    A Windows separator becomes ``/`` (``Data\WLLS`` stays readable); the
+    other characters that would change a double-quoted word are dropped.
+    """
+    safe = _UNSAFE_IN_QUOTES.sub("", reason.replace("\\", "/")).strip()
     if len(safe) > _REASON_LIMIT:
         safe = safe[: _REASON_LIMIT - 3] + "..."
     return f'guard escalate --to {level.name} --reason "{safe}"'

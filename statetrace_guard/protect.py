@@ -9,7 +9,9 @@ Two kinds of path are protected inside a workspace:
   later, outside any sandbox), read-only below L2 and writable from L2.
 
 The classifier (``decision.py``) asks :func:`protection` about every path a
-command writes; the kernel plan mounts what :func:`expand` finds; the
+command writes (and, with :func:`holds_protected`, about the paths a program
+that may write anything is given to work on: :mod:`statetrace_guard.operands`);
+the kernel plan mounts what :func:`expand` finds; the
 post-command sweep asks :func:`protection` about what appeared. One set of
 patterns, one matcher, so the two can never disagree.
 
@@ -31,10 +33,12 @@ __all__ = [
     "DEFAULT_PROTECT",
     "GIT_MINIMUM",
     "ProtectPatterns",
+    "WalkBudget",
     "check_glob",
     "compile_protect",
     "contains_protected",
     "expand",
+    "holds_protected",
     "protection",
 ]
 
@@ -273,6 +277,68 @@ def _walk(
             found.append(rel)
         elif is_dir and _prefix_of(rel.lower().split("/"), glob.segments):
             _walk(workspace, rel, glob, lister, found)
+
+
+@dataclass(slots=True)
+class WalkBudget:
+    """How many directory entries :func:`holds_protected` may still look at.
+
+    One budget serves every walk of one judgement, so a command naming many
+    folders costs no more than one naming a single large one.
+    """
+
+    left: int = 4096
+
+
+def holds_protected(
+    workspace: str,
+    rel: str,
+    patterns: ProtectPatterns,
+    budget: WalkBudget | None = None,
+) -> tuple[str, str] | None:
+    """A protected entry below the existing directory ``rel``, and its glob.
+
+    :func:`contains_protected` says what *could* lie below a folder
+    (``Data/**/*.accdb`` could lie below any folder in ``Data``); this looks:
+    only directories that can hold a match are listed, and the first match
+    ends the walk. Once the budget is spent the folder answers as if it held
+    a match (``rel`` itself, "more than ... entries"): the safe side.
+
+    Returns:
+        ``(protected path, glob)``, workspace-relative, or None.
+    """
+    if contains_protected(rel, patterns) is None:
+        return None
+    spend = budget or WalkBudget()
+    parts = rel.lower().split("/")
+    for glob in patterns.candidates(parts[0]):
+        if not _prefix_of(parts, glob.segments):
+            continue
+        found = _find_below(f"{workspace}/{rel}", rel, glob, spend)
+        if found is not None:
+            return found, glob.text
+        if spend.left <= 0:
+            return rel, f"{glob.text}: too many entries to look through"
+    return None
+
+
+def _find_below(
+    directory: str, rel_dir: str, glob: _Glob, budget: WalkBudget
+) -> str | None:
+    """The first entry below ``directory`` that ``glob`` matches (depth first)."""
+    for name, is_dir in _listdir(directory):
+        budget.left -= 1
+        if budget.left <= 0:
+            return None
+        rel = f"{rel_dir}/{name}"
+        lowered = rel.lower()
+        if glob.pattern.fullmatch(lowered):
+            return rel
+        if is_dir and _prefix_of(lowered.split("/"), glob.segments):
+            found = _find_below(f"{directory}/{name}", rel, glob, budget)
+            if found is not None or budget.left <= 0:
+                return found
+    return None
 
 
 def _listdir(directory: str) -> list[tuple[str, bool]]:

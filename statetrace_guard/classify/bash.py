@@ -692,7 +692,13 @@ class _Walker:
             self.out[start:] = [self.rebase(c) for c in self.out[start:]]
 
     def rebase(self, command: SimpleCommand) -> SimpleCommand:
-        """After ``cd``: report writes by absolute path, or ``dynamic`` if unknown."""
+        """After ``cd``: report writes by absolute path, or ``dynamic`` if unknown.
+
+        The command also says where it runs (its arguments are relative to
+        that); a command a nested shell already placed keeps its own.
+        """
+        if command.cwd is None:
+            command = replace(command, cwd=self.cwd)
         if not command.writes and not command.redirects:
             return command
         unknown = False

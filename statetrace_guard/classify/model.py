@@ -87,6 +87,11 @@ class SimpleCommand:
             itself or its shell (``export X=1``, ``X=1 cmd``, ``env X=1 cmd``,
             ``$env:X = 1``, ``setx X``, ``[Environment]::SetEnvironmentVariable``),
             so the policy can protect the operator's opt-in variables.
+        cwd: where the command runs when a ``cd``/``Set-Location`` earlier in
+            the script moved there (absolute); ``""`` when that directory is
+            known only at run time; ``None`` when it runs where the command
+            line starts. Its arguments are relative to it (``writes`` and
+            ``redirects`` are already resolved past the move).
     """
 
     argv: tuple[str, ...]
@@ -102,6 +107,7 @@ class SimpleCommand:
     urls: tuple[str, ...] = ()
     hint: str | None = None
     env_sets: tuple[str, ...] = ()
+    cwd: str | None = None
 
     @property
     def written(self) -> tuple[str, ...]:

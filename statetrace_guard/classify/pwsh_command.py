@@ -12,11 +12,12 @@ import posixpath
 import re
 import shlex
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from statetrace_guard.classify.cmdlets import Arg, Outcome, is_unc, judge
 from statetrace_guard.classify.model import ClassifyContext, Shell, SimpleCommand, Word
-from statetrace_guard.classify.paths import normalize_script_path
+from statetrace_guard.classify.paths import normalize_script_path, resolve_path
 from statetrace_guard.classify.pwsh_text import arg_from_node, node_text, unescape_name
 from statetrace_guard.classify.registry import builtin_knowledge
 from statetrace_guard.levels import Effect
@@ -244,7 +245,20 @@ def judge_command(walker: WalkerLike, node: Node) -> None:
         return
     if written == "":
         return  # ``& { ... }``: the block was walked as the name
-    walker.out.extend(_resolve(walker, written, operator, args, redirects))
+    where = _where(walker)
+    found = _resolve(walker, written, operator, args, redirects)
+    if where is not None:
+        found = [c if c.cwd is not None else replace(c, cwd=where) for c in found]
+    walker.out.extend(found)
+
+
+def _where(walker: WalkerLike) -> str | None:
+    """Where a command runs after Set-Location (``""``: unknown), else None."""
+    if walker.cwd_unknown:
+        return ""
+    if not walker.cwd_prefix:
+        return None
+    return resolve_path(walker.cwd_prefix, walker.ctx.cwd) or ""
 
 
 def _name_of(walker: WalkerLike, node: Node) -> str | None:

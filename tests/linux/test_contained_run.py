@@ -28,12 +28,14 @@ pytestmark = [
     ),
 ]
 
+# The paths are in the code, not in the arguments: a protected path named as
+# an argument is refused up front (issue 13.3, TestProtectedArgument); here
+# the kernel must refuse what the classifier cannot see.
 PROBE = textwrap.dedent(
     """
-    import json, socket, sys
+    import json, socket
     results = {}
-    for name, path in [("outside", sys.argv[1]), ("guard", sys.argv[2]),
-                       ("hooks", sys.argv[3])]:
+    for name, path in TARGETS.items():
         try:
             with open(path, "w") as handle:
                 handle.write("x")
@@ -41,7 +43,7 @@ PROBE = textwrap.dedent(
         except OSError as exc:
             results[name] = exc.strerror
     try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[4])), timeout=2).close()
+        socket.create_connection(("127.0.0.1", PORT), timeout=2).close()
         results["loopback"] = "connected"
     except OSError as exc:
         results["loopback"] = exc.strerror or "refused"
@@ -49,6 +51,11 @@ PROBE = textwrap.dedent(
     print(json.dumps(results))
     """
 )
+
+
+def probe(targets: dict[str, str], port: int) -> str:
+    """The probe's code with its targets and port written in."""
+    return f"TARGETS = {targets!r}\nPORT = {port}\n{PROBE}"
 
 
 @pytest.fixture
@@ -95,26 +102,27 @@ class TestContainedRun:
         (workspace / ".git" / "hooks").mkdir()
         (workspace / "Logs" / "Sessions").mkdir(parents=True)
         guard_file = workspace / "Logs" / "Sessions" / "planted.jsonl"
-        result = guard(
-            "run",
-            "--",
-            "python3",
-            "-c",
-            PROBE,
-            str(outside / "x.txt"),
-            str(guard_file),
-            str(workspace / ".git" / "hooks" / "pre-commit"),
-            str(port),
-        )
+        database = workspace / "Data" / "site" / "site.accdb"
+        database.parent.mkdir(parents=True)
+        database.write_text("db", encoding="utf-8")
+        targets = {
+            "outside": str(outside / "x.txt"),
+            "guard": str(guard_file),
+            "hooks": str(workspace / ".git" / "hooks" / "pre-commit"),
+            "accdb": str(database),
+        }
+        result = guard("run", "--", "python3", "-c", probe(targets, port))
         assert result.returncode == 0, result.stderr
         seen = json.loads(result.stdout)
         assert seen["outside"] != "written"
         assert seen["guard"] != "written"
         assert seen["hooks"] != "written"
+        assert seen["accdb"] != "written"
         assert seen["loopback"] != "connected"
         assert not accepted
         assert not (outside / "x.txt").exists()
         assert not guard_file.exists()
+        assert database.read_text(encoding="utf-8") == "db"
         assert (workspace / "inside.txt").read_text() == "ok"
         started = [
             r for r in session_records(workspace) if r["event"] == "command.started"
@@ -140,6 +148,66 @@ class TestContainedRun:
         ]
         assert started[-1]["contained"] is False
         assert "envelope" not in started[-1]
+
+
+# A maintenance script: it changes something first, then writes the database
+# (or each database in the folder) it is given.
+COMPACT = textwrap.dedent(
+    """
+    import pathlib, sys
+    pathlib.Path("ran.txt").write_text("started")
+    given = pathlib.Path(sys.argv[1])
+    for db in [given] if given.is_file() else sorted(given.rglob("*.accdb")):
+        db.write_text("compacted")
+    """
+)
+
+
+class TestProtectedArgument:
+    @pytest.fixture
+    def site(self, workspace):
+        """A workspace with a site database and the maintenance script."""
+        database = workspace / "Data" / "site" / "site.accdb"
+        database.parent.mkdir(parents=True)
+        database.write_text("db", encoding="utf-8")
+        (workspace / "scripts").mkdir()
+        (workspace / "scripts" / "compact.py").write_text(COMPACT, encoding="utf-8")
+        return database
+
+    @pytest.mark.parametrize(
+        ("argument", "said"),
+        [
+            ("Data/site/site.accdb", "its argument Data/site/site.accdb is protected"),
+            ("Data/site", "its argument Data/site holds protected data"),
+        ],
+    )
+    def test_blocked_before_anything_runs(self, guard, workspace, site, argument, said):
+        """At L1 the script is refused up front: no partial change, next: escalate."""
+        result = guard("run", "--", "python3", "scripts/compact.py", argument)
+        assert result.returncode == 126, result.stderr
+        stderr = result.stderr.decode()
+        assert "needs L2, session is L1 (rule protected-argument)" in stderr
+        assert said in stderr
+        assert "guard: next: ask the operator for L2: guard escalate --to L2" in stderr
+        assert not (workspace / "ran.txt").exists()
+        assert site.read_text(encoding="utf-8") == "db"
+        blocked = [
+            r for r in session_records(workspace) if r["event"] == "command.blocked"
+        ]
+        assert blocked[-1]["rules"] == ["protected-argument"]
+
+    def test_runs_at_l2(self, guard, workspace, site):
+        """At L2 the same command runs, contained, and maintains the data."""
+        result = guard(
+            "run", "--level", "L2", "--", "python3", "scripts/compact.py", "Data/site"
+        )
+        assert result.returncode == 0, result.stderr
+        assert (workspace / "ran.txt").read_text(encoding="utf-8") == "started"
+        assert site.read_text(encoding="utf-8") == "compacted"
+        started = [
+            r for r in session_records(workspace) if r["event"] == "command.started"
+        ]
+        assert started[-1]["contained"] is True
 
 
 class TestFailClosed:

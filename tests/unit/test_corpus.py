@@ -2,7 +2,9 @@
 
 Cases live in ``tests/corpus/*.jsonl``, one per line:
 ``{"shell": "bash"|"pwsh"|"exec", "command": ..., "effects": [...],
-"level": "L0".."L3"|"never", "spec": ..., "note": ...}``. The lowest level
+"level": "L0".."L3"|"never", "spec": ..., "note": ...}``, and optionally
+``"enforcement": "kernel"`` for a case judged where the kernel enforces the
+level's envelope (contained execution; "none" otherwise). The lowest level
 is found by deciding at every level with both opt-in variables set; "never"
 means no level allows it. ``spec`` names the registry entry that decided:
 the simple command that needs the most, a shell that only carries a script
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from statetrace_guard.batch import argv_for
-from statetrace_guard.decision import Verdict
+from statetrace_guard.decision import Enforcement, Verdict
 from statetrace_guard.evaluate import evaluate, make_place
 from statetrace_guard.levels import Level
 from statetrace_guard.policy import load_policy_bytes
@@ -76,8 +78,12 @@ def deciding_spec(verdict: Verdict) -> str:
     return verdict.commands[best].command.spec
 
 
-def lowest_level(argv: tuple[str, ...]) -> tuple[str, list[str], str]:
-    place = make_place(WORKSPACE, WORKSPACE, WORKSPACE / "Logs", None, OPT_IN)
+def lowest_level(
+    argv: tuple[str, ...], enforcement: Enforcement = "none"
+) -> tuple[str, list[str], str]:
+    place = make_place(
+        WORKSPACE, WORKSPACE, WORKSPACE / "Logs", None, OPT_IN, enforcement
+    )
     effects: list[str] = []
     spec = ""
     for level in Level:
@@ -95,7 +101,7 @@ def lowest_level(argv: tuple[str, ...]) -> tuple[str, list[str], str]:
 def test_corpus_case(file, line, case):
     """Each case gets its expected effects and lowest allowing level."""
     argv = argv_for(case["command"], case["shell"])
-    level, effects, spec = lowest_level(argv)
+    level, effects, spec = lowest_level(argv, case.get("enforcement", "none"))
     expected = (case["level"], sorted(case["effects"]), case["spec"])
     assert (level, effects, spec) == expected, case.get("note", "")
 
