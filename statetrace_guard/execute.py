@@ -370,6 +370,7 @@ def commit(
                 invocation, options, private_tmp, writes=writes
             )
             plan = _with_egress(plan, invocation, session, facts, options)
+            plan = _with_session_network(plan, invocation, session)
         else:
             plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
         if verdict.contained and plan.missing:
@@ -822,6 +823,31 @@ def _with_egress(
         "lock_timeout": settings.lock_timeout_seconds,
     }
     return replace(plan, details={**plan.details, "egress": egress})
+
+
+def _with_session_network(
+    plan: SandboxPlan, invocation: Invocation, session: SessionContext
+) -> SandboxPlan:
+    """Below L3, as root: the program joins its session's network namespace.
+
+    Only a started session has one (``session end`` removes it); a plain
+    ``guard run`` makes a session of its own that nothing ends.
+    """
+    if plan.enforcement.get("network") != "netns" or not session.managed:
+        return plan
+    if plan.details.get("namespaces") != "root":
+        return plan
+    from statetrace_guard.home import guard_home_text  # noqa: PLC0415
+    from statetrace_guard.sandbox.session_network import (  # noqa: PLC0415
+        session_network_path,
+    )
+
+    path = session_network_path(
+        guard_home_text(), str(invocation.log_dir), session.session_id
+    )
+    details = {**plan.details, "session_network": path}
+    enforcement = {**plan.enforcement, "network_scope": "session"}
+    return replace(plan, details=details, enforcement=enforcement)
 
 
 def _gap_line(plan: SandboxPlan, gap: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from statetrace_guard.sessions.store import (
     read_records,
     session_file,
 )
+from statetrace_guard.sessions.teardown import release_session_network
 
 # How often ``guard session end`` looks whether running commands finished.
 _RUNNING_POLL_S = 0.1
@@ -389,6 +391,9 @@ def end_session(
         log_dir=log_dir,
     )
     _record_end(log_dir, policy, report, running)
+    warning = release_session_network(log_dir, session_id)
+    if warning is not None:
+        print(warning, file=sys.stderr)  # noqa: T201 - the session has ended anyway
     return report
 
 
