@@ -87,6 +87,9 @@ class SimpleCommand:
             itself or its shell (``export X=1``, ``X=1 cmd``, ``env X=1 cmd``,
             ``$env:X = 1``, ``setx X``, ``[Environment]::SetEnvironmentVariable``),
             so the policy can protect the operator's opt-in variables.
+        loopback: its only network use is requests to loopback URLs spelled
+            unmistakably (:mod:`statetrace_guard.classify.loopback`), through
+            a client that takes no option sending them elsewhere.
     """
 
     argv: tuple[str, ...]
@@ -102,6 +105,7 @@ class SimpleCommand:
     urls: tuple[str, ...] = ()
     hint: str | None = None
     env_sets: tuple[str, ...] = ()
+    loopback: bool = False
 
     @property
     def written(self) -> tuple[str, ...]:

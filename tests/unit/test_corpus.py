@@ -2,7 +2,9 @@
 
 Cases live in ``tests/corpus/*.jsonl``, one per line:
 ``{"shell": "bash"|"pwsh"|"exec", "command": ..., "effects": [...],
-"level": "L0".."L3"|"never", "spec": ..., "note": ...}``. The lowest level
+"level": "L0".."L3"|"never", "spec": ..., "note": ...}``, optionally
+``"enforcement": "kernel"`` (judged as where the kernel enforces the level's
+envelope; default ``"none"``: loopback traffic is network). The lowest level
 is found by deciding at every level with both opt-in variables set; "never"
 means no level allows it. ``spec`` names the registry entry that decided:
 the simple command that needs the most, a shell that only carries a script
@@ -76,8 +78,12 @@ def deciding_spec(verdict: Verdict) -> str:
     return verdict.commands[best].command.spec
 
 
-def lowest_level(argv: tuple[str, ...]) -> tuple[str, list[str], str]:
-    place = make_place(WORKSPACE, WORKSPACE, WORKSPACE / "Logs", None, OPT_IN)
+def lowest_level(
+    argv: tuple[str, ...], enforcement: str = "none"
+) -> tuple[str, list[str], str]:
+    place = make_place(
+        WORKSPACE, WORKSPACE, WORKSPACE / "Logs", None, OPT_IN, enforcement
+    )
     effects: list[str] = []
     spec = ""
     for level in Level:
@@ -95,7 +101,7 @@ def lowest_level(argv: tuple[str, ...]) -> tuple[str, list[str], str]:
 def test_corpus_case(file, line, case):
     """Each case gets its expected effects and lowest allowing level."""
     argv = argv_for(case["command"], case["shell"])
-    level, effects, spec = lowest_level(argv)
+    level, effects, spec = lowest_level(argv, case.get("enforcement", "none"))
     expected = (case["level"], sorted(case["effects"]), case["spec"])
     assert (level, effects, spec) == expected, case.get("note", "")
 
@@ -122,3 +128,29 @@ def test_no_network_below_l3():
         if "network" in c["effects"] and c["level"] in {"L0", "L1", "L2"}
     ]
     assert offenders == []
+
+
+def test_no_network_below_l3_where_the_kernel_enforces():
+    """Every network case stays L3 or never also where loopback is fenced.
+
+    Loopback traffic is allowed at L1 only under kernel enforcement; judged
+    that way, no other case of the corpus may lose its network effect.
+    """
+    offenders = []
+    for _, _, case in CASES:
+        if "network" not in case["effects"]:
+            continue
+        argv = argv_for(case["command"], case["shell"])
+        level, effects, _ = lowest_level(argv, "kernel")
+        if level in {"L0", "L1", "L2"} and not _loopback_request(case["command"]):
+            offenders.append((case["command"], level, effects))
+    assert offenders == []
+
+
+def _loopback_request(command: str) -> bool:
+    """The corpus's own loopback requests, as judged without enforcement."""
+    return any(
+        c["command"] == command and c.get("enforcement") == "kernel"
+        for _, _, c in CASES
+        if c["level"] == "L1"
+    )
