@@ -72,6 +72,7 @@ __all__ = [
     "Blocked",
     "Prepared",
     "RunOptions",
+    "answer",
     "assess",
     "block_message",
     "commit",
@@ -80,6 +81,7 @@ __all__ = [
     "guarded_run",
     "judge_command",
     "prepare",
+    "run_prepared",
 ]
 
 SESSION_VARIABLE = "STATETRACE_GUARD_SESSION"
@@ -109,6 +111,8 @@ class RunOptions:
     via: str = "in-process"
     # Why the resident helper did not serve it, when it tried and could not.
     fallback: str | None = None
+    # Start it as a session job (guard run --background, issue 15.4).
+    background: bool = False
 
 
 def block_message(verdict: Verdict, *, managed: bool | None = None) -> str:
@@ -176,12 +180,21 @@ class Prepared:
 
 def guarded_run(invocation: Invocation, options: RunOptions) -> int:
     """Judge, record and run one command; return guard's exit status."""
-    from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415 - run path only
+    if options.background:
+        from statetrace_guard.background import start_job  # noqa: PLC0415 - jobs only
 
+        return start_job(invocation, options)
     prepared = prepare(invocation, options)
     if isinstance(prepared, Blocked):
-        _answer(prepared)
+        answer(prepared)
         return prepared.exit_status
+    return run_prepared(prepared)[0]
+
+
+def run_prepared(prepared: Prepared) -> tuple[int, dict[str, Any]]:
+    """Run a started command in this process; its status and finished record."""
+    from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415 - run path only
+
     prepared.trail.close()  # no log stays open while the program runs
     for warning in prepared.warnings:
         _say(warning)
@@ -210,7 +223,7 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
             record["egress_error"] = egress_error
         for warning in finish(prepared, record):
             _say(warning)
-        return int(outcome.exit_status)
+        return int(outcome.exit_status), record
     finally:
         shutil.rmtree(prepared.private_tmp, ignore_errors=True)
 
@@ -906,7 +919,7 @@ def _first(*values: T | None) -> T | None:
     return next((value for value in values if value is not None), None)
 
 
-def _answer(blocked: Blocked) -> None:
+def answer(blocked: Blocked) -> None:
     """Print what the guard answers instead of running the program."""
     if blocked.stdout:
         sys.stdout.write(blocked.stdout)

@@ -78,8 +78,10 @@ def fast_run(args: list[str]) -> int | None:
     if parsed is None:
         return None
     options, argv = parsed
-    if len(argv) > 1 and argv[1] == "fetch":
-        return None  # `guard run -- guard fetch`: the guard downloads in-process
+    if (len(argv) > 1 and argv[1] == "fetch") or options.get("background"):
+        # `guard run -- guard fetch`: the guard downloads in-process; a
+        # session job is started in-process too (statetrace_guard.background).
+        return None
     sock = _connect(socket_path())
     if sock is None:
         if _wanted_again():

@@ -24,6 +24,7 @@ from typing import Any
 
 from statetrace_guard.audit.completeness import OpenStart, StartTracker, still_running
 from statetrace_guard.errors import SessionError, UsageError
+from statetrace_guard.jobs import stop_session_jobs
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS
 from statetrace_guard.policy import CompiledPolicy
@@ -373,6 +374,7 @@ def end_session(
         AuditError: the record cannot be written.
     """
     state = open_session(log_dir, session_id)
+    stop_session_jobs(log_dir, session_id)  # their records come before the end
     changes = _changes(workspace, state, policy)
     if require_reset and changes:
         names = ", ".join(f"{change.path} ({change.kind})" for change in changes)

@@ -1,0 +1,226 @@
+"""``guard run --background``: start a command as a session job (issue 15.4).
+
+Always in ``guard run``'s own process, never through the resident helper
+(its client hands ``--background`` over): ``guard run`` forks the job's
+supervisor, which leaves the caller's session and process group, judges
+and records the command exactly as ``guard run`` does (on the caller's
+stderr, so a block reads the same), writes ``job.started``, tells
+``guard run`` the job's id, then moves its output to the job's log and
+runs the program to its end. ``guard run`` prints one line and exits 0;
+a blocked or failed start exits with the status ``guard run`` would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from statetrace_guard.errors import AuditError, GuardError, UsageError
+from statetrace_guard.execute import (
+    SESSION_VARIABLE,
+    Blocked,
+    Prepared,
+    RunOptions,
+    answer,
+    assess,
+    commit,
+    finish,
+    run_prepared,
+)
+from statetrace_guard.jobs import (
+    EVENT_JOB_ENDED,
+    EVENT_JOB_STARTED,
+    allocate_job,
+    jobs_folder,
+    list_jobs,
+    mark_ended,
+    write_job,
+)
+from statetrace_guard.levels import Level
+from statetrace_guard.policy import parse_required_level
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from statetrace_guard.invocation import Invocation
+
+__all__ = ["start_job"]
+
+_RUN_FAILED = 125
+_BLOCKED = 126
+
+
+def start_job(invocation: Invocation, options: RunOptions) -> int:
+    """Start the command as a session job; guard run's exit status."""
+    if not (options.session or invocation.env.get(SESSION_VARIABLE)):
+        raise UsageError(
+            "--background needs a started session (session end stops its jobs)",
+            hint="guard session start --task ID --plan FILE, then --session ID",
+        )
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the job's supervisor; tested end to end
+        os.close(read)
+        status = _RUN_FAILED
+        try:
+            os.setsid()
+            status = _supervise(invocation, options, write)
+        except GuardError as exc:
+            sys.stderr.write(f"error: {exc.message}\n")
+            status = exc.exit_code
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as channel:
+        report = channel.read()
+    if report:
+        job = json.loads(report)
+        sys.stderr.write(
+            f"guard: job {job['id']} started (pid {job['pid']}); output: "
+            f"{job['log']}; stop it: guard jobs stop {job['id']}\n"
+        )
+        return 0
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _supervise(invocation: Invocation, options: RunOptions, channel: int) -> int:
+    """In the job's supervisor: judge, record, report, then run to the end."""
+    assessed = assess(invocation, options)
+    if isinstance(assessed, Blocked):
+        answer(assessed)
+        return assessed.exit_status
+    refusal = _refusal(invocation, assessed.session.level, assessed.session.session_id)
+    if refusal is not None:
+        sys.stderr.write(refusal + "\n")
+        return _BLOCKED
+    prepared = commit(assessed, options)
+    if isinstance(prepared, Blocked):
+        answer(prepared)
+        return prepared.exit_status
+    folder = jobs_folder(invocation.log_dir, prepared.session.session_id)
+    job_id = allocate_job(folder)
+    log = folder / f"{job_id}.log"
+    try:
+        record = _job_started(prepared, job_id, log)
+    except AuditError as exc:
+        _not_started(prepared, f"job.started cannot be written: {exc.message}")
+        raise
+    write_job(folder, record)
+    os.write(
+        channel,
+        json.dumps({"id": job_id, "pid": os.getpid(), "log": str(log)}).encode(),
+    )
+    os.close(channel)
+    _detach(log)
+    status, finished = run_prepared(prepared)
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)  # the records come first now
+    _job_ended(prepared, job_id, finished)
+    mark_ended(folder, job_id, {"exit_status": status, "ended": _now()})
+    return status
+
+
+def _refusal(invocation: Invocation, level: Level, session_id: str) -> str | None:
+    """Why the policy's ``[jobs]`` refuses a job here, or None."""
+    settings = invocation.policy.model.jobs
+    lowest = parse_required_level(settings.lowest_level)
+    if lowest is None or level < lowest:
+        where = "no level" if lowest is None else f"{lowest.name} and up"
+        return (
+            f"guard: blocked: session jobs are allowed at {where} "
+            f"([jobs] lowest_level), session is {level.name}"
+        )
+    running = [
+        job
+        for job in list_jobs(invocation.log_dir, session_id)
+        if job.status == "running"
+    ]
+    if len(running) >= settings.max_running:
+        names = ", ".join(job.id for job in running)
+        return (
+            f"guard: blocked: the session's job budget is used up: {len(running)} of "
+            f"{settings.max_running} running ({names}) ([jobs] max_running)\n"
+            f"guard: next: stop one first: guard jobs stop {running[0].id}"
+        )
+    return None
+
+
+def _job_started(prepared: Prepared, job_id: str, log: Path) -> dict[str, Any]:
+    """Write ``job.started``; return the job's file contents."""
+    import psutil  # noqa: PLC0415 - jobs only
+
+    fields = {
+        "job_id": job_id,
+        "command_seq": _seq(prepared),
+        "argv": list(prepared.argv),
+        "level": prepared.session.level.name,
+        "log": str(log),
+    }
+    prepared.trail.event(EVENT_JOB_STARTED, fields)
+    prepared.trail.close()
+    return {
+        "id": job_id,
+        "session_id": prepared.session.session_id,
+        "command": " ".join(prepared.argv),
+        "level": prepared.session.level.name,
+        "pid": os.getpid(),
+        "create_time": psutil.Process().create_time(),
+        "started": _now(),
+        "log": str(log),
+    }
+
+
+def _job_ended(prepared: Prepared, job_id: str, finished: dict[str, Any]) -> None:
+    """Write ``job.ended`` with the program's status and resource figures."""
+    keys = (
+        "exit_status",
+        "signal",
+        "timed_out",
+        "duration_ms",
+        "cpu_user_s",
+        "cpu_system_s",
+        "peak_rss_bytes",
+        "processes",
+    )
+    fields = {"job_id": job_id, "command_seq": _seq(prepared)}
+    fields.update({key: finished.get(key) for key in keys})
+    for attempt in range(3):  # the program ran: a busy log only delays this
+        try:
+            prepared.trail.event(EVENT_JOB_ENDED, fields)
+            break
+        except AuditError:
+            time.sleep(0.5 * (attempt + 1))
+    prepared.trail.close()
+
+
+def _not_started(prepared: Prepared, why: str) -> None:
+    """Finish the started command as not run (the job never started)."""
+    finish(prepared, {"exit_status": _RUN_FAILED, "error": why, "not_run": True})
+
+
+def _detach(log: Path) -> None:
+    """Stdin from /dev/null; stdout and stderr to the job's log."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    for source, target in ((null, 0), (out, 1), (out, 2)):
+        os.dup2(source, target)
+    os.close(null)
+    os.close(out)
+
+
+def _seq(prepared: Prepared) -> int | None:
+    return prepared.start.seq if prepared.start is not None else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
