@@ -180,10 +180,6 @@ class Prepared:
 
 def guarded_run(invocation: Invocation, options: RunOptions) -> int:
     """Judge, record and run one command; return guard's exit status."""
-    if options.background:
-        from statetrace_guard.background import start_job  # noqa: PLC0415 - jobs only
-
-        return start_job(invocation, options)
     prepared = prepare(invocation, options)
     if isinstance(prepared, Blocked):
         answer(prepared)

@@ -94,6 +94,10 @@ def run(argv: tuple[str, ...], **options: Any) -> None:  # noqa: ANN401 - the ta
         request = parse_fetch(argv)
         if request is not None:  # the guard downloads it itself
             sys.exit(guarded_fetch(invocation, request, run_options_))
+    if run_options_.background:
+        from statetrace_guard.background import start_job  # noqa: PLC0415 - jobs only
+
+        sys.exit(start_job(invocation, run_options_))
     sys.exit(guarded_run(invocation, run_options_))
 
 
