@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from statetrace_guard.errors import AuditError, GuardError, UsageError
 from statetrace_guard.execute import (
     SESSION_VARIABLE,
+    Assessed,
     Blocked,
     Prepared,
     RunOptions,
@@ -36,11 +37,11 @@ from statetrace_guard.execute import (
 from statetrace_guard.jobs import (
     EVENT_JOB_ENDED,
     EVENT_JOB_STARTED,
-    allocate_job,
+    Job,
+    claim_job,
+    forget_job,
     jobs_folder,
-    list_jobs,
     mark_ended,
-    write_job,
 )
 from statetrace_guard.levels import Level
 from statetrace_guard.policy import parse_required_level
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from statetrace_guard.invocation import Invocation
+    from statetrace_guard.sessions.gate import SessionContext
 
 __all__ = ["start_job"]
 
@@ -99,66 +101,96 @@ def _supervise(invocation: Invocation, options: RunOptions, channel: int) -> int
     if isinstance(assessed, Blocked):
         answer(assessed)
         return assessed.exit_status
-    refusal = _refusal(invocation, assessed.session.level, assessed.session.session_id)
+    session = assessed.session
+    refusal = _level_refusal(invocation, session.level)
     if refusal is not None:
         sys.stderr.write(refusal + "\n")
         return _BLOCKED
-    prepared = commit(assessed, options)
-    if isinstance(prepared, Blocked):
-        answer(prepared)
-        return prepared.exit_status
-    folder = jobs_folder(invocation.log_dir, prepared.session.session_id)
-    job_id = allocate_job(folder)
-    log = folder / f"{job_id}.log"
+    folder = jobs_folder(invocation.log_dir, session.session_id)
+    limit = invocation.policy.model.jobs.max_running
+    claimed = claim_job(folder, _job_fields(options, session), limit)
+    if isinstance(claimed, list):
+        sys.stderr.write(_budget_refusal(claimed, limit) + "\n")
+        return _BLOCKED
     try:
-        record = _job_started(prepared, job_id, log)
-    except AuditError as exc:
-        _not_started(prepared, f"job.started cannot be written: {exc.message}")
+        prepared = _record_start(assessed, options, claimed, folder)
+    except BaseException:
+        forget_job(folder, claimed)
         raise
-    write_job(folder, record)
-    os.write(
-        channel,
-        json.dumps({"id": job_id, "pid": os.getpid(), "log": str(log)}).encode(),
-    )
+    if isinstance(prepared, int):
+        forget_job(folder, claimed)
+        return prepared
+    log = folder / f"{claimed}.log"
+    said = {"id": claimed, "pid": os.getpid(), "log": str(log)}
+    os.write(channel, json.dumps(said).encode())
     os.close(channel)
     _detach(log)
     status, finished = run_prepared(prepared)
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)  # the records come first now
-    _job_ended(prepared, job_id, finished)
-    mark_ended(folder, job_id, {"exit_status": status, "ended": _now()})
+    _job_ended(prepared, claimed, finished)
+    mark_ended(folder, claimed, {"exit_status": status, "ended": _now()})
     return status
 
 
-def _refusal(invocation: Invocation, level: Level, session_id: str) -> str | None:
-    """Why the policy's ``[jobs]`` refuses a job here, or None."""
-    settings = invocation.policy.model.jobs
-    lowest = parse_required_level(settings.lowest_level)
-    if lowest is None or level < lowest:
-        where = "no level" if lowest is None else f"{lowest.name} and up"
-        return (
-            f"guard: blocked: session jobs are allowed at {where} "
-            f"([jobs] lowest_level), session is {level.name}"
-        )
-    running = [
-        job
-        for job in list_jobs(invocation.log_dir, session_id)
-        if job.status == "running"
-    ]
-    if len(running) >= settings.max_running:
-        names = ", ".join(job.id for job in running)
-        return (
-            f"guard: blocked: the session's job budget is used up: {len(running)} of "
-            f"{settings.max_running} running ({names}) ([jobs] max_running)\n"
-            f"guard: next: stop one first: guard jobs stop {running[0].id}"
-        )
-    return None
+def _record_start(
+    assessed: Assessed, options: RunOptions, job_id: str, folder: Path
+) -> Prepared | int:
+    """``command.started`` then ``job.started``; the exit status when blocked.
+
+    Raises:
+        GuardError: a record cannot be written (the start is finished as not
+            run when ``job.started`` is the one that failed).
+    """
+    prepared = commit(assessed, options)
+    if isinstance(prepared, Blocked):
+        answer(prepared)
+        return prepared.exit_status
+    try:
+        _job_started(prepared, job_id, folder / f"{job_id}.log")
+    except AuditError as exc:
+        _not_started(prepared, f"job.started cannot be written: {exc.message}")
+        raise
+    return prepared
 
 
-def _job_started(prepared: Prepared, job_id: str, log: Path) -> dict[str, Any]:
-    """Write ``job.started``; return the job's file contents."""
+def _level_refusal(invocation: Invocation, level: Level) -> str | None:
+    """Why the policy's ``[jobs] lowest_level`` refuses a job here, or None."""
+    lowest = parse_required_level(invocation.policy.model.jobs.lowest_level)
+    if lowest is not None and level >= lowest:
+        return None
+    where = "no level" if lowest is None else f"{lowest.name} and up"
+    return (
+        f"guard: blocked: session jobs are allowed at {where} "
+        f"([jobs] lowest_level), session is {level.name}"
+    )
+
+
+def _budget_refusal(running: list[Job], limit: int) -> str:
+    names = ", ".join(job.id for job in running)
+    return (
+        f"guard: blocked: the session's job budget is used up: {len(running)} of "
+        f"{limit} running ({names}) ([jobs] max_running)\n"
+        f"guard: next: stop one first: guard jobs stop {running[0].id}"
+    )
+
+
+def _job_fields(options: RunOptions, session: SessionContext) -> dict[str, Any]:
+    """The job's file, less its id and log (given when it is claimed)."""
     import psutil  # noqa: PLC0415 - jobs only
 
+    return {
+        "session_id": session.session_id,
+        "command": " ".join(options.argv),
+        "level": session.level.name,
+        "pid": os.getpid(),
+        "create_time": psutil.Process().create_time(),
+        "started": _now(),
+    }
+
+
+def _job_started(prepared: Prepared, job_id: str, log: Path) -> None:
+    """Write ``job.started`` (chained and keyed like every record)."""
     fields = {
         "job_id": job_id,
         "command_seq": _seq(prepared),
@@ -168,16 +200,6 @@ def _job_started(prepared: Prepared, job_id: str, log: Path) -> dict[str, Any]:
     }
     prepared.trail.event(EVENT_JOB_STARTED, fields)
     prepared.trail.close()
-    return {
-        "id": job_id,
-        "session_id": prepared.session.session_id,
-        "command": " ".join(prepared.argv),
-        "level": prepared.session.level.name,
-        "pid": os.getpid(),
-        "create_time": psutil.Process().create_time(),
-        "started": _now(),
-        "log": str(log),
-    }
 
 
 def _job_ended(prepared: Prepared, job_id: str, finished: dict[str, Any]) -> None:

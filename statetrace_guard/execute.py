@@ -501,6 +501,8 @@ def _serve_request(
             policy=invocation.policy,
             session_id=session_id,
             env=invocation.env,
+            cwd=invocation.cwd,
+            policy_file=invocation.policy_file,
         ),
     )
     return Blocked(answer.exit_status, answer.stderr, stdout=answer.stdout)

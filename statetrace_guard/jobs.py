@@ -36,8 +36,9 @@ __all__ = [
     "EVENT_JOB_ENDED",
     "EVENT_JOB_STARTED",
     "Job",
-    "allocate_job",
+    "claim_job",
     "find_job",
+    "forget_job",
     "job_lines",
     "jobs_folder",
     "list_jobs",
@@ -92,20 +93,39 @@ def jobs_folder(log_dir: Path | str, session_id: str) -> Path:
     return Path(guard_home_text()) / "jobs" / hashlib.sha256(key).hexdigest()[:32]
 
 
-def allocate_job(folder: Path) -> str:
-    """The next job id of the folder's session (``J1``, ``J2``...), claimed."""
+def claim_job(
+    folder: Path, fields: dict[str, Any], max_running: int
+) -> str | list[Job]:
+    """Claim the next job id (``J1``, ``J2``...) unless the budget is used up.
+
+    Under the folder's lock, so two jobs started at once cannot both take
+    the last place: the job's file (``fields`` plus its id) is written at
+    once, and the caller's process counts as running from then on.
+
+    Returns:
+        The id; or the running jobs when ``max_running`` of them run.
+    """
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     with (folder / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        number = 1
-        while True:
-            claim = folder / f"J{number}.claim"
-            try:
-                claim.open("x").close()
-            except FileExistsError:
-                number += 1
-                continue
-            return f"J{number}"
+        found = _jobs_in(folder)
+        running = [job for job in found if job.status == "running"]
+        if len(running) >= max_running:
+            return running
+        numbers = [int(path.stem[1:]) for path in folder.glob("J*.log")]
+        numbers += [int(job.id[1:]) for job in found]
+        job_id = f"J{max(numbers, default=0) + 1}"
+        write_job(
+            folder, {**fields, "id": job_id, "log": str(folder / f"{job_id}.log")}
+        )
+        (folder / f"{job_id}.log").touch(mode=0o600)
+        return job_id
+
+
+def forget_job(folder: Path, job_id: str) -> None:
+    """Remove a claim whose job never started (its log stays, numbers stay unique)."""
+    with contextlib.suppress(FileNotFoundError):
+        (folder / f"{job_id}.json").unlink()
 
 
 def write_job(folder: Path, fields: dict[str, Any]) -> None:
@@ -127,8 +147,12 @@ def mark_ended(folder: Path, job_id: str, fields: dict[str, Any]) -> None:
 def list_jobs(log_dir: Path | str, session_id: str) -> list[Job]:
     """The session's jobs, oldest first, each with its status now."""
     folder = jobs_folder(log_dir, session_id)
+    return _jobs_in(folder) if folder.is_dir() else []
+
+
+def _jobs_in(folder: Path) -> list[Job]:
     found = []
-    for path in folder.glob("J*.json") if folder.is_dir() else ():
+    for path in folder.glob("J*.json"):
         if path.name.endswith(".end.json"):
             continue
         with contextlib.suppress(OSError, ValueError, KeyError):

@@ -78,9 +78,11 @@ def fast_run(args: list[str]) -> int | None:
     if parsed is None:
         return None
     options, argv = parsed
-    if (len(argv) > 1 and argv[1] == "fetch") or options.get("background"):
-        # `guard run -- guard fetch`: the guard downloads in-process; a
-        # session job is started in-process too (statetrace_guard.background).
+    if options.get("background") or _asks_guard(argv):
+        # A session job starts in-process (statetrace_guard.background); so
+        # does a command that may be a request of the guard itself (`guard
+        # fetch`, `bash -c 'guard escalate ...'`): only the in-process path
+        # serves those (statetrace_guard.sessions.requests).
         return None
     sock = _connect(socket_path())
     if sock is None:
@@ -96,6 +98,18 @@ def fast_run(args: list[str]) -> int | None:
         os.environ[FALLBACK_VARIABLE] = result
         return None
     return result
+
+
+_SHELL_PUNCTUATION = str.maketrans(dict.fromkeys(";|&()'\"`<>{}\n\t", " "))
+
+
+def _asks_guard(argv: list[str]) -> bool:
+    """Whether a word of the command (or of a script in it) is ``guard``."""
+    for arg in argv:
+        for word in arg.translate(_SHELL_PUNCTUATION).split():
+            if word in ("guard", "guard.exe") or word.endswith(("/guard", "\\guard")):
+                return True
+    return False
 
 
 def ask(request: dict[str, Any]) -> dict[str, Any] | None:

@@ -11,7 +11,10 @@ every command in (``bash -c``, ``sh -lc``, ``pwsh -Command``):
 * ``guard approvals --mine [--pending] [--json]``: this session's requests
   and their answers, read-only;
 * ``guard jobs [--json]``, ``guard jobs log ID``, ``guard jobs stop ID``:
-  this session's jobs (their files and output are in guard's home).
+  this session's jobs (their files and output are in guard's home);
+* ``guard run --background -- PROGRAM ...``: starts a job of this session
+  (a ``guard run`` of its own, outside the sandbox, which judges and records
+  the program like any command; a sandboxed one could not supervise it).
 
 A script is served only when the request is all it does: besides the
 request it may hold the shell wrapper itself and changes of directory, and
@@ -34,7 +37,7 @@ from statetrace_guard.policy import CompiledPolicy
 
 __all__ = ["AgentRequest", "Served", "find_request", "serve"]
 
-Kind = Literal["escalate", "status", "approvals", "jobs"]
+Kind = Literal["escalate", "status", "approvals", "jobs", "background"]
 _GUARD_NAMES = frozenset({"guard", "guard.exe"})
 _WRAPPERS = frozenset(
     {"posix:bash", "posix:sh", "posix:dash", "posix:zsh", "posix:ksh"}
@@ -45,7 +48,8 @@ _APPROVALS_OPTIONS = frozenset({"--mine", "--pending", "--json"})
 _USAGE = (
     "inside guard run the guard serves `guard escalate --to L2|L3 --reason TEXT`, "
     "`guard session status [--json]`, `guard approvals --mine [--pending] "
-    "[--json]` and `guard jobs [--json] | log ID | stop ID`"
+    "[--json]`, `guard jobs [--json] | log ID | stop ID` and "
+    "`guard run --background -- PROGRAM [ARGS...]`"
 )
 
 
@@ -100,7 +104,13 @@ def _kind(args: Sequence[str]) -> Kind | None:
         return "approvals"
     if args[:1] == ("jobs",):
         return "jobs"
+    if args[:1] == ("run",) and "--background" in args[: _end_of_options(args)]:
+        return "background"
     return None
+
+
+def _end_of_options(args: Sequence[str]) -> int:
+    return args.index("--") if "--" in args else len(args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,8 @@ class Where:
     policy: CompiledPolicy
     session_id: str
     env: Mapping[str, str]
+    cwd: Path | None = None
+    policy_file: Path | None = None
 
 
 def serve(request: AgentRequest, where: Where) -> Served:
@@ -125,6 +137,7 @@ def serve(request: AgentRequest, where: Where) -> Served:
         "status": _status,
         "approvals": _approvals,
         "jobs": _jobs,
+        "background": _background,
     }
     try:
         return handlers[request.kind](request, where)
@@ -229,3 +242,50 @@ def _jobs(request: AgentRequest, where: Where) -> Served:
     return Served(
         int(ExitCode.OK), stderr=f"guard: stopped job {job.id} ({job.command})"
     )
+
+
+_BACKGROUND_WAIT_S = 120.0
+
+
+def _background(request: AgentRequest, where: Where) -> Served:
+    """``guard run --background -- PROGRAM ...``: a job of this session.
+
+    Only ``--background`` may come before ``--``: the level, policy, log
+    directory and session are the asking command's own.
+    """
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    args = tuple(request.args[1:])
+    end = _end_of_options(args)
+    if set(args[:end]) != {"--background"} or end + 1 >= len(args):
+        return _usage()
+    policy = ("--policy", str(where.policy_file)) if where.policy_file else ()
+    command = [
+        sys.executable,
+        "-m",
+        "statetrace_guard",
+        "run",
+        *policy,
+        "--log-dir",
+        str(where.log_dir),
+        "--session",
+        where.session_id,
+        "--background",
+        "--",
+        *args[end + 1 :],
+    ]
+    env = {**where.env, "STATETRACE_GUARD_DAEMON": "off"}
+    done = subprocess.run(
+        command,
+        cwd=where.cwd or where.workspace,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=_BACKGROUND_WAIT_S,
+        check=False,
+    )
+    out, err = (
+        part.decode("utf-8", errors="replace") for part in (done.stdout, done.stderr)
+    )
+    return Served(done.returncode, out, err.rstrip("\n"))

@@ -229,18 +229,22 @@ def _ping() -> int | None:
         return None
 
 
+def wait_for_helper(guard) -> None:
+    guard("run", "--", "true")
+    guard("run", "--", "true")
+    deadline = time.monotonic() + 30
+    while _ping() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _ping() is not None
+
+
 @pytest.mark.usefixtures("daemon_env")
 def test_through_the_resident_helper(guard):
     """The job starts in-process; the helper's next command reaches it."""
     session = start_session(guard)
     port = free_port()
     try:
-        guard("run", "--", "true")
-        guard("run", "--", "true")
-        deadline = time.monotonic() + 30
-        while _ping() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _ping() is not None
+        wait_for_helper(guard)
         started = start_server(guard, session, port)
         assert started.returncode == 0, started.stderr
         answer = fetch_when_up(guard, session, port)
@@ -250,3 +254,78 @@ def test_through_the_resident_helper(guard):
     starts = records(guard, session, "command.started")
     assert starts[0]["extra"]["via"] == "in-process"  # the job
     assert starts[-1]["extra"]["via"] == "daemon"  # the curl that reached it
+
+
+@pytest.mark.parametrize("helper", ["off", "on"])
+def test_requests_inside_a_script_are_served(guard, monkeypatch, helper):
+    """bash -c 'guard run --background ...', 'guard jobs', 'guard escalate': served.
+
+    How a hook wraps every command; a sandboxed guard could neither start a
+    job nor write the request (guard's home is not the program's).
+    """
+    if helper == "on":
+        monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "on")
+        monkeypatch.setenv("STATETRACE_GUARD_DAEMON_IDLE", "30")
+    session = start_session(guard)
+    port = free_port()
+    script = f"guard run --background -- {' '.join(SERVER)} {port}"
+    try:
+        if helper == "on":
+            wait_for_helper(guard)
+        started = guard("run", "--session", session, "--", "bash", "-c", script)
+        assert started.returncode == 0, started.stderr
+        assert b"guard: job J1 started" in started.stderr
+        assert fetch_when_up(guard, session, port).returncode == 0
+        listed = guard("run", "--session", session, "--", "bash", "-c", "guard jobs")
+        assert b"J1    running" in listed.stdout, listed.stderr
+        asked = guard(
+            "run",
+            "--session",
+            session,
+            "--",
+            "bash",
+            "-c",
+            "guard escalate --to L2 --reason 'run the pipeline'",
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert b"escalation requested" in asked.stderr
+    finally:
+        end_session(guard, session)
+        if helper == "on" and (pid := _ping()):
+            os.kill(pid, signal.SIGKILL)
+    assert [job["status"] for job in jobs(guard, session)] == ["ended"]
+
+
+def test_the_budget_holds_for_jobs_started_at_once(guard, tmp_path):
+    """Two jobs started together under max_running = 1: exactly one starts."""
+    import subprocess  # noqa: PLC0415
+
+    policy = tmp_path / "one.toml"
+    policy.write_text(
+        'extends = "builtin:statetrace"\nname = "one"\n\n[jobs]\nmax_running = 1\n'
+    )
+    session = start_session(guard, "--policy", str(policy))
+    argv = guard.command(
+        "run",
+        "--policy",
+        str(policy),
+        "--session",
+        session,
+        "--background",
+        "--",
+        "sleep",
+        "60",
+    )
+    try:
+        both = [
+            subprocess.Popen(argv, cwd=guard.cwd, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        statuses = sorted(process.wait(timeout=60) for process in both)
+        for process in both:
+            process.stderr.close()
+        assert statuses == [0, 126]
+        assert [job["status"] for job in jobs(guard, session)] == ["running"]
+    finally:
+        end_session(guard, session)
+    assert [job["status"] for job in jobs(guard, session)] == ["ended"]
