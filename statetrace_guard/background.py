@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from statetrace_guard.errors import AuditError, GuardError, UsageError
+from statetrace_guard.errors import AuditError, GuardError, UsageError, run_exit_code
 from statetrace_guard.execute import (
     SESSION_VARIABLE,
     Assessed,
@@ -74,8 +74,13 @@ def start_job(invocation: Invocation, options: RunOptions) -> int:
             os.setsid()
             status = _supervise(invocation, options, write)
         except GuardError as exc:
+            hint = exc.hint()
             sys.stderr.write(f"error: {exc.message}\n")
-            status = exc.exit_code
+            if hint:
+                sys.stderr.write(f"hint: {hint}\n")
+            status = run_exit_code(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - the job's supervisor must say why
+            sys.stderr.write(f"error: the job did not start: {exc!r}\n")
         finally:
             with contextlib.suppress(Exception):
                 sys.stdout.flush()

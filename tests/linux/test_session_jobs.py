@@ -329,3 +329,37 @@ def test_the_budget_holds_for_jobs_started_at_once(guard, tmp_path):
     finally:
         end_session(guard, session)
     assert [job["status"] for job in jobs(guard, session)] == ["ended"]
+
+
+def test_no_job_starts_when_its_record_cannot_be_written(guard):
+    """The session log's volume read-only: exit 125, nothing running, no job left."""
+    import subprocess  # noqa: PLC0415
+
+    logs = guard.cwd / "Logs"
+    logs.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(logs)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        session = start_session(guard)
+        for sub in ("NetOps", "Approvals"):  # as a first command would leave them
+            (logs / sub).mkdir(exist_ok=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(logs)], check=True)
+        try:
+            done = guard(
+                "run", "--session", session, "--background", "--", "sleep", "60"
+            )
+            assert done.returncode == 125, done.stderr
+            assert b"cannot open the lock" in done.stderr
+            assert b"started" not in done.stderr
+            assert jobs(guard, session) == []
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(logs)], check=True)
+        end_session(guard, session)
+    finally:
+        if subprocess.run(["umount", str(logs)], check=False).returncode:
+            subprocess.run(["umount", "-l", str(logs)], check=False)
