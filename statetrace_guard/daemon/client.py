@@ -78,16 +78,19 @@ def fast_run(args: list[str]) -> int | None:
     if parsed is None:
         return None
     options, argv = parsed
-    if options.get("background") or _asks_guard(argv):
-        # A session job starts in-process (statetrace_guard.background); so
-        # does a command that may be a request of the guard itself (`guard
-        # fetch`, `bash -c 'guard escalate ...'`): only the in-process path
-        # serves those (statetrace_guard.sessions.requests).
-        return None
+    # A session job starts in-process (statetrace_guard.background); so does
+    # a command that may be a request of the guard itself (`guard fetch`,
+    # `bash -c 'guard escalate ...'`): only the in-process path serves those
+    # (statetrace_guard.sessions.requests). They still start the helper for
+    # the commands after them.
+    local = options.get("background") or _asks_guard(argv)
     sock = _connect(socket_path())
     if sock is None:
         if _wanted_again():
             _start_daemon(socket_path())
+        return None
+    if local:
+        sock.close()
         return None
     try:
         result = _Exchange(sock, options, argv).run()
