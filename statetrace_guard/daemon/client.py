@@ -106,11 +106,14 @@ def fast_run(args: list[str]) -> int | None:
 _SHELL_PUNCTUATION = str.maketrans(dict.fromkeys(";|&()'\"`<>{}\n\t", " "))
 
 
+_GUARD_PATHS = ("/bin/guard", "\\guard.exe", "\\guard")
+
+
 def _asks_guard(argv: list[str]) -> bool:
     """Whether a word of the command (or of a script in it) is ``guard``."""
     for arg in argv:
         for word in arg.translate(_SHELL_PUNCTUATION).split():
-            if word in ("guard", "guard.exe") or word.endswith(("/guard", "\\guard")):
+            if word in ("guard", "guard.exe") or word.endswith(_GUARD_PATHS):
                 return True
     return False
 

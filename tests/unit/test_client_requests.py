@@ -37,6 +37,7 @@ def test_accepts_requests_of_the_guard(argv):
         ["cat", "statetrace_guard/jobs.py"],
         ["bash", "-c", "grep -rn guarded src"],
         ["git", "log", "--grep", "guardian"],
+        ["python3", "-c", "import os; os.listdir('/tmp/state/guard')"],
     ],
 )
 def test_rejects_commands_that_only_mention_it(argv):
