@@ -346,6 +346,13 @@ def test_no_job_starts_when_its_record_cannot_be_written(guard):
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         session = start_session(guard)
+        subprocess.run(["mount", "-o", "remount,ro", str(logs)], check=True)
+        try:  # guard's own folders cannot be made: one line, 125 (no traceback)
+            plain = guard("run", "--session", session, "--", "true")
+            assert plain.returncode == 125, plain.stderr
+            assert plain.stderr.startswith(b"error: cannot create "), plain.stderr
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(logs)], check=True)
         for sub in ("NetOps", "Approvals"):  # as a first command would leave them
             (logs / sub).mkdir(exist_ok=True)
         subprocess.run(["mount", "-o", "remount,ro", str(logs)], check=True)
