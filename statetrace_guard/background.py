@@ -219,8 +219,13 @@ def _job_ended(prepared: Prepared, job_id: str, finished: dict[str, Any]) -> Non
         "peak_rss_bytes",
         "processes",
     )
-    fields = {"job_id": job_id, "command_seq": _seq(prepared)}
+    fields: dict[str, Any] = {
+        "job_id": job_id,
+        "command_seq": _seq(prepared),
+        "argv": list(prepared.argv),
+    }
     fields.update({key: finished.get(key) for key in keys})
+    fields["exit_code"] = fields["exit_status"]  # as command.finished names it
     for attempt in range(3):  # the program ran: a busy log only delays this
         try:
             prepared.trail.event(EVENT_JOB_ENDED, fields)

@@ -133,7 +133,10 @@ def test_a_job_serves_the_sessions_next_command_only(guard):
     (job_ended,) = records(guard, session, "job.ended")
     assert job_started["job_id"] == job_ended["job_id"] == "J1"
     assert job_started["level"] == "L1"
-    assert job_ended["exit_status"] == 128 + signal.SIGTERM
+    assert job_ended["exit_status"] == job_ended["exit_code"] == 128 + signal.SIGTERM
+    assert job_ended["argv"] == job_started["argv"]
+    table = guard("log", "--session", session)
+    assert b"job J1 ended: python3 -I -m http.server" in table.stdout, table.stderr
     assert job_ended["cpu_user_s"] > 0
     assert job_ended["peak_rss_bytes"] > 0
     finished = [

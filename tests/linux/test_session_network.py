@@ -114,6 +114,6 @@ def test_through_the_resident_helper(guard):
     finally:
         end_session(guard, session)
     assert via_helper == alone
-    log = next((guard.cwd / "Logs" / "Sessions").glob(f"{session}*.jsonl"))
+    log = guard.cwd / "Logs" / "Sessions" / f"{session}.jsonl"
     assert '"via":"daemon"' in log.read_text().replace(" ", "")
     assert mounted_namespaces() == 0
