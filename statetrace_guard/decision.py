@@ -228,12 +228,26 @@ def decide(
     fetcher = next(
         (c.name for c in classification.commands if Effect.NETWORK in c.effects), None
     )
+    # (Only the containment of that code is refused: a loopback request
+    # itself stays fenced by the session's network namespace.)
     if ctx.enforcement == "kernel" and fetcher is not None:
-        ctx = replace(ctx, enforcement="none", fetched=fetcher or "it")
+        ctx = replace(ctx, fetched=fetcher or "it")
     verdicts = tuple(
-        _judge(command, policy, ctx) for command in classification.commands
+        _judge(command, policy, ctx) for command in _proxied(classification.commands)
     )
     return combine_verdicts(verdicts, level, ctx.env, classification.parse_errors)
+
+
+def _proxied(commands: Sequence[SimpleCommand]) -> Sequence[SimpleCommand]:
+    """No loopback request where the command line sets a proxy variable.
+
+    ``http_proxy=... curl http://localhost/`` (or ``env HTTPS_PROXY=...``)
+    would carry the request away from loopback: the session's namespace has
+    no route out, but the classifier does not call that loopback either.
+    """
+    if not any("proxy" in name.lower() for c in commands for name in c.env_sets):
+        return commands
+    return [replace(c, loopback=False) if c.loopback else c for c in commands]
 
 
 def combine_verdicts(
@@ -305,6 +319,9 @@ def _judge(
         needs = found
     parts = [*needs.parts, *_argument_parts(command, needs, policy, ctx)]
     verdict = _combine(command, needs.effects, parts, needs.rule)
+    if command.loopback and ctx.enforcement != "kernel":
+        why = f"{command.name}: {_LOOPBACK_UNENFORCED}"
+        verdict = replace(verdict, reasons=(*verdict.reasons, why))
     if not needs.hosts:
         return verdict
     refused = [
@@ -316,16 +333,19 @@ def _judge(
 def _needs(
     command: SimpleCommand, policy: CompiledPolicy, ctx: DecisionContext
 ) -> _Needs:
+    own = _own_effects(command, ctx)
     rule = _strictest_rule(command, policy)
     if rule is not None:
-        effects = rule.effects or command.effects
+        effects = rule.effects or own
         parts = [_Part(rule.level, rule.id, f"rule {rule.id}")]
     else:
-        effects = command.effects
+        effects = own
         parts = [
             _effect_part(effect, command, policy, ctx) for effect in sorted(effects)
         ]
-    parts.extend(_floor_parts(command.effects | effects))
+    if own != command.effects:
+        parts.append(_LOOPBACK_PART)
+    parts.extend(_floor_parts(own | effects))
     parts.extend(_write_parts(command, policy, ctx))
     parts.extend(_env_parts(command))
     hosts: tuple[HostVerdict, ...] = ()
@@ -361,6 +381,29 @@ class _Part:
     why: str
     opt_in: str | None = None
     contained: bool = False
+
+
+# Loopback traffic (issue 15.5): below L3 a session's programs share one
+# network namespace with loopback only, so a request to localhost reaches
+# the session's own servers and nothing else. Without that namespace
+# (--enforcement none, macOS, Windows) loopback is the machine's own
+# services, and the request is network like any other.
+_LOOPBACK_PART = _Part(
+    Level.L1,
+    "loopback",
+    "reaches only loopback, inside the session's own network namespace",
+)
+_LOOPBACK_UNENFORCED = (
+    "loopback traffic is allowed only where the kernel gives the session a "
+    "network namespace of its own; here localhost is the machine's own services"
+)
+
+
+def _own_effects(command: SimpleCommand, ctx: DecisionContext) -> frozenset[Effect]:
+    """The command's effects, less network when it is loopback the kernel fences."""
+    if command.loopback and ctx.enforcement == "kernel":
+        return (command.effects - {Effect.NETWORK}) or frozenset({Effect.READ})
+    return command.effects
 
 
 def _combine(

@@ -72,6 +72,7 @@ __all__ = [
     "Blocked",
     "Prepared",
     "RunOptions",
+    "answer",
     "assess",
     "block_message",
     "commit",
@@ -80,6 +81,7 @@ __all__ = [
     "guarded_run",
     "judge_command",
     "prepare",
+    "run_prepared",
 ]
 
 SESSION_VARIABLE = "STATETRACE_GUARD_SESSION"
@@ -109,6 +111,8 @@ class RunOptions:
     via: str = "in-process"
     # Why the resident helper did not serve it, when it tried and could not.
     fallback: str | None = None
+    # Start it as a session job (guard run --background, issue 15.4).
+    background: bool = False
 
 
 def block_message(verdict: Verdict, *, managed: bool | None = None) -> str:
@@ -176,12 +180,17 @@ class Prepared:
 
 def guarded_run(invocation: Invocation, options: RunOptions) -> int:
     """Judge, record and run one command; return guard's exit status."""
-    from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415 - run path only
-
     prepared = prepare(invocation, options)
     if isinstance(prepared, Blocked):
-        _answer(prepared)
+        answer(prepared)
         return prepared.exit_status
+    return run_prepared(prepared)[0]
+
+
+def run_prepared(prepared: Prepared) -> tuple[int, dict[str, Any]]:
+    """Run a started command in this process; its status and finished record."""
+    from statetrace_guard.runner import RunSpec, run  # noqa: PLC0415 - run path only
+
     prepared.trail.close()  # no log stays open while the program runs
     for warning in prepared.warnings:
         _say(warning)
@@ -210,7 +219,7 @@ def guarded_run(invocation: Invocation, options: RunOptions) -> int:
             record["egress_error"] = egress_error
         for warning in finish(prepared, record):
             _say(warning)
-        return int(outcome.exit_status)
+        return int(outcome.exit_status), record
     finally:
         shutil.rmtree(prepared.private_tmp, ignore_errors=True)
 
@@ -370,6 +379,7 @@ def commit(
                 invocation, options, private_tmp, writes=writes
             )
             plan = _with_egress(plan, invocation, session, facts, options)
+            plan = _with_session_network(plan, invocation, session)
         else:
             plan, backend, warnings = _own_plan(invocation, own_enforcement), None, ()
         if verdict.contained and plan.missing:
@@ -491,6 +501,8 @@ def _serve_request(
             policy=invocation.policy,
             session_id=session_id,
             env=invocation.env,
+            cwd=invocation.cwd,
+            policy_file=invocation.policy_file,
         ),
     )
     return Blocked(answer.exit_status, answer.stderr, stdout=answer.stdout)
@@ -824,6 +836,31 @@ def _with_egress(
     return replace(plan, details={**plan.details, "egress": egress})
 
 
+def _with_session_network(
+    plan: SandboxPlan, invocation: Invocation, session: SessionContext
+) -> SandboxPlan:
+    """Below L3, as root: the program joins its session's network namespace.
+
+    Only a started session has one (``session end`` removes it); a plain
+    ``guard run`` makes a session of its own that nothing ends.
+    """
+    if plan.enforcement.get("network") != "netns" or not session.managed:
+        return plan
+    if plan.details.get("namespaces") != "root":
+        return plan
+    from statetrace_guard.home import guard_home_text  # noqa: PLC0415
+    from statetrace_guard.sandbox.session_network import (  # noqa: PLC0415
+        session_network_path,
+    )
+
+    path = session_network_path(
+        guard_home_text(), str(invocation.log_dir), session.session_id
+    )
+    details = {**plan.details, "session_network": path}
+    enforcement = {**plan.enforcement, "network_scope": "session"}
+    return replace(plan, details=details, enforcement=enforcement)
+
+
 def _gap_line(plan: SandboxPlan, gap: str) -> str:
     line = f"guard: warning: not enforced here: {gap}"
     if gap == "mounts":
@@ -880,7 +917,7 @@ def _first(*values: T | None) -> T | None:
     return next((value for value in values if value is not None), None)
 
 
-def _answer(blocked: Blocked) -> None:
+def answer(blocked: Blocked) -> None:
     """Print what the guard answers instead of running the program."""
     if blocked.stdout:
         sys.stdout.write(blocked.stdout)

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from statetrace_guard.errors import AuditError
 from statetrace_guard.home import guard_homes_text
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_runtime, temp_dirs
@@ -73,7 +74,14 @@ def fs_layout(
 
 def _make_placeholders(level: Level, workspace: str, log_dir: str) -> None:
     for sub in GUARD_LOG_SUBDIRS:
-        (Path(log_dir) / sub).mkdir(parents=True, exist_ok=True)
+        folder = Path(log_dir) / sub
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # fail closed, in one line (it was a traceback)
+            raise AuditError(
+                f"cannot create {folder}: {exc.strerror or exc}",
+                hint="check that the log directory is writable and not full",
+            ) from exc
     register_log_dir(log_dir)  # protected from every other workspace (K9)
     git = Path(workspace) / ".git"
     if level != Level.L1 or git.is_symlink() or not git.is_dir():

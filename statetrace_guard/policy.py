@@ -252,6 +252,18 @@ class Isolation(_Strict):
     unix_sockets: LevelName = "never"
 
 
+class Jobs(_Strict):
+    """``[jobs]``: session jobs (``guard run --background``, issue 15.4).
+
+    ``lowest_level``: the lowest level whose commands may start one
+    (``never`` turns them off); ``max_running``: how many may run at once
+    in one session (the job budget).
+    """
+
+    lowest_level: LevelName = "L1"
+    max_running: int = Field(default=4, ge=1, le=64)
+
+
 class Policy(_Strict):
     """A whole policy file."""
 
@@ -267,6 +279,7 @@ class Policy(_Strict):
     isolation: Isolation = Isolation()
     commit: CommitPolicy = CommitPolicy()
     adr: AdrPolicy = AdrPolicy()
+    jobs: Jobs = Jobs()
 
     @field_validator("network")
     @classmethod

@@ -98,6 +98,16 @@ OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "fsync each record before the program starts.",
     ),
     (
+        "--background",
+        "background",
+        "flag",
+        "",
+        (
+            "Start it as a session job: supervised after guard run returns, "
+            "output to a log; see `guard jobs`."
+        ),
+    ),
+    (
         "--require-sandbox",
         "require_sandbox",
         "flag",

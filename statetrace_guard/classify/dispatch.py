@@ -243,6 +243,7 @@ def _build(
         verdict.urls,
         verdict.hint,
         verdict.env_sets,
+        loopback=verdict.loopback,
     )
     out = [command]
     if not verdict.nested and not verdict.scripts:

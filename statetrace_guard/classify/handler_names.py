@@ -44,8 +44,17 @@ HANDLER_DATA_KEYS: dict[str, frozenset[str]] = {
     "env": frozenset({"split_options", "unset_options", "chdir_options"}),
     "command": frozenset({"lookup_flags"}),
     "watch": frozenset(),
-    "download": frozenset({"remote_name_flags", "output_dir_options", "no_file_flags"}),
+    "download": frozenset(
+        {
+            "remote_name_flags",
+            "output_dir_options",
+            "no_file_flags",
+            "url_options",
+            "loopback_refused_options",
+        }
+    ),
     "network-client": frozenset(),
+    "loopback-server": frozenset({"bind_options"}),
     "ssh": frozenset({"command_config_keys"}),
     "rsync": frozenset(),
     "socat": frozenset({"exec_addresses"}),

@@ -150,6 +150,7 @@ HANDLERS: dict[str, Handler] = {
     "watch": wrappers.watch,
     "download": net.download,
     "network-client": net.network_client,
+    "loopback-server": net.loopback_server,
     "ssh": net.ssh,
     "rsync": net.rsync,
     "socat": net.socat,

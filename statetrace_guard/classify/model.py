@@ -92,6 +92,9 @@ class SimpleCommand:
             known only at run time; ``None`` when it runs where the command
             line starts. Its arguments are relative to it (``writes`` and
             ``redirects`` are already resolved past the move).
+        loopback: its only network use is requests to loopback URLs spelled
+            unmistakably (:mod:`statetrace_guard.classify.loopback`), through
+            a client that takes no option sending them elsewhere.
     """
 
     argv: tuple[str, ...]
@@ -108,6 +111,7 @@ class SimpleCommand:
     hint: str | None = None
     env_sets: tuple[str, ...] = ()
     cwd: str | None = None
+    loopback: bool = False
 
     @property
     def written(self) -> tuple[str, ...]:

@@ -10,8 +10,9 @@ ProxyCommand=``), rsync's remote operands and socat's EXEC addresses.
 
 from __future__ import annotations
 
-from statetrace_guard.classify.engine import Judge, options_of
+from statetrace_guard.classify.engine import Judge, Parsed, options_of
 from statetrace_guard.classify.knowledge import ProgramEntry
+from statetrace_guard.classify.loopback import is_loopback_url
 from statetrace_guard.classify.model import ClassifyContext, Word
 from statetrace_guard.classify.verdict import (
     DYNAMIC,
@@ -23,7 +24,15 @@ from statetrace_guard.classify.verdict import (
 )
 from statetrace_guard.levels import Effect
 
-__all__ = ["download", "network_client", "rsync", "socat", "ssh", "url_args"]
+__all__ = [
+    "download",
+    "loopback_server",
+    "network_client",
+    "rsync",
+    "socat",
+    "ssh",
+    "url_args",
+]
 
 
 def url_args(args: tuple[Word, ...]) -> tuple[str, ...]:
@@ -84,15 +93,47 @@ def download(
     if names_after_url or (not entry.data.get("remote_name_flags") and not no_file):
         writes = [w for w in writes if w.text != folder]
         writes.extend(_downloaded(verdict.urls, folder))
-    if not writes:
+    loopback = Effect.DYNAMIC not in verdict.effects and _loopback_only(entry, parsed)
+    if not writes and not loopback:
         return verdict
     return Verdict(
-        verdict.effects | WRITE,
+        verdict.effects | WRITE if writes else verdict.effects,
         verdict.spec,
         verdict.reasons,
         tuple(writes),
         verdict.urls,
+        loopback=loopback,
     )
+
+
+def _loopback_only(entry: ProgramEntry, parsed: Parsed) -> bool:
+    """Every URL names loopback and no option sends the request elsewhere.
+
+    Only for clients whose entry lists ``loopback_refused_options``; a long
+    option is refused also by a prefix of one (getopt's abbreviations), an
+    option word that may expand to anything (``$OPT``) refuses it all.
+    """
+    refused = entry.data.get("loopback_refused_options")
+    if refused is None or parsed.problems:
+        return False
+    url_options = entry.data.get("url_options", ())
+    targets = list(parsed.operands)
+    for _, spelling, value in parsed.options:
+        option = spelling.split("=", 1)[0]
+        if _refused_option(option, refused):
+            return False
+        if option in url_options and value is not None:
+            targets.append(value)
+    return bool(targets) and all(
+        word.static and is_loopback_url(word.text) for word in targets
+    )
+
+
+def _refused_option(option: str, refused: tuple[str, ...]) -> bool:
+    if option in refused:
+        return True
+    long = option.startswith("--") and len(option) > 2  # noqa: PLR2004 - "--"
+    return long and any(name.startswith(option) for name in refused)
 
 
 def _downloaded(urls: tuple[str, ...], folder: str) -> list[Word]:
@@ -107,6 +148,46 @@ def _downloaded(urls: tuple[str, ...], folder: str) -> list[Word]:
         base = path.rsplit("/", 1)[-1] if "/" in path else ""
         out.append(Word(f"{folder}/{base}" if base not in ("", ".", "..") else folder))
     return out
+
+
+def loopback_server(
+    entry: ProgramEntry,
+    name: str,
+    args: tuple[Word, ...],
+    ctx: ClassifyContext,
+    judge: Judge,
+) -> Verdict:
+    """A server: network, loopback traffic when bound to loopback only.
+
+    Bound to every address (the default) it serves the machine's networks
+    wherever the kernel does not fence the session.
+    """
+    verdict = network_client(entry, name, args, ctx, judge)
+    parsed = options_of(entry, args)
+    binds = [
+        value
+        for _, spelling, value in parsed.options
+        if spelling in entry.data.get("bind_options", ()) and value is not None
+    ]
+    loopback = (
+        not parsed.problems
+        and Effect.DYNAMIC not in verdict.effects
+        and bool(binds)
+        and all(w.static and w.text in _LOOPBACK_BINDS for w in binds)
+    )
+    if not loopback:
+        return verdict
+    return Verdict(
+        verdict.effects,
+        verdict.spec,
+        (f"{name} serves loopback only",),
+        verdict.writes,
+        verdict.urls,
+        loopback=True,
+    )
+
+
+_LOOPBACK_BINDS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def ssh(

@@ -59,6 +59,8 @@ class Verdict:
     scripts: tuple[Word, ...] = ()
     env_sets: tuple[str, ...] = ()
     hint: str | None = None
+    # Its only network use is loopback URLs spelled unmistakably (net.py).
+    loopback: bool = False
 
 
 def read(spec: str, reason: str = "") -> Verdict:

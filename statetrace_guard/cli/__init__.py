@@ -37,6 +37,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "record": "statetrace_guard.cli.hook_cmd:record",
     "install": "statetrace_guard.cli.install_cmd:install",
     "fetch": "statetrace_guard.cli.fetch_cmd:fetch",
+    "jobs": "statetrace_guard.cli.jobs_cmd:jobs",
 }
 
 

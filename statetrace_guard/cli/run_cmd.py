@@ -93,6 +93,10 @@ def run(argv: tuple[str, ...], **options: Any) -> None:  # noqa: ANN401 - the ta
         request = parse_fetch(argv)
         if request is not None:  # the guard downloads it itself
             raise RunFinished(guarded_fetch(invocation, request, run_options_))
+    if run_options_.background:
+        from statetrace_guard.background import start_job  # noqa: PLC0415 - jobs only
+
+        raise RunFinished(start_job(invocation, run_options_))
     raise RunFinished(guarded_run(invocation, run_options_))
 
 

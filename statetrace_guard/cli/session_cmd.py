@@ -48,6 +48,14 @@ def session() -> None:
     """Start, inspect, resume and end an agent session."""
 
 
+def _stop_jobs(log_dir: Path, session_id: str) -> None:
+    """End the session's jobs first: their finishes come before session.ended."""
+    from statetrace_guard.jobs import stop_session_jobs  # noqa: PLC0415
+
+    for job in stop_session_jobs(log_dir, session_id):
+        click.echo(f"guard: stopped job {job.id} ({job.command})", err=True)
+
+
 @session.command()
 @click.option(
     "--task", "tasks", multiple=True, required=True, help="Task id, e.g. ST-A-001."
@@ -177,6 +185,7 @@ def end(
     invocation = _invocation(policy, log_dir)
     session = resolve_session_id(session_id, invocation.env)
     own = invocation.env.get(COMMAND_VARIABLE)
+    _stop_jobs(invocation.log_dir, session)
     running = running_commands(
         invocation.log_dir,
         session,

@@ -78,12 +78,19 @@ def fast_run(args: list[str]) -> int | None:
     if parsed is None:
         return None
     options, argv = parsed
-    if len(argv) > 1 and argv[1] == "fetch":
-        return None  # `guard run -- guard fetch`: the guard downloads in-process
+    # A session job starts in-process (statetrace_guard.background); so does
+    # a command that may be a request of the guard itself (`guard fetch`,
+    # `bash -c 'guard escalate ...'`): only the in-process path serves those
+    # (statetrace_guard.sessions.requests). They still start the helper for
+    # the commands after them.
+    local = options.get("background") or _asks_guard(argv)
     sock = _connect(socket_path())
     if sock is None:
         if _wanted_again():
             _start_daemon(socket_path())
+        return None
+    if local:
+        sock.close()
         return None
     try:
         result = _Exchange(sock, options, argv).run()
@@ -94,6 +101,21 @@ def fast_run(args: list[str]) -> int | None:
         os.environ[FALLBACK_VARIABLE] = result
         return None
     return result
+
+
+_SHELL_PUNCTUATION = str.maketrans(dict.fromkeys(";|&()'\"`<>{}\n\t", " "))
+
+
+_GUARD_PATHS = ("/bin/guard", "\\guard.exe", "\\guard")
+
+
+def _asks_guard(argv: list[str]) -> bool:
+    """Whether a word of the command (or of a script in it) is ``guard``."""
+    for arg in argv:
+        for word in arg.translate(_SHELL_PUNCTUATION).split():
+            if word in ("guard", "guard.exe") or word.endswith(_GUARD_PATHS):
+                return True
+    return False
 
 
 def ask(request: dict[str, Any]) -> dict[str, Any] | None:

@@ -321,6 +321,8 @@ class Launcher:
         """The spare namespace, when this plan wants a private network."""
         if plan.enforcement.get("network") not in {"netns", "proxy"}:
             return None
+        if "session_network" in plan.details:  # joins its session's (below L3)
+            return None
         if not _as_root(plan):
             return None
         network, self.spare_network = self.spare_network, None

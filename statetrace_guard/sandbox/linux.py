@@ -69,6 +69,7 @@ from statetrace_guard.sandbox.netns import (
     unprivileged_userns_enabled,
 )
 from statetrace_guard.sandbox.proxy_socket import send_listener, take_proxy_channel
+from statetrace_guard.sandbox.session_network import open_session_network
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -375,6 +376,21 @@ def _below_any(path: str, roots: set[str]) -> bool:
     return False
 
 
+def _network_to_join(plan: SandboxPlan) -> int | None:
+    """The session's namespace (below L3), else the one prepared ahead of time.
+
+    Raises:
+        SandboxUnavailable: the session's namespace cannot be made or opened.
+    """
+    path = plan.details.get("session_network")
+    if not isinstance(path, str):
+        return take_reserved_network_namespace()
+    try:
+        return open_session_network(path)
+    except OSError as exc:
+        raise SandboxUnavailable(f"session network namespace: {exc}") from None
+
+
 class LinuxChildSetup:
     """Built in the parent: a ruleset, the mount plan, a seccomp program."""
 
@@ -433,9 +449,7 @@ class LinuxChildSetup:
             spec = seccomp.FilterSpec(unix_sockets=seal.unix_sockets == "allowed")
             self._filter = (arch, seccomp.build_program(arch, spec))
         self._prepared_network = (
-            take_reserved_network_namespace()
-            if self._network and self._as_root
-            else None
+            _network_to_join(plan) if self._network and self._as_root else None
         )
         # Held open by this (supervisor) process until it exits: see
         # mounts.make_mount_namespace. Never closed by close().

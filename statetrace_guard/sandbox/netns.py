@@ -25,6 +25,7 @@ from statetrace_guard.sandbox.landlock import libc as c_library
 __all__ = [
     "enter_namespaces",
     "enter_user_namespace",
+    "loopback_up",
     "make_network_namespace",
     "reserve_network_namespace",
     "take_reserved_network_namespace",
@@ -73,7 +74,8 @@ def _map_ids(uid: int, gid: int) -> None:
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
 
 
-def _loopback_up(libc: ctypes.CDLL) -> None:
+def loopback_up(libc: ctypes.CDLL) -> None:
+    """Bring ``lo`` up in the caller's (new) network namespace."""
     fd = libc.socket(_AF_INET, _SOCK_DGRAM_CLOEXEC, 0)
     if fd < 0:
         _raise("socket")
@@ -149,7 +151,7 @@ def enter_namespaces(
     if new_user:
         _map_ids(uid, gid)
     if fresh_network:
-        _loopback_up(libc)
+        loopback_up(libc)
 
 
 def make_network_namespace() -> int:
@@ -171,7 +173,7 @@ def make_network_namespace() -> int:
         if libc.unshare(CLONE_NEWNET) != 0:
             _raise("unshare")
         try:
-            _loopback_up(libc)
+            loopback_up(libc)
             return os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         finally:
             if libc.setns(home, CLONE_NEWNET) != 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 from statetrace_guard.audit.completeness import OpenStart, StartTracker, still_running
 from statetrace_guard.errors import SessionError, UsageError
+from statetrace_guard.jobs import stop_session_jobs
 from statetrace_guard.levels import Level
 from statetrace_guard.paths import GUARD_LOG_SUBDIRS
 from statetrace_guard.policy import CompiledPolicy
@@ -51,6 +53,7 @@ from statetrace_guard.sessions.store import (
     read_records,
     session_file,
 )
+from statetrace_guard.sessions.teardown import release_session_network
 
 # How often ``guard session end`` looks whether running commands finished.
 _RUNNING_POLL_S = 0.1
@@ -375,6 +378,7 @@ def end_session(
         AuditError: the record cannot be written.
     """
     state = open_session(log_dir, session_id)
+    stop_session_jobs(log_dir, session_id)  # their records come before the end
     changes = _changes(workspace, state, policy)
     if require_reset and changes:
         names = ", ".join(f"{change.path} ({change.kind})" for change in changes)
@@ -393,6 +397,9 @@ def end_session(
         log_dir=log_dir,
     )
     _record_end(log_dir, policy, report, running)
+    warning = release_session_network(log_dir, session_id)
+    if warning is not None:
+        print(warning, file=sys.stderr)  # noqa: T201 - the session has ended anyway
     return report
 
 

@@ -9,7 +9,12 @@ every command in (``bash -c``, ``sh -lc``, ``pwsh -Command``):
 * ``guard session status [--json]``: this session's level, approvals,
   counts and budget;
 * ``guard approvals --mine [--pending] [--json]``: this session's requests
-  and their answers, read-only.
+  and their answers, read-only;
+* ``guard jobs [--json]``, ``guard jobs log ID``, ``guard jobs stop ID``:
+  this session's jobs (their files and output are in guard's home);
+* ``guard run --background -- PROGRAM ...``: starts a job of this session
+  (a ``guard run`` of its own, outside the sandbox, which judges and records
+  the program like any command; a sandboxed one could not supervise it).
 
 A script is served only when the request is all it does: besides the
 request it may hold the shell wrapper itself and changes of directory, and
@@ -32,7 +37,7 @@ from statetrace_guard.policy import CompiledPolicy
 
 __all__ = ["AgentRequest", "Served", "find_request", "serve"]
 
-Kind = Literal["escalate", "status", "approvals"]
+Kind = Literal["escalate", "status", "approvals", "jobs", "background"]
 _GUARD_NAMES = frozenset({"guard", "guard.exe"})
 _WRAPPERS = frozenset(
     {"posix:bash", "posix:sh", "posix:dash", "posix:zsh", "posix:ksh"}
@@ -42,8 +47,9 @@ _STATUS_OPTIONS = frozenset({"--json"})
 _APPROVALS_OPTIONS = frozenset({"--mine", "--pending", "--json"})
 _USAGE = (
     "inside guard run the guard serves `guard escalate --to L2|L3 --reason TEXT`, "
-    "`guard session status [--json]` and `guard approvals --mine [--pending] "
-    "[--json]`"
+    "`guard session status [--json]`, `guard approvals --mine [--pending] "
+    "[--json]`, `guard jobs [--json] | log ID | stop ID` and "
+    "`guard run --background -- PROGRAM [ARGS...]`"
 )
 
 
@@ -96,7 +102,15 @@ def _kind(args: Sequence[str]) -> Kind | None:
         return "status"
     if args[:1] == ("approvals",) and "--mine" in args:
         return "approvals"
+    if args[:1] == ("jobs",):
+        return "jobs"
+    if args[:1] == ("run",) and "--background" in args[: _end_of_options(args)]:
+        return "background"
     return None
+
+
+def _end_of_options(args: Sequence[str]) -> int:
+    return args.index("--") if "--" in args else len(args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +122,8 @@ class Where:
     policy: CompiledPolicy
     session_id: str
     env: Mapping[str, str]
+    cwd: Path | None = None
+    policy_file: Path | None = None
 
 
 def serve(request: AgentRequest, where: Where) -> Served:
@@ -120,6 +136,8 @@ def serve(request: AgentRequest, where: Where) -> Served:
         "escalate": _escalate,
         "status": _status,
         "approvals": _approvals,
+        "jobs": _jobs,
+        "background": _background,
     }
     try:
         return handlers[request.kind](request, where)
@@ -198,3 +216,76 @@ def _approvals(request: AgentRequest, where: Where) -> Served:
     else:
         lines = [approval_line(row) for row in rows] or ["no requests"]
     return Served(int(ExitCode.OK), "".join(line + "\n" for line in lines))
+
+
+def _jobs(request: AgentRequest, where: Where) -> Served:
+    """``guard jobs [--json]``, ``jobs log ID``, ``jobs stop ID``: this session's."""
+    from statetrace_guard import jobs  # noqa: PLC0415 - rare path
+
+    args = tuple(request.args[1:])
+    if args in ((), ("--json",)):
+        found = jobs.list_jobs(where.log_dir, where.session_id)
+        if args:
+            text = "".join(
+                json.dumps(j.as_dict(), sort_keys=True) + "\n" for j in found
+            )
+            return Served(int(ExitCode.OK), text)
+        return Served(int(ExitCode.OK), "\n".join(jobs.job_lines(found)) + "\n")
+    if len(args) != 2 or args[0] not in {"log", "stop"}:  # noqa: PLR2004 - ACTION ID
+        return _usage()
+    job = jobs.find_job(where.log_dir, where.session_id, args[1])
+    if job is None:
+        return Served(int(ExitCode.NEGATIVE), stderr=f"error: no job {args[1]}")
+    if args[0] == "log":
+        return Served(int(ExitCode.OK), jobs.log_tail(job))
+    jobs.stop_job(job)
+    return Served(
+        int(ExitCode.OK), stderr=f"guard: stopped job {job.id} ({job.command})"
+    )
+
+
+_BACKGROUND_WAIT_S = 120.0
+
+
+def _background(request: AgentRequest, where: Where) -> Served:
+    """``guard run --background -- PROGRAM ...``: a job of this session.
+
+    Only ``--background`` may come before ``--``: the level, policy, log
+    directory and session are the asking command's own.
+    """
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    args = tuple(request.args[1:])
+    end = _end_of_options(args)
+    if set(args[:end]) != {"--background"} or end + 1 >= len(args):
+        return _usage()
+    policy = ("--policy", str(where.policy_file)) if where.policy_file else ()
+    command = [
+        sys.executable,
+        "-m",
+        "statetrace_guard",
+        "run",
+        *policy,
+        "--log-dir",
+        str(where.log_dir),
+        "--session",
+        where.session_id,
+        "--background",
+        "--",
+        *args[end + 1 :],
+    ]
+    env = {**where.env, "STATETRACE_GUARD_DAEMON": "off"}
+    done = subprocess.run(
+        command,
+        cwd=where.cwd or where.workspace,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=_BACKGROUND_WAIT_S,
+        check=False,
+    )
+    out, err = (
+        part.decode("utf-8", errors="replace") for part in (done.stdout, done.stderr)
+    )
+    return Served(done.returncode, out, err.rstrip("\n"))

@@ -4,7 +4,8 @@ Cases live in ``tests/corpus/*.jsonl``, one per line:
 ``{"shell": "bash"|"pwsh"|"exec", "command": ..., "effects": [...],
 "level": "L0".."L3"|"never", "spec": ..., "note": ...}``, and optionally
 ``"enforcement": "kernel"`` for a case judged where the kernel enforces the
-level's envelope (contained execution; "none" otherwise). The lowest level
+level's envelope (contained execution, loopback traffic; "none" otherwise:
+loopback traffic is network then). The lowest level
 is found by deciding at every level with both opt-in variables set; "never"
 means no level allows it. ``spec`` names the registry entry that decided:
 the simple command that needs the most, a shell that only carries a script
@@ -128,3 +129,29 @@ def test_no_network_below_l3():
         if "network" in c["effects"] and c["level"] in {"L0", "L1", "L2"}
     ]
     assert offenders == []
+
+
+def test_no_network_below_l3_where_the_kernel_enforces():
+    """Every network case stays L3 or never also where loopback is fenced.
+
+    Loopback traffic is allowed at L1 only under kernel enforcement; judged
+    that way, no other case of the corpus may lose its network effect.
+    """
+    offenders = []
+    for _, _, case in CASES:
+        if "network" not in case["effects"]:
+            continue
+        argv = argv_for(case["command"], case["shell"])
+        level, effects, _ = lowest_level(argv, "kernel")
+        if level in {"L0", "L1", "L2"} and not _loopback_request(case["command"]):
+            offenders.append((case["command"], level, effects))
+    assert offenders == []
+
+
+def _loopback_request(command: str) -> bool:
+    """The corpus's own loopback requests, as judged without enforcement."""
+    return any(
+        c["command"] == command and c.get("enforcement") == "kernel"
+        for _, _, c in CASES
+        if c["level"] == "L1"
+    )

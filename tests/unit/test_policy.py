@@ -194,3 +194,32 @@ class TestMergeDocuments:
         merge_documents(base, overlay)
         assert base == {"t": {"k": 1}, "r": [{"id": "a"}]}
         assert overlay == {"t": {"k": 2}, "r": [{"id": "b"}]}
+
+
+class TestJobs:
+    """``[jobs]``: where session jobs may start and how many may run (issue 15.4)."""
+
+    def test_defaults(self):
+        """Without a section: from L1, four at a time."""
+        jobs = load_policy(None).model.jobs
+        assert (jobs.lowest_level, jobs.max_running) == ("L1", 4)
+
+    def test_an_extending_policy_sets_one_key_and_keeps_the_other(self):
+        """Tables merge per key under ``extends``."""
+        policy = load_policy_bytes(
+            b'extends = "builtin:statetrace"\nname = "t"\n[jobs]\nmax_running = 1\n',
+            "guard.toml",
+        )
+        assert (policy.model.jobs.lowest_level, policy.model.jobs.max_running) == (
+            "L1",
+            1,
+        )
+
+    @pytest.mark.parametrize(
+        "section",
+        [b"max_running = 0", b'lowest_level = "L9"', b"every = 1"],
+    )
+    def test_rejects_bad_values(self, section):
+        """No budget of zero, no unknown level, no unknown key."""
+        with pytest.raises(PolicyError, match=r"guard\.toml: jobs\."):
+            load_policy_bytes(b'name = "t"\n[jobs]\n' + section + b"\n", "guard.toml")
