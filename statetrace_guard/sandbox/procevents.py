@@ -15,8 +15,9 @@ names pids as that namespace sees them). Where that does not hold,
 :func:`listen` raises or the watch never sees the supervisor's own fork, and
 :attr:`TreeWatch.unobserved` says why: the caller records that, never a guess.
 
-NOTE(prototype): built after round 3's landing deadline; not wired into the
-runner yet (see /work/wt/notes/outcomes.md for the plan).
+The runner opens the socket before it forks, only for commands with a test
+part (:attr:`statetrace_guard.runner.RunSpec.watch_tests`), and drains it in
+its wait loop; ``command.finished`` carries :meth:`TreeWatch.as_record`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _MCAST_LISTEN = 1
 _NLMSG_DONE = 3
 _SO_RCVBUFFORCE = 33
 _BUFFER = 4 << 20  # events of a busy machine between two drains
-_FORK, _EXEC, _EXIT = 0x1, 0x2, 0x80000000
+_NONE, _FORK, _EXEC, _EXIT = 0x0, 0x1, 0x2, 0x80000000
 _NLMSG = struct.Struct("=IHHII")
 _CN_MSG = struct.Struct("=IIIIHH")
 _EVENT = struct.Struct("=IIQ")
@@ -64,10 +65,35 @@ def listen() -> socket.socket:
         body = message + operation
         sock.send(_NLMSG.pack(_NLMSG.size + len(body), _NLMSG_DONE, 0, 0, 0) + body)
         sock.setblocking(False)  # noqa: FBT003 - socket API
+        _check_ack(sock)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _check_ack(sock: socket.socket) -> None:
+    """Read up to the kernel's answer to the subscription; raise if it refused.
+
+    The answer is sent while ``send`` runs, so it is queued by now (behind
+    events of other processes, which predate the tree and are dropped).
+    Where no answer comes (older kernels answer only when asked), the
+    watch's own check, that it saw the tree's first fork, still holds.
+    """
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        offset = 0
+        while offset + _DATA_AT + 4 <= len(data):
+            length = _NLMSG.unpack_from(data, offset)[0]
+            if _EVENT.unpack_from(data, offset + _EVENT_AT)[0] == _NONE:
+                error = struct.unpack_from("=I", data, offset + _DATA_AT)[0]
+                if error:
+                    raise OSError(error, os.strerror(error))
+                return
+            offset += max((length + 3) & ~3, _NLMSG.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +122,21 @@ class Observed:
 
 @dataclass
 class TreeWatch:
-    """Follow one tree in the event stream; keep picked programs' statuses.
+    """Follow one tree in the event stream; keep the picked programs' statuses.
+
+    Only the outermost picked programs count: ``npm test`` running jest is one
+    test run (npm's status is jest's), and a test suite that runs pytest in a
+    subprocess (to test a plugin) has the outer pytest's status. Programs
+    below a picked one are not even looked at.
 
     Attributes:
         parent: the supervisor's pid (the tree's root is its child).
         pick: the program's name when an argv is one to watch, else None.
+        root: the supervisor's child, once forked.
+        observed: the picked programs that ended, in order.
+        lost: the kernel dropped events (its buffer overflowed).
+        unread: programs outside any picked one whose command line could not
+            be read (they had ended before their exec event was handled).
     """
 
     parent: int
@@ -109,20 +145,34 @@ class TreeWatch:
     observed: list[Observed] = field(default_factory=list)
     lost: bool = False
     unread: int = 0
-    _tree: set[int] = field(default_factory=set)
+    # Tree pids -> whether the process is a picked program or runs below one.
+    _tree: dict[int, bool] = field(default_factory=dict)
     _picked: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     _root_seen: bool = False
 
     @property
     def unobserved(self) -> str | None:
-        """Why the statuses may be incomplete, or None when they are not."""
+        """Why no status can be trusted at all, or None.
+
+        ``unread`` programs are not in it: they leave the statuses seen
+        true, only perhaps incomplete (the reader weighs that).
+        """
         if self.lost:
             return "process events were lost (the kernel's buffer overflowed)"
         if not self._root_seen:
-            return "the process events name other pids (another PID namespace)"
-        if self.unread:
-            return f"{self.unread} program(s) ended before their command line was read"
+            return "the process events never named the program's tree"
         return None
+
+    def as_record(self) -> dict[str, object]:
+        """The ``test_programs`` field of ``command.finished``."""
+        return {
+            "runs": [
+                {"program": o.name, "exit_code": o.exit_code, "signal": o.signal}
+                for o in self.observed
+            ],
+            "unread": self.unread,
+            "unobserved": self.unobserved,
+        }
 
     def drain(self, sock: socket.socket) -> None:
         """Read every queued event; call once the tree's root is known.
@@ -166,26 +216,30 @@ class TreeWatch:
             return
         if parent == self.parent and child == self.root:
             self._root_seen = True
-            self._tree.add(child)
+            self._tree[child] = False
         elif parent in self._tree:
-            self._tree.add(child)
+            self._tree[child] = self._tree[parent]
 
     def _exec(self, pid: int) -> None:
+        if self._tree[pid]:  # a picked program, or below one
+            return
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:  # noqa: PTH123 - hot
                 raw = handle.read()
-        except OSError:  # already gone before this drain: cannot tell what it was
+        except OSError:
+            raw = b""
+        if not raw:  # gone (a zombie's command line is empty): cannot tell
             self.unread += 1
             return
-        argv = tuple(part.decode(errors="replace") for part in raw.split(b"\0")[:-1])
-        name = self.pick(argv) if argv else None
-        if name is None:
-            self._picked.pop(pid, None)
-        else:
+        parts = raw.removesuffix(b"\0").split(b"\0")
+        argv = tuple(part.decode(errors="replace") for part in parts)
+        name = self.pick(argv)
+        if name is not None:
             self._picked[pid] = (name, argv)
+            self._tree[pid] = True
 
     def _exit(self, pid: int, wait_status: int) -> None:
-        self._tree.discard(pid)
+        del self._tree[pid]
         picked = self._picked.pop(pid, None)
         if picked is not None:
             self.observed.append(Observed(picked[0], pid, picked[1], wait_status))
