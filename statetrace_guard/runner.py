@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import resource
 import select
@@ -475,7 +476,8 @@ class _Waiter:
             return True, False
         if self._fd < 0:
             timeout = min(timeout, 0.005)  # no pidfd: poll the child too
-        ready = {fd for fd, _ in self._poll.poll(max(int(timeout * 1000), 0))}
+        # Rounded up: a sub-millisecond rest rounded down to 0 spins until it passes.
+        ready = {fd for fd, _ in self._poll.poll(max(math.ceil(timeout * 1000), 0))}
         if self.events in ready and not _drain(self._state):
             self._poll.unregister(self.events)
             self.events = -1
