@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from statetrace_guard.online.plumbing import ProxyProcess
     from statetrace_guard.sandbox.base import SandboxPlan
     from statetrace_guard.sweep import Planted, TreeCache
+    from statetrace_guard.testpicker import TestPicker
 
 __all__ = [
     "ACTIVE_VARIABLE",
@@ -176,6 +177,9 @@ class Prepared:
     workspace: str = ""
     started_ns: int = 0
     absent_guard_files: tuple[str, ...] = ()
+    # A command with a test part: the test programs whose own exit status
+    # the runner learns from the kernel (see statetrace_guard.testpicker).
+    watch_tests: TestPicker | None = None
 
 
 def guarded_run(invocation: Invocation, options: RunOptions) -> int:
@@ -206,6 +210,7 @@ def run_prepared(prepared: Prepared) -> tuple[int, dict[str, Any]]:
             plan=prepared.plan,
             backend=prepared.backend,
             allow_background=prepared.allow_background,
+            watch_tests=prepared.watch_tests,
         )
         proxy = _start_proxy(prepared.plan)
         if proxy is not None:
@@ -421,7 +426,21 @@ def commit(
         workspace=os.path.realpath(invocation.workspace),
         started_ns=time.time_ns() - START_MARGIN_NS,
         absent_guard_files=_absent_guard_files(invocation),
+        watch_tests=_test_picker(verdict, invocation.policy),
     )
+
+
+def _test_picker(verdict: Verdict, policy: CompiledPolicy) -> TestPicker | None:
+    """The picker for a command a ``test = true`` rule decided, else None.
+
+    Only those commands pay for watching the tree (the socket, the events).
+    """
+    tests = {rule.id for rule in policy.rules if rule.test}
+    if tests.isdisjoint(verdict.rules):
+        return None
+    from statetrace_guard.testpicker import TestPicker  # noqa: PLC0415 - tests only
+
+    return TestPicker.of(policy)
 
 
 def _admit_and_start(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import resource
 import select
@@ -40,12 +41,15 @@ from statetrace_guard.reaped import Reaped
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from socket import socket
     from types import FrameType
     from typing import Protocol
 
     from statetrace_guard.sandbox.base import ChildSetup, SandboxBackend, SandboxPlan
     from statetrace_guard.sandbox.pidinit import InitTree
+    from statetrace_guard.sandbox.procevents import TreeWatch
     from statetrace_guard.supervise import TreeTracker
+    from statetrace_guard.testpicker import TestPicker
 
     class RunControl(Protocol):
         """A channel from whoever asked for the run (the resident helper's client)."""
@@ -113,6 +117,9 @@ class RunSpec:
         helpers: pids of the guard's own children that run beside the
             program (the L3 egress proxy): never counted in its tree, never
             ended with it.
+        watch_tests: for a command with a test part, the test programs whose
+            own exit status to learn from the kernel's process events (a
+            pipeline's status may be another program's); None watches nothing.
     """
 
     argv: Sequence[str]
@@ -128,6 +135,7 @@ class RunSpec:
     control: RunControl | None = None
     fds: Mapping[int, int] | None = None
     helpers: tuple[int, ...] = ()
+    watch_tests: TestPicker | None = None
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,14 @@ class RunOutcome:
     leftover: tuple[dict[str, object], ...] = ()
     limit_hit: str | None = None
     error: str | None = None
+    test_programs: dict[str, object] | None = None
 
     def as_record(self) -> dict[str, object]:
-        """Return the JSON-ready fields of ``command.finished``."""
-        return {
+        """Return the JSON-ready fields of ``command.finished``.
+
+        ``test_programs`` is there only when the tests were watched.
+        """
+        record: dict[str, object] = {
             "exit_status": int(self.exit_status),
             "returncode": self.returncode,
             "signal": self.signal,
@@ -167,6 +179,9 @@ class RunOutcome:
             "limit_hit": self.limit_hit,
             "error": self.error,
         }
+        if self.test_programs is not None:
+            record["test_programs"] = self.test_programs
+        return record
 
 
 @dataclass
@@ -189,6 +204,9 @@ class _Run:
     tree: InitTree | None = None  # the PID namespace's init, when there is one
     error: str | None = None
     reaped: Reaped = field(default_factory=Reaped)
+    watch: TreeWatch | None = None  # the test programs' own statuses
+    events: socket | None = None  # the process events it reads
+    unwatched: str | None = None  # why the tests could not be watched
 
 
 def _prctl(option: int, value: int) -> None:
@@ -422,7 +440,8 @@ class _Waiter:
     """Waits for news of the program and for the run's control channel.
 
     The news is init's status pipe, else a pidfd on the program where the
-    kernel has them, else a short sleep.
+    kernel has them, else a short sleep. The process events of a watched
+    test command are read as they come (see :func:`_drain`).
     """
 
     def __init__(self, state: _Run, control: int | None) -> None:
@@ -430,8 +449,12 @@ class _Waiter:
         self._fd = -1
         self._owned = False
         self.control = control
+        self._state = state
+        self.events = -1 if state.events is None else state.events.fileno()
         if control is not None:
             self._poll.register(control, select.POLLIN)
+        if self.events >= 0:
+            self._poll.register(self.events, select.POLLIN)
         if state.tree is not None:
             self._fd = state.tree.fileno()
         else:
@@ -448,12 +471,16 @@ class _Waiter:
         Returns:
             (the program may have exited, the control channel is readable).
         """
-        if self._fd < 0 and self.control is None:
+        if self._fd < 0 and self.control is None and self.events < 0:
             time.sleep(min(timeout, 0.005))
             return True, False
         if self._fd < 0:
             timeout = min(timeout, 0.005)  # no pidfd: poll the child too
-        ready = {fd for fd, _ in self._poll.poll(max(int(timeout * 1000), 0))}
+        # Rounded up: a sub-millisecond rest rounded down to 0 spins until it passes.
+        ready = {fd for fd, _ in self._poll.poll(max(math.ceil(timeout * 1000), 0))}
+        if self.events in ready and not _drain(self._state):
+            self._poll.unregister(self.events)
+            self.events = -1
         exited = self._fd < 0 or self._fd in ready
         return exited, self.control in ready
 
@@ -468,6 +495,62 @@ class _Waiter:
         if self._owned and self._fd >= 0:
             os.close(self._fd)
         self._fd = -1
+
+
+def _open_watch(state: _Run) -> None:
+    """Subscribe to the process events before the fork (test commands only)."""
+    if state.spec.watch_tests is None:
+        return
+    from statetrace_guard.sandbox.procevents import TreeWatch, listen  # noqa: PLC0415
+
+    try:
+        state.events = listen()
+    except AttributeError:  # no AF_NETLINK
+        state.unwatched = "the kernel's process events exist only on Linux"
+        return
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        state.unwatched = f"the kernel's process events are not readable here: {why}"
+        if exc.errno == errno.EPERM:
+            state.unwatched += " (they need root)"
+        return
+    state.watch = TreeWatch(parent=os.getpid(), pick=state.spec.watch_tests.pick)
+
+
+def _watch_root(state: _Run) -> None:
+    """Name the tree's root (the supervisor's own child) once it is forked."""
+    if state.watch is not None:
+        state.watch.root = state.pid if state.tree is None else state.tree.child
+
+
+def _drain(state: _Run) -> bool:
+    """Handle the queued process events; False once they cannot be read."""
+    if state.watch is None or state.events is None:
+        return False
+    try:
+        state.watch.drain(state.events)
+    except OSError as exc:
+        state.unwatched = f"reading the process events failed: {exc}"
+        _close_watch(state)
+        return False
+    return True
+
+
+def _close_watch(state: _Run) -> None:
+    if state.events is not None:
+        state.events.close()
+    state.events = None
+    if state.unwatched is not None:
+        state.watch = None
+
+
+def _test_programs(state: _Run) -> dict[str, object] | None:
+    """The ``test_programs`` record of a watched command, else None."""
+    if state.spec.watch_tests is None:
+        return None
+    if state.watch is None:
+        return {"runs": [], "unread": 0, "unobserved": state.unwatched}
+    return state.watch.as_record()
 
 
 def _try_reap(state: _Run, flags: int = os.WNOHANG) -> bool:
@@ -692,6 +775,7 @@ def _outcome(state: _Run, self_peak: int) -> RunOutcome:
         leftover=tuple(state.leftover),
         limit_hit=limit_hit,
         error=state.error,
+        test_programs=_test_programs(state),
     )
 
 
@@ -767,6 +851,7 @@ def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
     state = _Run(spec)
     tty = _foreground_tty()
     saved = _forwarding(state)
+    _open_watch(state)
     try:
         try:
             read_fd = _start(state, setup, tty)
@@ -778,6 +863,7 @@ def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
         finally:
             if setup is not None:
                 setup.close()
+        _watch_root(state)
         report = _read_report(read_fd)
         if report:
             return _failure(state, report)
@@ -785,8 +871,10 @@ def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
             state.deadline = state.started + spec.timeout
         _wait_child(state)
         _finish(state)
+        _drain(state)  # the tree's exits are queued before its end is known
         return _outcome(state, self_peak)
     finally:
+        _close_watch(state)
         _give_tty(tty, os.getpgrp())
         _restore(saved)
 

@@ -31,6 +31,8 @@ __all__ = [
     "RecoveredRecord",
     "SchemaRegistry",
     "StartedRecord",
+    "TestProgramRun",
+    "TestProgramsSeen",
 ]
 
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -133,6 +135,35 @@ class StartedRecord(CommandRecord):
     envelope: dict[str, Any] | None = None
 
 
+class TestProgramRun(BaseModel):
+    """One test program's own end, as the kernel reported it."""
+
+    __test__ = False  # not a pytest class, despite the name
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True)
+
+    program: str
+    exit_code: int | None
+    signal: int | None = None
+
+
+class TestProgramsSeen(BaseModel):
+    """``test_programs``: the test programs' own statuses inside a command.
+
+    Present only for a command a ``test = true`` rule decided. ``runs`` are
+    the outermost test programs that ended, in order; ``unread`` counts
+    programs that ended before they could be told apart (one may have been
+    a test run); ``unobserved`` says why nothing could be seen (not root,
+    not Linux, events lost), None when the runs are the kernel's word.
+    """
+
+    __test__ = False
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True)
+
+    runs: list[TestProgramRun]
+    unread: Count = 0
+    unobserved: str | None = None
+
+
 class FinishedRecord(CommandRecord):
     """The program ended; resource figures from the runner pass through."""
 
@@ -149,6 +180,8 @@ class FinishedRecord(CommandRecord):
     not_run: bool = False
     # It started, and the guard lost it before learning how it ended.
     outcome_unknown: bool = False
+    # A test command: the test programs' own statuses (absent otherwise).
+    test_programs: TestProgramsSeen | None = None
 
 
 class NetOpsRecord(ChainFields):

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from statetrace_guard.execute import Prepared
     from statetrace_guard.runner import RunControl, RunSpec
     from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
+    from statetrace_guard.testpicker import TestPicker
 
 __all__ = [
     "backend_from_wire",
@@ -99,6 +100,9 @@ def spec_to_wire(prepared: Prepared) -> dict[str, Any]:
         "max_memory": prepared.max_memory,
         "max_processes": prepared.max_processes,
         "allow_background": prepared.allow_background,
+        "watch_tests": (
+            None if prepared.watch_tests is None else prepared.watch_tests.to_wire()
+        ),
     }
 
 
@@ -126,4 +130,14 @@ def run_spec_from_wire(
         allow_background=spec["allow_background"],
         control=control,
         fds=fds,
+        watch_tests=_picker(spec.get("watch_tests")),
     )
+
+
+def _picker(data: list[dict[str, Any]] | None) -> TestPicker | None:
+    """The test picker sent with a launch, if the command has a test part."""
+    if data is None:
+        return None
+    from statetrace_guard.testpicker import TestPicker  # noqa: PLC0415 - tests only
+
+    return TestPicker.from_wire(data)

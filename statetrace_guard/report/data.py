@@ -257,7 +257,7 @@ def _command(row: Row, programs: TestPrograms, texts: _Texts) -> dict[str, Any]:
     if row.state == "finished" and (
         programs.find(argv) is not None or _decided_by_test_rule(rules, programs)
     ):
-        _test_outcome(item, argv, programs)
+        _test_outcome(item, argv, programs, record.get("test_programs"))
     return {key: value for key, value in item.items() if value is not None}
 
 
@@ -267,13 +267,14 @@ def _decided_by_test_rule(rules: Sequence[str], programs: TestPrograms) -> bool:
 
 
 def _test_outcome(
-    item: dict[str, Any], argv: list[str], programs: TestPrograms
+    item: dict[str, Any], argv: list[str], programs: TestPrograms, observed: object
 ) -> None:
     found = outcome_of(
         argv,
         item.get("exit_code"),
         programs,
         timed_out=bool(item.get("timed_out")),
+        observed=observed if isinstance(observed, dict) else None,
     )
     item["test"] = {"result": found.result, "why": found.why}
 

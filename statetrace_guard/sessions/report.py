@@ -9,7 +9,8 @@ failures it says the session must stop), ``TASKBOARD UPDATE`` and
 Date, Role, Task board card, Plan, Changes, Validation, Outcome.
 
 A test run's result is the test program's own (see :mod:`.testruns`): PASS,
-FAIL, or UNKNOWN when the recorded status may be another program's. Commands
+FAIL, or UNKNOWN when the recorded status may be another program's and the
+kernel did not show the test program's own. Commands
 are shown on one line, heredocs and long scripts shortened with a marker, and
 the Markdown stays valid whatever a command holds (code spans and fences are
 made longer than any run of backticks inside).
@@ -172,7 +173,13 @@ def test_results(state: SessionState, policy: CompiledPolicy) -> tuple[TestResul
             run.argv,
             run.exit_code,
             run.ts,
-            outcome_of(run.argv, run.exit_code, programs, timed_out=run.timed_out),
+            outcome_of(
+                run.argv,
+                run.exit_code,
+                programs,
+                timed_out=run.timed_out,
+                observed=run.test_programs,
+            ),
         )
         for run in state.finished
         if tests.intersection(run.rules)
@@ -210,7 +217,7 @@ def must_stop_reason(tests: tuple[TestResult, ...], limit: int) -> str | None:
     return (
         f"{len(failures)} failing test commands (max_test_failures is {limit}): "
         f"stop the session; last failure: {brief_command(last.argv, 80)} "
-        f"(exit {last.exit_code})"
+        f"(exit {last.exit_code}{f'; {last.outcome.why}' if last.outcome.why else ''})"
     )
 
 

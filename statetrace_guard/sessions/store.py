@@ -100,6 +100,9 @@ class CommandRun:
     exit_code: int | None
     level: str
     timed_out: bool = False
+    # The record's ``test_programs`` (the test programs' own statuses, as the
+    # kernel saw them), for a test command; None when not recorded.
+    test_programs: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +315,10 @@ def _strings(value: object) -> tuple[str, ...]:
     return ()
 
 
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -422,6 +429,7 @@ class _Builder:
                 exit_code=_exit_code(record),
                 level=str(record.get("level", "")),
                 timed_out=record.get("timed_out") is True,
+                test_programs=_mapping(record.get("test_programs")),
             )
         )
 

@@ -13,17 +13,28 @@ from the command's shape whether that status is the test program's own:
 
 When the status is the test's own, 0 is PASS and anything else FAIL. When it
 is not, a non-zero status is still FAIL (the run failed), but 0 proves
-nothing: the result is UNKNOWN, with the command that masked it named.
+nothing from the shape alone.
+
+Then the kernel's word decides: for a test command the runner watches the
+tree's process events and records each outermost test program's own exit
+status in ``command.finished``'s ``test_programs`` (see
+:mod:`statetrace_guard.sandbox.procevents`). A test program that failed
+makes the run FAIL whatever the pipeline said; a masked 0 is PASS only when
+every test run in it was seen ending with 0 and nothing that could have been
+one went unseen. Otherwise (no root, not Linux, events lost, an old record)
+the result is UNKNOWN, with the command that masked it and why the test's
+own status is missing named. Never PASS from a masked pipeline.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from statetrace_guard.policy import CompiledPolicy, CompiledRule
+from statetrace_guard.testpicker import TestPicker
 
 if TYPE_CHECKING:
     from tree_sitter import Node
@@ -40,6 +51,9 @@ _PWSH = frozenset({"pwsh", "powershell", "pwsh.exe", "powershell.exe"})
 # Programs that run another and exit with its status.
 _PASS_THROUGH = frozenset({"timeout", "env", "nice", "nohup", "time", "stdbuf"})
 _PESTER_EXIT = re.compile(r"-(ci|enableexit)\b|run\.exit", re.IGNORECASE)
+_REPEATING = frozenset(
+    {"for_statement", "c_style_for_statement", "while_statement", "function_definition"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +79,22 @@ class TestPrograms:
     __test__ = False
 
     rules: tuple[CompiledRule, ...]
+    picker: TestPicker
 
     @classmethod
     def of(cls, policy: CompiledPolicy) -> TestPrograms:
         """Collect the test rules of a policy."""
-        return cls(tuple(rule for rule in policy.rules if rule.test))
+        rules = tuple(rule for rule in policy.rules if rule.test)
+        return cls(rules, TestPicker.of(policy))
 
     def find(self, words: Sequence[str]) -> str | None:
-        """Return the test program a simple command runs (by its words), else None.
+        """Return the test run a simple command is (its short name), else None.
 
         Programs that pass a status through (``timeout 60 pytest``) are seen
-        through.
+        through, and so are interpreters running a test (``pwsh -Command
+        Invoke-Pester``, ``python /venv/bin/pytest``): the same matching the
+        runner uses on the programs it sees start
+        (:class:`~statetrace_guard.testpicker.TestPicker`).
         """
         if not words:
             return None
@@ -83,21 +102,25 @@ class TestPrograms:
         if name in _PASS_THROUGH:
             found = (self.find(words[i:]) for i in range(1, len(words)))
             return next((item for item in found if item), None)
-        matched = any(_rule_matches(rule, name, words) for rule in self.rules)
-        return words[0] if matched else None
+        return self.picker.pick(words)
 
 
 def _base(word: str) -> str:
     return word.replace("\\", "/").rsplit("/", 1)[-1].lower()
 
 
-def _rule_matches(rule: CompiledRule, name: str, words: Sequence[str]) -> bool:
-    if rule.script_pattern is not None and rule.script_pattern.search(words[0]):
-        return True
-    if name not in rule.programs and name.removesuffix(".exe") not in rule.programs:
-        return False
-    prefix = rule.args_prefix
-    return tuple(words[1 : 1 + len(prefix)]) == prefix if prefix else True
+@dataclass(frozen=True, slots=True)
+class _Mask:
+    """What hides the test's status, and how many test runs the script has.
+
+    ``expected`` is None when that cannot be counted (a test in a loop or a
+    function); ``own_counts`` is False when even the test program's own
+    status says nothing (``Invoke-Pester`` without ``-CI`` exits 0).
+    """
+
+    why: str
+    expected: int | None = None
+    own_counts: bool = True
 
 
 def outcome_of(
@@ -106,27 +129,84 @@ def outcome_of(
     programs: TestPrograms,
     *,
     timed_out: bool = False,
+    observed: Mapping[str, Any] | None = None,
 ) -> Outcome:
-    """Return a recorded test run's real outcome (see the module docstring)."""
+    """Return a recorded test run's real outcome (see the module docstring).
+
+    ``observed`` is the record's ``test_programs`` (None when absent).
+    """
     if timed_out:
         return Outcome(FAIL, "timed out")
     if exit_code is None:
         return Outcome(FAIL, "no exit status (killed or lost)")
-    masker = _masker(argv, programs)
+    runs = _runs(observed)
+    failed = next((run for run in runs if run[1] != 0), None)
+    if failed is not None:
+        return Outcome(FAIL, f"{failed[0]}'s own status: {failed[1]}")
     if exit_code != 0:
         return Outcome(FAIL)
-    if masker is None:
-        return Outcome(PASS)
-    return Outcome(UNKNOWN, masker)
+    mask = _masker(argv, programs)
+    return Outcome(PASS) if mask is None else _masked(mask, runs, observed)
 
 
-def _masker(argv: Sequence[str], programs: TestPrograms) -> str | None:
+def _masked(
+    mask: _Mask, runs: list[tuple[str, str | int]], observed: Mapping[str, Any] | None
+) -> Outcome:
+    """A 0 the shape cannot vouch for: PASS on the kernel's word, else UNKNOWN."""
+    missing = _unseen(mask, runs, observed)
+    if missing is not None:
+        return Outcome(UNKNOWN, f"{mask.why}; {missing}")
+    names = ", ".join(dict.fromkeys(name for name, _ in runs))
+    return Outcome(PASS, f"{names}'s own status 0, seen by the kernel")
+
+
+def _runs(observed: Mapping[str, Any] | None) -> list[tuple[str, str | int]]:
+    """(program, 0 or what ended it) for each test program seen ending."""
+    found: list[tuple[str, str | int]] = []
+    if observed is None or not isinstance(observed.get("runs"), list):
+        return found
+    for run in observed["runs"]:
+        if not isinstance(run, dict):
+            continue
+        name = str(run.get("program"))
+        if isinstance(run.get("signal"), int):
+            found.append((name, f"killed by signal {run['signal']}"))
+        elif isinstance(run.get("exit_code"), int):
+            code = run["exit_code"]
+            found.append((name, 0 if code == 0 else f"exit {code}"))
+    return found
+
+
+def _unseen(
+    mask: _Mask, runs: list[tuple[str, str | int]], observed: Mapping[str, Any] | None
+) -> str | None:
+    """Why the test programs' own statuses do not vouch for a masked 0, or None."""
+    if observed is None:
+        return "its own status was not recorded"
+    if observed.get("unobserved"):
+        return f"its own status was not seen: {observed['unobserved']}"
+    if not mask.own_counts:
+        return "its own status says nothing either"
+    if not runs:
+        return "no test program was seen ending"
+    unread = observed.get("unread")
+    counted = mask.expected is not None and len(runs) >= mask.expected
+    if isinstance(unread, int) and unread > 0 and not counted:
+        return (
+            f"{unread} program(s) ended before the guard could tell"
+            " whether they were test runs"
+        )
+    return None
+
+
+def _masker(argv: Sequence[str], programs: TestPrograms) -> _Mask | None:
     """Say what keeps the command's status from being the test's, else None."""
     if len(argv) >= 3 and _base(argv[0]) in _POSIX_SHELLS and "-c" in argv[1:-1]:  # noqa: PLR2004 - shell -c SCRIPT
         script = argv[argv.index("-c", 1) + 1]
         return _script_masker(script, programs)
     if argv and _base(argv[0]) in _PWSH:
-        return _pester_masker(" ".join(argv))
+        why = _pester_masker(" ".join(argv))
+        return None if why is None else _Mask(why, own_counts=False)
     return None
 
 
@@ -136,21 +216,39 @@ def _pester_masker(text: str) -> str | None:
     return None
 
 
-def _script_masker(script: str, programs: TestPrograms) -> str | None:
+def _script_masker(script: str, programs: TestPrograms) -> _Mask | None:
     """Find the test in a POSIX shell script and what may hide its status."""
     from statetrace_guard.classify.bash import parser  # noqa: PLC0415 - tree-sitter only here
 
     root = parser().parse(script.encode()).root_node
     commands = _commands(root)
-    found = ((node, programs.find(_words(node))) for node in commands)
-    test, name = next(((n, p) for n, p in found if p), (None, None))
-    if test is None:
+    found = [(node, programs.find(_words(node))) for node in commands]
+    tests = [(node, name) for node, name in found if name]
+    if not tests:
         return None
+    test, name = tests[0]
 
     def masked(node: Node) -> str:
         return f"exit 0 may come from `{_one_line(_text(node))}`, not from {name}"
 
-    return _climb(test, _shell_flags(commands, test.start_byte), masked)
+    why = _climb(test, _shell_flags(commands, test.start_byte), masked)
+    if why is None:
+        return None
+    repeated = any(_repeated(node) for node, _ in tests)
+    own_counts = not any("pester" in _base(name) for _, name in tests) or bool(
+        _PESTER_EXIT.search(script)
+    )
+    return _Mask(why, None if repeated else len(tests), own_counts)
+
+
+def _repeated(node: Node) -> bool:
+    """Whether a command may run more than once (in a loop or a function)."""
+    parent = node.parent
+    while parent is not None:
+        if parent.type in _REPEATING:
+            return True
+        parent = parent.parent
+    return False
 
 
 def _one_line(text: str, limit: int = 40) -> str:

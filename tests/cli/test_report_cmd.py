@@ -96,6 +96,22 @@ def data(log_dir: Path, *args: str) -> dict[str, Any]:
 
 
 class TestData:
+    @pytest.mark.parametrize(
+        ("own", "result"), [(1, "FAIL"), (0, "PASS"), (None, "UNKNOWN")]
+    )
+    def test_masked_test_run_takes_the_programs_own_status(self, tmp_path, own, result):
+        """`pytest | tail -1` exiting 0: the recorded test_programs decide (19.4)."""
+        log_dir = tmp_path / "Logs"
+        trail = Trail(log_dir, SID, front="direct")
+        run = facts(["bash", "-c", "pytest -q | tail -1"], rules=("pytest",))
+        trail.started(run, {})
+        seen = [{"program": "pytest", "exit_code": own, "signal": None}]
+        tests = {"runs": seen if own is not None else [], "unread": 0}
+        tests["unobserved"] = None if own is not None else "not root"
+        trail.finished(run, {"exit_code": 0, "duration_ms": 5, "test_programs": tests})
+        [command] = data(log_dir, "--no-verify")["commands"]
+        assert command["test"]["result"] == result
+
     def test_tolerates_what_others_add(self, future_log):
         """contained, enforcement layers, mac, edits, jobs, connections, new events."""
         found = data(future_log, "--no-verify")

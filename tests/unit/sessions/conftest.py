@@ -76,8 +76,12 @@ class Harness:
         requested: Level | None = None,
         env: Mapping[str, str] | None = None,
         now: datetime | None = None,
+        test_programs: dict[str, Any] | None = None,
     ) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
-        """Return ('ran'|'blocked'|'refused: reason', events written)."""
+        """Return ('ran'|'blocked'|'refused: reason', events written).
+
+        ``test_programs`` is put in ``command.finished`` as the runner does.
+        """
         ctx = gate.join_session(self.log_dir, session_id, requested, env or {}, now)
         verdict = self.verdict(argv, ctx.level)
         trail = Trail(self.log_dir, session_id)
@@ -95,6 +99,8 @@ class Harness:
             else:
                 trail.started(facts, {})
                 outcome = {"exit_code": exit_code, "duration_ms": 1}
+                if test_programs is not None:
+                    outcome["test_programs"] = test_programs
                 trail.finished(facts, outcome)
         events = gate.note_outcome(
             ctx, self.log_dir, self.policy, verdict, outcome, now

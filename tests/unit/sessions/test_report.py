@@ -161,6 +161,25 @@ class TestHonestEnd:
             "UNKNOWN  bash -c 'pytest -q | tail -1'  (exit 0; exit 0 may come" in text
         )
 
+    def test_masked_failure_seen_by_the_kernel_is_failed(self, harness, start):
+        """`pytest | tail -1` exit 0 with pytest's own exit 1 recorded: FAIL, failed."""
+        sid = start()
+        own = {
+            "runs": [{"program": "pytest", "exit_code": 1, "signal": None}],
+            "unread": 0,
+            "unobserved": None,
+        }
+        harness.run(
+            sid, ("bash", "-c", "pytest -q | tail -1"), exit_code=0, test_programs=own
+        )
+        report = self.end(harness, sid)
+        assert report.tests[0].outcome.result == "FAIL"
+        assert report.status == "failed"
+        assert report.status_note is not None
+        assert "last test run failed" in report.status_note
+        assert "pytest's own status: exit 1" in rp.render_cli(report)
+        assert "pytest's own status: exit 1" in rp.render_markdown(report)
+
     def test_explicit_done_overrides_and_says_so(self, harness, start):
         sid = start()
         harness.run(sid, ("pytest", "-q"), exit_code=1)

@@ -74,6 +74,111 @@ def test_timeouts_and_lost_statuses_fail():
     assert outcome_of(("pytest",), None, PROGRAMS).result == FAIL
 
 
+def seen(*runs, unread=0, unobserved=None):
+    """A command.finished ``test_programs`` field: (program, exit, signal) runs."""
+    return {
+        "runs": [
+            {"program": name, "exit_code": code, "signal": sig}
+            for name, code, sig in runs
+        ],
+        "unread": unread,
+        "unobserved": unobserved,
+    }
+
+
+class TestOwnStatus:
+    """The test program's own status, as the kernel saw it, decides a masked 0."""
+
+    @pytest.mark.parametrize(
+        ("argv", "code", "observed", "result"),
+        [
+            (bash("pytest -q | tail -1"), 0, seen(("pytest", 1, None)), FAIL),
+            (bash("pytest -q | tail -1"), 0, seen(("pytest", None, 9)), FAIL),
+            (bash("pytest -q | tail -1"), 0, seen(("pytest", 0, None)), PASS),
+            (bash("pytest -q || true"), 0, seen(("pytest", 2, None)), FAIL),
+            (("pytest", "-q"), 0, seen(("pytest", 1, None)), FAIL),
+            (bash("pytest -q | tail -1"), 0, None, UNKNOWN),
+            (bash("pytest -q | tail -1"), 0, seen(), UNKNOWN),
+            (
+                bash("pytest -q | tail -1"),
+                0,
+                seen(("pytest", 0, None), unobserved="events lost"),
+                UNKNOWN,
+            ),
+            (
+                bash("sed -i s/a/b/ x; pytest | tail -1"),
+                0,
+                seen(("pytest", 0, None), unread=1),
+                PASS,
+            ),
+            (
+                bash("pytest a | tail -1; pytest b | tail -1"),
+                0,
+                seen(("pytest", 0, None), unread=1),
+                UNKNOWN,
+            ),
+            (
+                bash("for t in a b; do pytest $t; done | tail -1"),
+                0,
+                seen(("pytest", 0, None), unread=1),
+                UNKNOWN,
+            ),
+            (
+                bash("pwsh -Command Invoke-Pester | tail -1"),
+                0,
+                seen(("invoke-pester", 0, None)),
+                UNKNOWN,
+            ),
+            (
+                bash("pwsh -Command Invoke-Pester -CI | tail -1"),
+                0,
+                seen(("invoke-pester", 0, None)),
+                PASS,
+            ),
+        ],
+    )
+    def test_outcome(self, argv, code, observed, result):
+        """A failing test program fails the run; a masked 0 passes only on full view."""
+        assert outcome_of(argv, code, PROGRAMS, observed=observed).result == result
+
+    def test_fail_names_the_programs_own_status(self):
+        """FAIL says whose status it is and what it was."""
+        found = outcome_of(
+            bash("pytest | tail -1"), 0, PROGRAMS, observed=seen(("pytest", 1, None))
+        )
+        assert found.why == "pytest's own status: exit 1"
+        killed = outcome_of(
+            bash("pytest | tail -1"), 0, PROGRAMS, observed=seen(("pytest", None, 9))
+        )
+        assert killed.why == "pytest's own status: killed by signal 9"
+
+    def test_pass_says_the_kernel_saw_it(self):
+        """A masked PASS is marked as the kernel's word, not the pipeline's."""
+        found = outcome_of(
+            bash("pytest | tail -1"), 0, PROGRAMS, observed=seen(("pytest", 0, None))
+        )
+        assert found.why == "pytest's own status 0, seen by the kernel"
+
+    @pytest.mark.parametrize(
+        ("observed", "reason"),
+        [
+            (None, "its own status was not recorded"),
+            (
+                seen(unobserved="the kernel's process events are not readable here"),
+                "its own status was not seen: the kernel's process events",
+            ),
+            (seen(), "no test program was seen ending"),
+        ],
+    )
+    def test_unknown_says_why_the_own_status_is_missing(self, observed, reason):
+        """Where the kernel gave no view, UNKNOWN names the mask and the reason."""
+        found = outcome_of(bash("pytest | tail -1"), 0, PROGRAMS, observed=observed)
+        assert found.result == UNKNOWN
+        assert found.why is not None
+        assert "`tail -1`" in found.why
+        assert reason in found.why
+
+
 class TestMarkdown:
     @pytest.mark.parametrize(
         "text", ["plain", "a `tick`", "``double``", "`edge", "x ``` y", ""]
