@@ -58,20 +58,42 @@ def test_golden_session_replays_unchanged(path):
     assert result.summary.unchanged == result.summary.commands, describe(result.rows)
 
 
-def test_guard_replay_over_the_directory_exits_0(tmp_path):
-    """The CLI form CI would run: `guard replay examples/sessions` exits 0."""
+def _replay_directory(tmp_path, *options):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATETRACE_")}
     env["STATETRACE_GUARD_HOME"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "statetrace_guard", "replay", str(GOLDEN)],
+    return subprocess.run(
+        [sys.executable, "-m", "statetrace_guard", "replay", *options, str(GOLDEN)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_guard_replay_over_the_directory_exits_0(tmp_path):
+    """The CLI form CI would run: `guard replay --enforcement none` exits 0.
+
+    Judged as a machine without kernel enforcement would (as the API's
+    default above), the golden sessions replay unchanged on any machine.
+    """
+    done = _replay_directory(tmp_path, "--enforcement", "none")
     assert done.returncode == 0, done.stdout + done.stderr
     assert " 0 now blocked, 0 now allowed" in done.stdout
+
+
+def test_kernel_enforcement_only_frees_loopback_requests(tmp_path):
+    """Where the kernel fences the session's network, the only drift is loopback.
+
+    The sessions were recorded before loopback requests became L1 traffic
+    under kernel enforcement (issue 15.5): a `curl http://127.0.0.1:PORT/`
+    recorded as blocked network is now allowed, and nothing else moves.
+    """
+    done = _replay_directory(tmp_path, "--enforcement", "kernel")
+    assert " 0 now blocked," in done.stdout, done.stdout
+    drifted = [line for line in done.stdout.splitlines() if "now allowed " in line]
+    assert drifted, done.stdout
+    assert all("http://127.0.0.1:" in line for line in drifted), done.stdout
 
 
 def test_scenarios_show_what_they_claim():
