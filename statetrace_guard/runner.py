@@ -307,6 +307,75 @@ def _program(
         os._exit(ExitCode.RUN_GUARD_FAILED)
 
 
+def _spawnable(spec: RunSpec, tty: int | None) -> bool:
+    """Whether init may start the program with ``posix_spawn`` (see ``_spawned``).
+
+    Not with a terminal (the program's process group must own it before it
+    runs) and not with a memory limit (an address-space limit on init
+    itself could fail init's own allocations later).
+    """
+    return tty is None and spec.max_memory is None
+
+
+def _spawned(spec: RunSpec, setup: ChildSetup, report: int) -> int:
+    """In init: restrict init as the program, then spawn the program; its pid.
+
+    The same steps as ``_program`` (working directory in the new view,
+    Landlock, no capabilities, seccomp, descriptors placed and the old
+    view's dropped), taken by init for itself: the program inherits all of
+    them through ``posix_spawn``, which also gives it a new session and the
+    default signal dispositions. Failures are reported as ``_program``
+    reports them; init then exits and the kernel ends the namespace.
+    """
+    kind = _KIND_SETUP
+    try:
+        report = _restricted(spec, setup, report)
+        kind = _KIND_EXEC
+        return _spawnvpe(spec.argv, spec.env)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the runner
+        _report_failure(report, kind, exc)
+        os._exit(ExitCode.RUN_GUARD_FAILED)
+
+
+def _spawnvpe(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """``os.execvpe``'s search (the program's own PATH) with ``posix_spawn``.
+
+    Raises:
+        OSError: as ``os.execvpe`` raises it: the first error that is not
+            "no such file" along PATH, else the last one.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    options: dict[str, Any] = {
+        "setsid": True,
+        "setsigdef": (*FORWARDED_SIGNALS, *_RESTORED_SIGNALS, signal.SIGCHLD),
+        "setsigmask": blocked - set(FORWARDED_SIGNALS),
+    }
+    program, args, environment = argv[0], list(argv), dict(env)
+    if os.path.dirname(program):  # noqa: PTH120 - hot path
+        return os.posix_spawn(program, args, environment, **options)
+    first: OSError | None = None
+    last: OSError = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    for directory in os.get_exec_path(environment):
+        path = os.path.join(directory, program)  # noqa: PTH118 - hot path
+        # Each attempt costs a clone: skip names that are not there (what
+        # execve would fail with ENOENT or ENOTDIR) with a stat first.
+        try:
+            os.stat(path)  # noqa: PTH116 - hot path
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+            continue
+        except OSError:
+            pass  # let the spawn say what is wrong with it
+        try:
+            return os.posix_spawn(path, args, environment, **options)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+        except OSError as exc:
+            last = exc
+            first = first or exc
+    raise first or last
+
+
 def _reset_signals() -> None:
     for sig in (*FORWARDED_SIGNALS, *_RESTORED_SIGNALS, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
@@ -817,6 +886,9 @@ def _start_init(state: _Run, setup: ChildSetup, tty: int | None, report: int) ->
     def program() -> NoReturn:
         _program(state.spec, setup, report, tty)
 
+    def spawn() -> int:
+        return _spawned(state.spec, setup, report)
+
     # A signal relayed before the tree is known would be lost: hold them.
     old = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
@@ -825,6 +897,7 @@ def _start_init(state: _Run, setup: ChildSetup, tty: int | None, report: int) ->
             enter=setup.enter,
             program=program,
             report=report,
+            spawn=spawn if _spawnable(state.spec, tty) else None,
         )
         state.tree, state.pid = tree, tree.init_pid
     finally:
@@ -879,6 +952,16 @@ def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
         _restore(saved)
 
 
+def _reap_exiting_inits() -> None:
+    """An earlier run's init, left exiting (pidinit's ``collect``): reap it now.
+
+    Before this run counts or samples this process's children.
+    """
+    pidinit = sys.modules.get("statetrace_guard.sandbox.pidinit")
+    if pidinit is not None:
+        pidinit.reap_exiting()
+
+
 def _output_fds(spec: RunSpec) -> tuple[int, ...]:
     """The descriptors here that become the program's stdout and stderr."""
     if spec.fds is None:
@@ -901,6 +984,7 @@ def run(spec: RunSpec) -> RunOutcome:
         return RunOutcome(
             exit_status=ExitCode.RUN_NOT_FOUND, not_found=True, error="empty command"
         )
+    _reap_exiting_inits()
     setup: ChildSetup | None = None
     if spec.plan is not None and spec.backend is not None:
         try:

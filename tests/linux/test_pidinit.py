@@ -259,3 +259,111 @@ def _cmdline(pid: int) -> bytes:
 def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as handle:
         return int(handle.read().rpartition(b")")[2].split()[1])
+
+
+class TestSpawnedProgram:
+    """Init restricts itself and spawns the program (no memory limit, no terminal)."""
+
+    def test_init_holds_no_more_than_the_program(self, backend, layout):
+        """Init has no capabilities, no_new_privs, seccomp, and is not dumpable.
+
+        The program (the same uid) can neither read init's environment nor
+        trace it: init took the program's restrictions before spawning it.
+        """
+        out = Path(layout.workspace) / "out"
+        code = f"""
+            import os
+            status = dict(
+                line.split(':', 1) for line in open('/proc/1/status').read().splitlines()
+            )
+            seen = {{k: status[k].strip() for k in ('CapEff', 'CapPrm', 'CapBnd', 'NoNewPrivs', 'Seccomp')}}
+            try:
+                open('/proc/1/environ', 'rb').read()
+                seen['environ'] = 'read'
+            except OSError as error:
+                seen['environ'] = error.strerror
+            seen['mine'] = open('/proc/self/status').read().count('CapEff:\\t0000000000000000')
+            open({str(out)!r}, 'w').write(repr(seen))
+            """
+        outcome = go(backend, layout, py(code))
+        assert outcome.exit_status == 0, outcome.error
+        seen = eval(out.read_text())  # noqa: S307 - our repr
+        assert seen["CapEff"] == seen["CapPrm"] == seen["CapBnd"] == "0" * 16
+        assert seen["NoNewPrivs"] == "1"
+        assert seen["Seccomp"] == "2"
+        assert seen["environ"] == "Permission denied"
+        assert seen["mine"] == 1
+
+    def test_signals_come_default_and_unblocked(self, backend, layout):
+        """What init ignores or blocks for itself is not what the program gets."""
+        out = Path(layout.workspace) / "out"
+        outcome = go(
+            backend,
+            layout,
+            ["sh", "-c", f"grep -E '^Sig(Blk|Ign)' /proc/self/status > {out}"],
+        )
+        assert outcome.exit_status == 0, outcome.error
+        fields = dict(line.split(":\t") for line in out.read_text().splitlines())
+        assert int(fields["SigBlk"], 16) == 0
+        ignored = int(fields["SigIgn"], 16)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+            assert not ignored & (1 << (sig - 1)), sig
+
+    def test_the_programs_path_is_searched_as_execvpe_does(
+        self, backend, layout, tmp_path
+    ):
+        """The program's own PATH, skipping a non-executable file of that name."""
+        first, second = tmp_path / "first", tmp_path / "second"
+        first.mkdir()
+        second.mkdir()
+        (first / "guard-spawn-tool").write_text("#!/bin/sh\nexit 3\n")  # not executable
+        tool = second / "guard-spawn-tool"
+        tool.write_text("#!/bin/sh\nexit 7\n")
+        tool.chmod(0o755)
+        env = dict(
+            os.environ, PATH=f"{first}:{tmp_path / 'none'}:{second}:/usr/bin:/bin"
+        )
+        plan = backend.plan(Level.L1, network_open=False, layout=layout)
+        outcome = run(
+            RunSpec(
+                ["guard-spawn-tool"], layout.workspace, env, plan=plan, backend=backend
+            )
+        )
+        assert outcome.exit_status == 7, outcome.error
+        tool.chmod(0o644)
+        outcome = run(
+            RunSpec(
+                ["guard-spawn-tool"], layout.workspace, env, plan=plan, backend=backend
+            )
+        )
+        assert outcome.exit_status == 127
+        assert "Permission denied" in (outcome.error or "")
+        outcome = run(
+            RunSpec(
+                ["guard-spawn-none"], layout.workspace, env, plan=plan, backend=backend
+            )
+        )
+        assert outcome.exit_status == 127
+        assert outcome.not_found
+
+    def test_an_exiting_init_is_reaped_by_the_next_run(self, backend, layout):
+        """The outcome does not wait for init's teardown; no zombie piles up."""
+        for _ in range(3):
+            assert go(backend, layout, ["true"]).exit_status == 0
+        time.sleep(0.2)
+        go(backend, layout, ["true"])
+        assert len(_zombie_children()) <= 1  # at most the last run's, still exiting
+
+
+def _zombie_children() -> list[int]:
+    """This process's children that have exited and are not reaped."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rpartition(b")")[2].split()
+        except (OSError, ValueError):
+            continue  # not a process, or gone meanwhile
+        if int(fields[1]) == os.getpid() and fields[0] == b"Z":
+            found.append(int(name))
+    return found
