@@ -2,12 +2,15 @@
 
 The fast path imports nothing heavy. Where the sandbox gives the program a
 PID namespace (Linux), the supervisor forks the namespace's init
-(:mod:`statetrace_guard.sandbox.pidinit`), which enters the namespaces and
-forks the program; otherwise the program is forked directly. Either way the
-program is restricted in order (session or process group and terminal,
-working directory resolved in its own mount view, rlimits, Landlock,
-capabilities, seccomp) and exec'd; exec and setup failures come back through
-a close-on-exec pipe. The supervisor waits on init's status pipe (or on a
+(:mod:`statetrace_guard.sandbox.pidinit`; the resident helper's supervisors
+fork it ahead, ``init_ahead``), which enters the namespaces and starts the
+program; otherwise the program is forked directly. Either way the program
+is restricted in order (session or process group and terminal, working
+directory resolved in its own mount view, rlimits, Landlock, capabilities,
+seccomp) and exec'd; under init without a terminal or a memory limit, init
+takes those restrictions itself and starts the program with ``posix_spawn``
+(see ``_spawned``). Exec and setup failures come back through a
+close-on-exec pipe. The supervisor waits on init's status pipe (or on a
 pidfd), so a program that exits at once is reaped at once. Only a program
 still running after the first sampling interval, or one that leaves
 descendants behind, brings in psutil (:mod:`statetrace_guard.supervise`).
@@ -67,7 +70,7 @@ if TYPE_CHECKING:
             ...
 
 
-__all__ = ["Executable", "RunOutcome", "RunSpec", "run"]
+__all__ = ["Executable", "InitAhead", "RunOutcome", "RunSpec", "init_ahead", "run"]
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Python ignores these for itself; an ignored disposition survives exec, so
@@ -182,6 +185,27 @@ class RunOutcome:
         if self.test_programs is not None:
             record["test_programs"] = self.test_programs
         return record
+
+
+@dataclass
+class InitAhead:
+    """An init forked before its command (Linux, PID namespace), waiting for it.
+
+    ``release`` gives init its command; ``run`` calls it once it watches the
+    tree (see ``init_ahead``).
+    """
+
+    tree: InitTree
+    report: int  # the read end of init's report pipe
+    release: Callable[[], None] = lambda: None
+    cancel: Callable[[], None] = lambda: None  # init will get no command
+
+    def discard(self) -> None:
+        """Not used: init is told nothing and exits; reap it."""
+        self.cancel()
+        with contextlib.suppress(OSError):
+            os.close(self.report)
+        self.tree.collect(end=False)
 
 
 @dataclass
@@ -858,15 +882,26 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _start(state: _Run, setup: ChildSetup | None, tty: int | None) -> int:
+def _start(
+    state: _Run, setup: ChildSetup | None, tty: int | None, ahead: InitAhead | None
+) -> int:
     """Fork init or the program; return the read end of the report pipe.
 
     Raises:
         OSError: the namespace or the fork failed (nothing started).
     """
-    read_fd, write_fd = os.pipe()  # non-inheritable: closed by a successful exec
     state.started = time.monotonic()
     state.wall_started = time.time()
+    if ahead is not None:  # init exists: give it its command
+        state.tree, state.pid = ahead.tree, ahead.tree.init_pid
+        try:
+            ahead.release()
+        except BaseException:
+            ahead.tree.collect(end=True)
+            os.close(ahead.report)
+            raise
+        return ahead.report
+    read_fd, write_fd = os.pipe()  # non-inheritable: closed by a successful exec
     try:
         if setup is not None and setup.pid_namespace != "none":
             _start_init(state, setup, tty, write_fd)
@@ -904,6 +939,56 @@ def _start_init(state: _Run, setup: ChildSetup, tty: int | None, report: int) ->
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def init_ahead(*, as_root: bool, command: Callable[[], RunSpec | None]) -> InitAhead:
+    """Fork the PID namespace's init now; it waits for ``command`` in init.
+
+    ``command`` runs in init: it blocks until the command arrives (whoever
+    calls ``run`` with the returned handle sends it through ``release``)
+    and returns its spec, or None when none will come (init then exits).
+    Init builds the program's sandbox setup from that spec itself and goes
+    on as a freshly forked init would; no terminal is given to it (the
+    resident helper's supervisors have none).
+
+    Raises:
+        OSError: the namespace or the fork failed.
+    """
+    from statetrace_guard.sandbox.pidinit import Start, start_ahead  # noqa: PLC0415
+
+    read_fd, write_fd = os.pipe()  # non-inheritable, as ``_start`` makes it
+
+    def later() -> Start | None:
+        spec = command()
+        if spec is None:
+            return None
+        setup = _setup_for(spec)
+        wanted = "root" if as_root else "user"
+        if setup is None or setup.pid_namespace != wanted:
+            raise OSError(0, "the command's sandbox does not match its init")
+        return Start(
+            setup.enter,
+            lambda: _program(spec, setup, write_fd, None),
+            (lambda: _spawned(spec, setup, write_fd))
+            if _spawnable(spec, None)
+            else None,
+        )
+
+    try:
+        tree = start_ahead(as_root=as_root, later=later, report=write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return InitAhead(tree, read_fd)
+
+
+def _setup_for(spec: RunSpec) -> ChildSetup | None:
+    """The program's sandbox setup, built here (raises GuardError)."""
+    if spec.plan is None or spec.backend is None:
+        return None
+    return spec.backend.child_setup(spec.plan, _output_fds(spec))
+
+
 def _start_direct(
     state: _Run, setup: ChildSetup | None, tty: int | None, report: int
 ) -> None:
@@ -918,7 +1003,9 @@ def _start_direct(
         _give_tty(tty, pid)
 
 
-def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
+def _spawn_and_wait(
+    spec: RunSpec, setup: ChildSetup | None, ahead: InitAhead | None = None
+) -> RunOutcome:
     _set_subreaper()
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     state = _Run(spec)
@@ -927,7 +1014,7 @@ def _spawn_and_wait(spec: RunSpec, setup: ChildSetup | None) -> RunOutcome:
     _open_watch(state)
     try:
         try:
-            read_fd = _start(state, setup, tty)
+            read_fd = _start(state, setup, tty, ahead)
         except OSError as exc:
             return RunOutcome(
                 exit_status=ExitCode.RUN_GUARD_FAILED,
@@ -969,11 +1056,14 @@ def _output_fds(spec: RunSpec) -> tuple[int, ...]:
     return tuple(spec.fds[number] for number in (1, 2) if number in spec.fds)
 
 
-def run(spec: RunSpec) -> RunOutcome:
+def run(spec: RunSpec, ahead: InitAhead | None = None) -> RunOutcome:
     """Run ``spec.argv`` under ``spec.plan``; supervise and measure its tree.
 
     Args:
         spec: what to run, where, with which limits and sandbox plan.
+        ahead: an init forked for this command beforehand (``init_ahead``);
+            it builds the program's sandbox itself. Not used (discarded)
+            with a terminal, which only a forked init passes on.
 
     Returns:
         The outcome; ``exit_status`` is what ``guard run`` should exit with.
@@ -985,10 +1075,14 @@ def run(spec: RunSpec) -> RunOutcome:
             exit_status=ExitCode.RUN_NOT_FOUND, not_found=True, error="empty command"
         )
     _reap_exiting_inits()
+    if ahead is not None:
+        if _foreground_tty() is None:
+            return _spawn_and_wait(spec, None, ahead)
+        ahead.discard()
     setup: ChildSetup | None = None
     if spec.plan is not None and spec.backend is not None:
         try:
-            setup = spec.backend.child_setup(spec.plan, _output_fds(spec))
+            setup = _setup_for(spec)
         except GuardError as exc:
             return RunOutcome(exit_status=ExitCode.RUN_GUARD_FAILED, error=exc.message)
     try:

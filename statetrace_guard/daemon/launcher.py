@@ -64,7 +64,7 @@ from statetrace_guard.daemon.wire import (
     plan_from_wire,
     run_spec_from_wire,
 )
-from statetrace_guard.runner import run
+from statetrace_guard.runner import InitAhead, RunSpec, init_ahead, run
 
 # NOTE(speed): loaded here once, not by every supervisor: the runner imports
 # it lazily (other platforms never need it), and a supervisor is a fork of
@@ -310,7 +310,7 @@ class Launcher:
             try:
                 ours.close()
                 _reserve(network, mounts)
-                status = _await_launch(self.channel, theirs)
+                status = _await_launch(self.channel, theirs, _init_wanted(plan))
             finally:
                 os._exit(status)
         theirs.close()
@@ -429,14 +429,18 @@ def _rename(name: bytes) -> bytes | None:
     return old
 
 
-def _await_launch(channel: socket.socket, sock: socket.socket) -> int:
+def _await_launch(
+    channel: socket.socket, sock: socket.socket, init_as_root: bool | None
+) -> int:
     """In a supervisor forked ahead: wait for the launch, then supervise it.
 
-    The launcher closing its end without a launch (it exits, or the
-    supervisor was not needed) ends this process: nothing ran, nothing to
-    report.
+    With ``init_as_root`` (not None) the program's init is forked ahead too
+    (see ``_Ahead``). The launcher closing its end without a launch (it
+    exits, or the supervisor was not needed) ends this process: nothing
+    ran, nothing to report (init, told nothing, exits with it).
     """
     name = _rename(SPARE_NAME)
+    ahead = None if init_as_root is None else _Ahead.fork(init_as_root, name, sock)
     try:
         message, fds = recv_packet(sock)
     except (ProtocolError, OSError):
@@ -446,7 +450,95 @@ def _await_launch(channel: socket.socket, sock: socket.socket) -> int:
         _rename(name)
     plan = plan_from_wire(message["plan"])
     backend = backend_from_wire(message["plan"])
-    return _supervise(channel, message, fds, plan, backend)
+    if ahead is not None and _init_wanted(plan) != ahead.as_root:
+        ahead.handle.discard()
+        ahead = None
+    return _supervise(channel, message, fds, plan, backend, ahead)
+
+
+def _init_wanted(plan: SandboxPlan) -> bool | None:
+    """Whether an init forked ahead can serve ``plan``, and how.
+
+    True as root, False in a user namespace; None when it cannot: no PID
+    namespace, or the L3 proxy (whose channel the supervisor makes for the
+    init it forks).
+    """
+    if "pid" not in plan.seal.namespaces or plan.enforcement.get("network") == "proxy":
+        return None
+    return _as_root(plan)
+
+
+@dataclass
+class _Ahead:
+    """The program's init, forked by a waiting supervisor before its launch.
+
+    NOTE(speed): forking a Python process and scheduling it took 1-2 ms of
+    every command's path; forked while the supervisor waits, init only
+    receives the launch (the same message and the client's descriptors)
+    and builds the program's sandbox from it itself.
+    """
+
+    as_root: bool
+    handle: InitAhead
+    sock: socket.socket  # the supervisor's end; init reads the launch there
+
+    @classmethod
+    def fork(
+        cls, as_root: bool, name: bytes | None, spare: socket.socket
+    ) -> _Ahead | None:
+        """Fork it now; None when that fails (the launch forks its own)."""
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            return None
+
+        def command() -> RunSpec | None:  # in init
+            ours.close()
+            spare.close()  # the launcher's launch is the supervisor's to read
+            try:
+                message, fds = recv_packet(theirs)
+            except (ProtocolError, OSError):
+                return None
+            theirs.close()
+            if name is not None:
+                _rename(name)
+            return _spec_in_init(message, fds)
+
+        try:
+            handle = init_ahead(as_root=as_root, command=command)
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
+        theirs.close()
+        handle.cancel = ours.close
+        return cls(as_root, handle, ours)
+
+    def give(self, message: dict[str, Any], fds: list[int]) -> None:
+        """Arrange for init to get the launch once ``run`` is ready for it."""
+
+        def release() -> None:
+            try:
+                send_packet(self.sock, message, tuple(fds))
+            finally:
+                self.sock.close()
+
+        self.handle.release = release
+
+
+def _spec_in_init(message: dict[str, Any], fds: list[int]) -> RunSpec:
+    """In an init forked ahead: the program's spec from the launch.
+
+    As the supervisor builds it, with the descriptors at the numbers the
+    client gave.
+    """
+    plan = plan_from_wire(message["plan"])
+    backend = backend_from_wire(message["plan"])
+    if message.get("umask") is not None:
+        os.umask(message["umask"])
+    return run_spec_from_wire(
+        message["spec"], plan, backend, fds=dict(zip(message["fds"], fds, strict=True))
+    )
 
 
 def _supervise(
@@ -455,6 +547,7 @@ def _supervise(
     fds: list[int],
     plan: SandboxPlan,
     backend: SandboxBackend,
+    ahead: _Ahead | None = None,
 ) -> int:
     """In the supervisor: wait for the client's go, run, deliver; exit status."""
     conn = socket.socket(fileno=fds[0])
@@ -487,8 +580,12 @@ def _supervise(
     proxy = _start_proxy(plan)
     if proxy is not None:
         spec = replace(spec, helpers=(proxy.pid,))
+    handle = None
+    if ahead is not None:
+        ahead.give(message, given)
+        handle = ahead.handle
     try:
-        outcome = run(spec)
+        outcome = run(spec, handle)
     finally:
         egress_error = proxy.stop() if proxy is not None else None
     _close_all(fds[1:])  # the agent sees EOF on its pipes once the program is done

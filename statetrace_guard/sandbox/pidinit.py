@@ -4,9 +4,13 @@ The program must not be PID 1 of its namespace: PID 1 ignores every signal
 whose action is the default one, so a relayed SIGTERM or SIGINT would do
 nothing. So the supervisor forks an *init* (a copy of itself; nothing is
 exec'd) that is PID 1: it enters the program's other namespaces, mounts a
-fresh ``/proc``, forks the program as PID 2, relays signals to the program's
+fresh ``/proc``, starts the program as PID 2, relays signals to the program's
 process group, reaps everything, and tells the supervisor the program's
-real wait status and resource use.
+real wait status and resource use. Without a terminal or a memory limit
+init first takes the program's restrictions itself and starts it with
+``posix_spawn`` (``start.spawn``); otherwise it forks the program. The
+resident helper's supervisors fork init ahead of the command
+(``start_ahead``): it waits until the command comes.
 
 Why the tree dies with its supervisor, every time (issue 14.5): init has
 PR_SET_PDEATHSIG = SIGKILL (a signal from outside its namespace, which PID 1
@@ -47,8 +51,20 @@ from statetrace_guard.sandbox.landlock import libc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeAlias
 
-__all__ = ["FORWARDED", "InitTree", "ProgramUsage", "reap_exiting", "start_tree"]
+    # What init is given: how to start the program, or how to wait for that.
+    Source: TypeAlias = "Start | Callable[[], Start | None]"
+
+__all__ = [
+    "FORWARDED",
+    "InitTree",
+    "ProgramUsage",
+    "Start",
+    "reap_exiting",
+    "start_ahead",
+    "start_tree",
+]
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
@@ -213,13 +229,33 @@ def start_tree(
     Raises:
         OSError: the namespace or the fork failed (nothing was started).
     """
+    return _begin(as_root, Start(enter, program, spawn), report)
+
+
+def start_ahead(
+    *, as_root: bool, later: Callable[[], Start | None], report: int
+) -> InitTree:
+    """Fork init before its command is known; it waits in ``later``.
+
+    NOTE(speed): the resident helper's supervisor forks init while it waits
+    for its launch, so forking a Python process is not on the command's
+    path. ``later`` runs in init: it blocks until the command arrives and
+    returns how to start it, or None when it will not come (init exits).
+
+    Raises:
+        OSError: the namespace or the fork failed (nothing was started).
+    """
+    return _begin(as_root, later, report)
+
+
+def _begin(as_root: bool, source: Source, report: int) -> InitTree:
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     command_r, command_w = os.pipe2(os.O_CLOEXEC)
     os.set_blocking(status_r, False)
     ends = _Ends(status_w, command_r, command_w, report)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
-        child = _fork_first(as_root, ends, _Start(enter, program, spawn))
+        child = _fork_first(as_root, ends, source)
     except BaseException:
         for fd in (status_r, status_w, command_r, command_w):
             os.close(fd)
@@ -235,7 +271,7 @@ def start_tree(
 
 
 @dataclass(frozen=True)
-class _Start:
+class Start:
     """How init starts the program (see ``start_tree``)."""
 
     enter: Callable[[], None]
@@ -253,13 +289,13 @@ class _Ends:
     report: int
 
 
-def _fork_first(as_root: bool, ends: _Ends, start: _Start) -> int:
+def _fork_first(as_root: bool, ends: _Ends, source: Source) -> int:
     """Fork init (root) or the holder; return its pid here."""
     lib = libc()
     if not as_root:
         pid = os.fork()
         if pid == 0:
-            _holder(ends, start)
+            _holder(ends, source)
         return pid
     home = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -267,7 +303,7 @@ def _fork_first(as_root: bool, ends: _Ends, start: _Start) -> int:
             raise OSError(0, "unshare(CLONE_NEWPID) failed")
         pid = os.fork()
         if pid == 0:
-            _init(ends, start)
+            _init(ends, source)
         # The next child of the supervisor must be born in its own namespace.
         if lib.setns(home, _CLONE_NEWPID) != 0:
             os._exit(70)  # stuck: every later fork would land in the sandbox
@@ -309,7 +345,7 @@ def _die_with_parent(ends: _Ends) -> None:
             os._exit(_INIT_FAILED)
 
 
-def _holder(ends: _Ends, start: _Start) -> NoReturn:
+def _holder(ends: _Ends, source: Source) -> NoReturn:
     """Without root: a user and PID namespace, init below, wait, exit."""
     try:
         _die_with_parent(ends)
@@ -318,7 +354,7 @@ def _holder(ends: _Ends, start: _Start) -> NoReturn:
         enter_user_namespace(extra_flags=_CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
-            _init(ends, start, reclose=False)
+            _init(ends, source, reclose=False)
         os.write(ends.status_w, f"i {pid}\n".encode())
         _close_except(set())
         os.waitpid(pid, 0)
@@ -334,7 +370,7 @@ def _say_failed(report: int, exc: BaseException) -> None:
         os.write(report, f"setup:{code}:{exc}".encode(errors="replace"))
 
 
-def _init(ends: _Ends, start: _Start, *, reclose: bool = True) -> NoReturn:
+def _init(ends: _Ends, source: Source, *, reclose: bool = True) -> NoReturn:
     """PID 1: enter the namespaces, start the program, relay, reap, report.
 
     NOTE(speed): with ``start.spawn`` init takes the program's restrictions
@@ -352,6 +388,9 @@ def _init(ends: _Ends, start: _Start, *, reclose: bool = True) -> NoReturn:
         else:
             libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.setpgid(0, 0)  # not in the terminal's foreground group
+        start = source if isinstance(source, Start) else source()
+        if start is None:  # forked ahead and not needed after all: nothing ran
+            os._exit(0)
         start.enter()
         os.chdir("/")
         state = _InitState(ends.status_w, ends.command_r)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from resident_helper import outer_pids, ping, wait_for_helper
+from resident_helper import outer_pids, parent_of, ping, wait_for_helper
 
 from statetrace_guard.daemon import peer, protocol, server
 from statetrace_guard.daemon.client import fast_run
@@ -510,6 +510,46 @@ class TestHelperRunsPrograms:
         assert started < sent - 0.5  # forked well before the command was sent
         assert name != SPARE_NAME  # named a spare only while it waited
 
+    def test_the_programs_init_is_forked_before_the_command(self, guard):
+        """Speed: the waiting supervisor forks the program's init ahead too.
+
+        The init that runs the program (its parent, PID 1 inside) existed
+        well before the command was sent, and waited named a spare.
+        """
+        helper = start_daemon(guard)
+        assert guard("run", "--", "true").returncode == 0  # a launch
+        time.sleep(1.0)
+        (launcher,) = _children(helper)
+        waiting = [
+            child
+            for spare in _named_children(launcher, SPARE_NAME)
+            for child in _named_children(spare, SPARE_NAME)
+        ]
+        sent = time.time()
+        proc = popen_guard(
+            "run",
+            "--policy",
+            ALLOW_PYTHON,
+            "--",
+            "python3",
+            "-c",
+            PRINT_PIDS,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        program, _ = outer_pids(MARKER)
+        init = parent_of(program)
+        started = _started_at(init)
+        with open(f"/proc/{init}/comm", "rb") as handle:
+            name = handle.read().rstrip()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        proc.stdout.close()
+        assert init in waiting  # the init that waited with the spare
+        assert started < sent - 0.5  # forked well before the command was sent
+        assert name != SPARE_NAME  # named a spare only while it waited
+
     def test_a_spare_is_forked_while_a_long_command_runs(self, guard):
         """Not only once a command has ended: a parallel command finds one too."""
         start_daemon(guard)
@@ -861,3 +901,19 @@ def _named_children(pid: int, name: bytes) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _started_at(pid: int) -> float:
+    """When ``pid`` started, in seconds since the epoch."""
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        ticks = int(handle.read().rpartition(b")")[2].split()[19])
+    with open("/proc/stat", "rb") as handle:
+        boot = next(
+            int(line.split()[1]) for line in handle if line.startswith(b"btime")
+        )
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
+        return [int(word) for word in handle.read().split()]

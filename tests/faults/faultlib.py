@@ -341,9 +341,23 @@ def _children(pid: int) -> list[int]:
 
 
 def _spares(launcher: int) -> list[int]:
-    """The launcher's children still waiting for a launch (named so)."""
+    """The launcher's children still waiting for a launch (named so).
+
+    With the init each forks ahead (also named so while it waits).
+    """
     found = []
     for child in _children(launcher) if launcher else []:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{child}/comm").read_bytes().rstrip() == SPARE_NAME:
+                found.append(child)
+                found.extend(_waiting_children(child))
+    return found
+
+
+def _waiting_children(pid: int) -> list[int]:
+    """Children of a spare that wait with it (its init forked ahead)."""
+    found = []
+    for child in _children(pid):
         with contextlib.suppress(OSError):
             if Path(f"/proc/{child}/comm").read_bytes().rstrip() == SPARE_NAME:
                 found.append(child)
