@@ -896,10 +896,13 @@ def _start(
         state.tree, state.pid = ahead.tree, ahead.tree.init_pid
         try:
             ahead.release()
-        except BaseException:
-            ahead.tree.collect(end=True)
-            os.close(ahead.report)
-            raise
+        except OSError as exc:  # init is gone: its own account, if it left one
+            with contextlib.suppress(OSError):
+                os.kill(ahead.tree.child, signal.SIGKILL)  # nothing ran
+            ahead.tree.collect(end=False)
+            said = _read_report(ahead.report)
+            message = said.decode(errors="replace").split(":", 2)[-1]
+            raise OSError(0, message or f"init is gone ({exc})") from None
         return ahead.report
     read_fd, write_fd = os.pipe()  # non-inheritable: closed by a successful exec
     try:
@@ -939,15 +942,24 @@ def _start_init(state: _Run, setup: ChildSetup, tty: int | None, report: int) ->
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def init_ahead(*, as_root: bool, command: Callable[[], RunSpec | None]) -> InitAhead:
-    """Fork the PID namespace's init now; it waits for ``command`` in init.
+def init_ahead(
+    *,
+    as_root: bool,
+    bounding: bool,
+    launch: Callable[[], tuple[SandboxPlan, SandboxBackend] | None],
+    command: Callable[[], RunSpec | None],
+) -> InitAhead:
+    """Fork the PID namespace's init now; it waits for its command in init.
 
-    ``command`` runs in init: it blocks until the command arrives (whoever
-    calls ``run`` with the returned handle sends it through ``release``)
-    and returns its spec, or None when none will come (init then exits).
-    Init builds the program's sandbox setup from that spec itself and goes
-    on as a freshly forked init would; no terminal is given to it (the
-    resident helper's supervisors have none).
+    Both callables run in init and block: ``launch`` until the command's
+    sandbox plan arrives, ``command`` until its spec does (once the client
+    said go; whoever calls ``run`` with the returned handle sends it through
+    ``release``). Either returns None when nothing will come (init exits).
+    In between, init builds the program's sandbox setup and enters its
+    namespaces and mounts, while the supervisor waits for the client's go.
+    No terminal is given to init (the resident helper's supervisors have
+    none). With ``bounding`` init empties its bounding set while it waits
+    (the plan must want that: ``drop_all(bounding=True)``).
 
     Raises:
         OSError: the namespace or the fork failed.
@@ -955,17 +967,30 @@ def init_ahead(*, as_root: bool, command: Callable[[], RunSpec | None]) -> InitA
     from statetrace_guard.sandbox.pidinit import Start, start_ahead  # noqa: PLC0415
 
     read_fd, write_fd = os.pipe()  # non-inheritable, as ``_start`` makes it
+    wanted = "root" if as_root else "user"
 
     def later() -> Start | None:
+        if bounding:
+            from statetrace_guard.sandbox.capabilities import drop_bounding  # noqa: PLC0415
+
+            drop_bounding()
+        got = launch()
+        if got is None:
+            return None
+        plan, backend = got
+        setup = backend.child_setup(plan, ())  # the outputs come with the go
+        drops = plan.seal.capabilities == "none"
+        if (setup.pid_namespace, drops) != (wanted, bounding):
+            raise OSError(0, "the command's sandbox does not match its init")
+        # NOTE(speed): namespaces and mounts now, while the supervisor and
+        # the client exchange the go (nothing runs before it).
+        setup.enter()
         spec = command()
         if spec is None:
             return None
-        setup = _setup_for(spec)
-        wanted = "root" if as_root else "user"
-        if setup is None or setup.pid_namespace != wanted:
-            raise OSError(0, "the command's sandbox does not match its init")
+        setup.add_outputs(_output_fds(spec))
         return Start(
-            setup.enter,
+            lambda: None,
             lambda: _program(spec, setup, write_fd, None),
             (lambda: _spawned(spec, setup, write_fd))
             if _spawnable(spec, None)

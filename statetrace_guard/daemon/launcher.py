@@ -70,6 +70,7 @@ from statetrace_guard.runner import InitAhead, RunSpec, init_ahead, run
 # it lazily (other platforms never need it), and a supervisor is a fork of
 # this process, so an import after the fork is paid per command (~2 ms).
 from statetrace_guard.sandbox import pidinit  # noqa: F401
+from statetrace_guard.sandbox.capabilities import last_cap
 from statetrace_guard.sandbox.mounts import (
     make_mount_namespace,
     reserve_mount_namespace,
@@ -290,6 +291,7 @@ class Launcher:
         if self.waiting is not None:
             return
         backend.keep_prepared(plan)
+        last_cap()  # read once here, not by every init
         self._make_spare_network(plan)
         self._make_spare_mounts(plan)
         network = self._take_network(plan)
@@ -430,17 +432,17 @@ def _rename(name: bytes) -> bytes | None:
 
 
 def _await_launch(
-    channel: socket.socket, sock: socket.socket, init_as_root: bool | None
+    channel: socket.socket, sock: socket.socket, init: tuple[bool, bool] | None
 ) -> int:
     """In a supervisor forked ahead: wait for the launch, then supervise it.
 
-    With ``init_as_root`` (not None) the program's init is forked ahead too
+    With ``init`` (not None) the program's init is forked ahead too
     (see ``_Ahead``). The launcher closing its end without a launch (it
     exits, or the supervisor was not needed) ends this process: nothing
     ran, nothing to report (init, told nothing, exits with it).
     """
     name = _rename(SPARE_NAME)
-    ahead = None if init_as_root is None else _Ahead.fork(init_as_root, name, sock)
+    ahead = None if init is None else _Ahead.fork(init, name, sock)
     try:
         message, fds = recv_packet(sock)
     except (ProtocolError, OSError):
@@ -450,22 +452,27 @@ def _await_launch(
         _rename(name)
     plan = plan_from_wire(message["plan"])
     backend = backend_from_wire(message["plan"])
-    if ahead is not None and _init_wanted(plan) != ahead.as_root:
+    if ahead is not None and _init_wanted(plan) != ahead.kind:
         ahead.handle.discard()
+        ahead = None
+    if ahead is not None and not ahead.send_launch(message):
         ahead = None
     return _supervise(channel, message, fds, plan, backend, ahead)
 
 
-def _init_wanted(plan: SandboxPlan) -> bool | None:
+def _init_wanted(plan: SandboxPlan) -> tuple[bool, bool] | None:
     """Whether an init forked ahead can serve ``plan``, and how.
 
-    True as root, False in a user namespace; None when it cannot: no PID
+    (as root, empties its bounding set ahead); None when it cannot: no PID
     namespace, or the L3 proxy (whose channel the supervisor makes for the
-    init it forks).
+    init it forks). Only as root: the user-namespace holder's path is left
+    as it was (NOTE(speed): not measured or tested ahead).
     """
     if "pid" not in plan.seal.namespaces or plan.enforcement.get("network") == "proxy":
         return None
-    return _as_root(plan)
+    if not _as_root(plan):
+        return None
+    return True, plan.seal.capabilities == "none"
 
 
 @dataclass
@@ -473,67 +480,94 @@ class _Ahead:
     """The program's init, forked by a waiting supervisor before its launch.
 
     NOTE(speed): forking a Python process and scheduling it took 1-2 ms of
-    every command's path; forked while the supervisor waits, init only
-    receives the launch (the same message and the client's descriptors)
-    and builds the program's sandbox from it itself.
+    every command's path. Forked while the supervisor waits, init gets the
+    launch as soon as the supervisor does (``send_launch``), builds the
+    program's sandbox and enters its namespaces and mounts while the
+    supervisor waits for the client's go, and gets the client's descriptors
+    with the go (``give``, sent when ``run`` is ready).
     """
 
-    as_root: bool
+    kind: tuple[bool, bool]  # (as root, bounding set emptied ahead)
     handle: InitAhead
-    sock: socket.socket  # the supervisor's end; init reads the launch there
+    sock: socket.socket  # the supervisor's end; init reads its command there
 
     @classmethod
     def fork(
-        cls, as_root: bool, name: bytes | None, spare: socket.socket
+        cls, kind: tuple[bool, bool], name: bytes | None, spare: socket.socket
     ) -> _Ahead | None:
         """Fork it now; None when that fails (the launch forks its own)."""
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError:
             return None
+        got: dict[str, Any] = {}
 
-        def command() -> RunSpec | None:  # in init
+        def launch() -> tuple[SandboxPlan, SandboxBackend] | None:  # in init
             ours.close()
             spare.close()  # the launcher's launch is the supervisor's to read
             try:
-                message, fds = recv_packet(theirs)
+                message, _ = recv_packet(theirs)
+            except (ProtocolError, OSError):
+                return None
+            if name is not None:
+                _rename(name)
+            got["message"] = message
+            got["plan"] = plan_from_wire(message["plan"])
+            got["backend"] = backend_from_wire(message["plan"])
+            return got["plan"], got["backend"]
+
+        def command() -> RunSpec | None:  # in init, after the launch
+            try:
+                _, fds = recv_packet(theirs)
             except (ProtocolError, OSError):
                 return None
             theirs.close()
-            if name is not None:
-                _rename(name)
-            return _spec_in_init(message, fds)
+            return _spec_in_init(got["message"], got["plan"], got["backend"], fds)
 
         try:
-            handle = init_ahead(as_root=as_root, command=command)
+            handle = init_ahead(
+                as_root=kind[0], bounding=kind[1], launch=launch, command=command
+            )
         except OSError:
             ours.close()
             theirs.close()
             return None
         theirs.close()
         handle.cancel = ours.close
-        return cls(as_root, handle, ours)
+        return cls(kind, handle, ours)
 
-    def give(self, message: dict[str, Any], fds: list[int]) -> None:
-        """Arrange for init to get the launch once ``run`` is ready for it."""
+    def send_launch(self, message: dict[str, Any]) -> bool:
+        """Give init the launch now; False when it cannot take it (discarded)."""
+        try:
+            send_packet(self.sock, message)
+        except (OSError, ProtocolError):
+            self.handle.discard()
+            return False
+        return True
+
+    def give(self, fds: list[int]) -> None:
+        """Arrange for init to get the go and the client's descriptors in ``run``."""
 
         def release() -> None:
             try:
-                send_packet(self.sock, message, tuple(fds))
+                send_packet(self.sock, {"op": "go"}, tuple(fds))
             finally:
                 self.sock.close()
 
         self.handle.release = release
 
 
-def _spec_in_init(message: dict[str, Any], fds: list[int]) -> RunSpec:
+def _spec_in_init(
+    message: dict[str, Any],
+    plan: SandboxPlan,
+    backend: SandboxBackend,
+    fds: list[int],
+) -> RunSpec:
     """In an init forked ahead: the program's spec from the launch.
 
     As the supervisor builds it, with the descriptors at the numbers the
     client gave.
     """
-    plan = plan_from_wire(message["plan"])
-    backend = backend_from_wire(message["plan"])
     if message.get("umask") is not None:
         os.umask(message["umask"])
     return run_spec_from_wire(
@@ -582,7 +616,7 @@ def _supervise(
         spec = replace(spec, helpers=(proxy.pid,))
     handle = None
     if ahead is not None:
-        ahead.give(message, given)
+        ahead.give(given)
         handle = ahead.handle
     try:
         outcome = run(spec, handle)

@@ -212,6 +212,13 @@ class ChildSetup(Protocol):
     def restrict(self) -> None:
         """Landlock, capabilities, seccomp; then check nothing is left."""
 
+    def add_outputs(self, output_fds: tuple[int, ...]) -> None:
+        """Grants for these output descriptors, for a setup built without them.
+
+        (An init forked ahead builds its setup before the client's
+        descriptors arrive.) Raises SandboxUnavailable.
+        """
+
     def close(self) -> None:
         """Release what the parent prepared (file descriptors)."""
 

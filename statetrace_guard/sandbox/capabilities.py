@@ -26,7 +26,13 @@ import os
 
 from statetrace_guard.sandbox.landlock import libc
 
-__all__ = ["check_dropped", "drop_all", "last_cap", "may_drop_bounding"]
+__all__ = [
+    "check_dropped",
+    "drop_all",
+    "drop_bounding",
+    "last_cap",
+    "may_drop_bounding",
+]
 
 _PR_CAPBSET_DROP = 24
 _PR_SET_SECUREBITS = 28
@@ -94,6 +100,29 @@ def _raise(what: str) -> None:
     raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+# Set once this process has emptied its bounding set (drop_bounding): a
+# bounding set never grows back, so drop_all need not drop it again.
+_bounding_empty: list[bool] = []
+
+
+def drop_bounding() -> None:
+    """Empty the bounding set now, ahead of ``drop_all`` (needs CAP_SETPCAP).
+
+    NOTE(speed): an init forked ahead does this while it waits for its
+    command: 41 calls less on the command's path. The effective set is
+    untouched (init still mounts); the bounding set only limits what an
+    exec may gain, and init execs nothing.
+
+    Raises:
+        OSError: a step the kernel refused.
+    """
+    lib = libc()
+    for cap in range(last_cap() + 1):
+        if lib.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            _raise(f"prctl(CAPBSET_DROP, {cap})")
+    _bounding_empty[:] = [True]
+
+
 def drop_all(*, bounding: bool) -> None:
     """Drop every capability of the calling process, for good.
 
@@ -108,9 +137,8 @@ def drop_all(*, bounding: bool) -> None:
     if bounding:
         if lib.prctl(_PR_SET_SECUREBITS, _SECUREBITS, 0, 0, 0) != 0:
             _raise("prctl(SET_SECUREBITS)")
-        for cap in range(last_cap() + 1):
-            if lib.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                _raise(f"prctl(CAPBSET_DROP, {cap})")
+        if not _bounding_empty:  # check_dropped still reads CapBnd
+            drop_bounding()
     if lib.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
         _raise("prctl(CAP_AMBIENT_CLEAR_ALL)")
     header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)

@@ -401,6 +401,7 @@ class LinuxChildSetup:
         *,
         shared: bool = False,
         devices: PrivateDevices | None = None,
+        abi: int = 0,
     ) -> None:
         """Keep the prepared ruleset and what the namespaces must do.
 
@@ -408,6 +409,7 @@ class LinuxChildSetup:
         private ``devices`` are this program's (closed by close()).
         """
         self._devices = devices
+        self._plan, self._abi = plan, abi  # to build a private copy of a shared one
         self._grants = {grant.path: grant.kind for grant in plan.grants}
         self._ruleset = ruleset
         self._shared = shared
@@ -488,6 +490,30 @@ class LinuxChildSetup:
                 _allow_view_devices(self._ruleset, self._grants)
         elif isolate:
             private_proc()
+
+    def add_outputs(self, output_fds: tuple[int, ...]) -> None:
+        """The write grant on output files, added to a ruleset built without them.
+
+        A shared (cached) ruleset is never changed: a private one is built.
+
+        Raises:
+            SandboxUnavailable: the grant cannot be added.
+        """
+        outputs = _writable_files(output_fds)
+        if not outputs or self._ruleset is None:
+            return
+        if self._shared:
+            private = _build_ruleset(self._plan, self._abi, outputs)
+            self._ruleset, self._shared = private, False
+            return
+        try:
+            for fd in outputs:
+                self._ruleset.allow_open_file(fd, landlock.ACCESS_FILE_WRITE)
+        except OSError as exc:
+            raise SandboxUnavailable(
+                f"cannot build the Landlock ruleset: {exc}",
+                hint="run `guard doctor` to see what this machine supports",
+            ) from exc
 
     def restrict(self) -> None:
         """Landlock, then no capabilities, then seccomp; check what is left.
@@ -619,7 +645,7 @@ class LinuxBackend:
             return LinuxChildSetup(ruleset, plan, devices=devices)
         if outputs:  # a grant for these very files: never shared
             return LinuxChildSetup(_build_ruleset(plan, abi, outputs), plan)
-        return LinuxChildSetup(_RULESETS.get(plan, abi), plan, shared=True)
+        return LinuxChildSetup(_RULESETS.get(plan, abi), plan, shared=True, abi=abi)
 
 
 def _make_devices() -> PrivateDevices:

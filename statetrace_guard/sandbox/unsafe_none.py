@@ -35,6 +35,10 @@ class NoopChildSetup:
     def restrict(self) -> None:
         """Apply nothing."""
 
+    def add_outputs(self, output_fds: tuple[int, ...]) -> None:
+        """Grant nothing (nothing is restricted)."""
+        del output_fds
+
     def close(self) -> None:
         """Release nothing."""
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from statetrace_guard.levels import Level
-from statetrace_guard.runner import RunSpec, run
+from statetrace_guard.runner import RunSpec, init_ahead, run
 from statetrace_guard.sandbox.base import FsLayout, make_private_tmp, remove_private_tmp
 from statetrace_guard.sandbox.linux import LinuxBackend
 
@@ -369,3 +371,86 @@ def _zombie_children() -> list[int]:
         if int(fields[1]) == os.getpid() and fields[0] == b"Z":
             found.append(int(name))
     return found
+
+
+@pytest.mark.skipif(not (CAPS and CAPS.root), reason="init is forked ahead as root")
+class TestInitAhead:
+    """runner.init_ahead: init forked before its command, as the helper does it."""
+
+    def _ahead(self, backend, layout, argv, *, gate=None, fds=None, **kwargs):
+        """(handle, spec); ``gate``: a pipe init reads before it takes the spec."""
+        plan = backend.plan(Level.L1, network_open=False, layout=layout)
+        spec = RunSpec(
+            argv,
+            layout.workspace,
+            dict(os.environ),
+            plan=plan,
+            backend=backend,
+            fds=fds,
+            grace=1.0,
+            **kwargs,
+        )
+
+        def command():
+            if gate is not None:
+                return spec if os.read(gate, 1) == b"g" else None
+            return spec
+
+        handle = init_ahead(
+            as_root=True,
+            bounding=plan.seal.capabilities == "none",
+            launch=lambda: (plan, backend),
+            command=command,
+        )
+        return handle, spec
+
+    def test_the_program_runs_under_the_init_forked_ahead(self, layout):
+        out = Path(layout.workspace) / "out"
+        handle, spec = self._ahead(
+            BACKEND, layout, ["sh", "-c", f"grep -E '^CapBnd' /proc/1/status > {out}"]
+        )
+        outcome = run(spec, handle)
+        assert outcome.exit_status == 0, outcome.error
+        assert out.read_text().split() == ["CapBnd:", "0" * 16]
+
+    def test_mounts_are_made_before_the_go_and_nothing_runs_without_it(self, layout):
+        """Init enters its namespaces while it waits; no go, no program."""
+        marker = Path(layout.workspace) / "ran"
+        gate_r, gate_w = os.pipe()
+        handle, _ = self._ahead(BACKEND, layout, ["touch", str(marker)], gate=gate_r)
+        os.close(gate_r)
+        mine = os.readlink("/proc/self/ns/mnt")
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{handle.tree.init_pid}/ns/mnt") == mine:
+            assert time.monotonic() < deadline, "init never entered its mounts"
+            time.sleep(0.01)
+        os.write(gate_w, b"n")  # no go: init exits, told nothing
+        os.close(gate_w)
+        handle.discard()
+        assert not marker.exists()
+        assert not alive(handle.tree.init_pid)
+
+    def test_an_output_file_outside_the_grants_stays_writable(self, layout):
+        """The client's stdout file gets its grant after the go (add_outputs).
+
+        Outside every write grant of L1 (not the workspace, not a temp dir):
+        reopening it through /dev/stdout needs that grant.
+        """
+        folder = Path(tempfile.mkdtemp(prefix="guard-ahead-", dir=Path.home()))
+        target = folder / "stdout.txt"
+        try:
+            self._write_through(layout, target)
+        finally:
+            shutil.rmtree(folder)
+
+    def _write_through(self, layout, target):
+        with open(target, "w") as handle_out:
+            handle, spec = self._ahead(
+                BACKEND,
+                layout,
+                ["sh", "-c", "echo first; echo again >> /dev/stdout"],
+                fds={1: handle_out.fileno()},
+            )
+            outcome = run(spec, handle)
+        assert outcome.exit_status == 0, outcome.error
+        assert target.read_text() == "first\nagain\n"
