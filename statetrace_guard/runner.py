@@ -946,17 +946,19 @@ def init_ahead(
     *,
     as_root: bool,
     bounding: bool,
-    launch: Callable[[], tuple[SandboxPlan, SandboxBackend] | None],
+    launch: Callable[[], tuple[SandboxPlan, ChildSetup] | None],
     command: Callable[[], RunSpec | None],
 ) -> InitAhead:
     """Fork the PID namespace's init now; it waits for its command in init.
 
     Both callables run in init and block: ``launch`` until the command's
-    sandbox plan arrives, ``command`` until its spec does (once the client
+    sandbox plan arrives (it returns the plan and the program's sandbox
+    setup, built without output descriptors), ``command`` until its spec
+    does (once the client
     said go; whoever calls ``run`` with the returned handle sends it through
     ``release``). Either returns None when nothing will come (init exits).
-    In between, init builds the program's sandbox setup and enters its
-    namespaces and mounts, while the supervisor waits for the client's go.
+    In between, init enters the program's namespaces and mounts, while the
+    supervisor waits for the client's go.
     No terminal is given to init (the resident helper's supervisors have
     none). With ``bounding`` init empties its bounding set while it waits
     (the plan must want that: ``drop_all(bounding=True)``).
@@ -977,8 +979,7 @@ def init_ahead(
         got = launch()
         if got is None:
             return None
-        plan, backend = got
-        setup = backend.child_setup(plan, ())  # the outputs come with the go
+        plan, setup = got  # the outputs come with the go
         drops = plan.seal.capabilities == "none"
         if (setup.pid_namespace, drops) != (wanted, bounding):
             raise OSError(0, "the command's sandbox does not match its init")

@@ -82,7 +82,7 @@ from statetrace_guard.sandbox.netns import (
 
 if TYPE_CHECKING:
     from statetrace_guard.online.plumbing import ProxyProcess
-    from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
+    from statetrace_guard.sandbox.base import ChildSetup, SandboxBackend, SandboxPlan
 
 __all__ = [
     "MAX_PACKET",
@@ -312,7 +312,8 @@ class Launcher:
             try:
                 ours.close()
                 _reserve(network, mounts)
-                status = _await_launch(self.channel, theirs, _init_wanted(plan))
+                ahead = _Expected(_init_wanted(plan), plan, backend)
+                status = _await_launch(self.channel, theirs, ahead)
             finally:
                 os._exit(status)
         theirs.close()
@@ -431,31 +432,41 @@ def _rename(name: bytes) -> bytes | None:
     return old
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What the next command is expected to need (the last one's plan)."""
+
+    init: tuple[bool, bool] | None  # see _init_wanted
+    plan: SandboxPlan
+    backend: SandboxBackend
+
+
 def _await_launch(
-    channel: socket.socket, sock: socket.socket, init: tuple[bool, bool] | None
+    channel: socket.socket, sock: socket.socket, expected: _Expected
 ) -> int:
     """In a supervisor forked ahead: wait for the launch, then supervise it.
 
-    With ``init`` (not None) the program's init is forked ahead too
-    (see ``_Ahead``). The launcher closing its end without a launch (it
+    When the expected plan wants one, the program's init is forked ahead
+    too (see ``_Ahead``). The launcher closing its end without a launch (it
     exits, or the supervisor was not needed) ends this process: nothing
     ran, nothing to report (init, told nothing, exits with it).
     """
     name = _rename(SPARE_NAME)
-    ahead = None if init is None else _Ahead.fork(init, name, sock)
+    ahead = None if expected.init is None else _Ahead.fork(expected, name, sock)
     try:
         message, fds = recv_packet(sock)
     except (ProtocolError, OSError):
         return _DELIVERED
     sock.close()
+    # Init first: it builds the program's view while this process answers.
+    if ahead is not None and not ahead.send_launch(message):
+        ahead = None
     if name is not None:
         _rename(name)
     plan = plan_from_wire(message["plan"])
     backend = backend_from_wire(message["plan"])
     if ahead is not None and _init_wanted(plan) != ahead.kind:
-        ahead.handle.discard()
-        ahead = None
-    if ahead is not None and not ahead.send_launch(message):
+        ahead.handle.discard()  # it refuses the plan too, and exits
         ahead = None
     return _supervise(channel, message, fds, plan, backend, ahead)
 
@@ -493,28 +504,33 @@ class _Ahead:
 
     @classmethod
     def fork(
-        cls, kind: tuple[bool, bool], name: bytes | None, spare: socket.socket
+        cls, expected: _Expected, name: bytes | None, spare: socket.socket
     ) -> _Ahead | None:
         """Fork it now; None when that fails (the launch forks its own)."""
+        kind = expected.init
+        if kind is None:
+            return None
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError:
             return None
         got: dict[str, Any] = {}
 
-        def launch() -> tuple[SandboxPlan, SandboxBackend] | None:  # in init
+        def launch() -> tuple[SandboxPlan, ChildSetup] | None:  # in init
             ours.close()
             spare.close()  # the launcher's launch is the supervisor's to read
+            prepared = _prepare_rules(expected)
             try:
                 message, _ = recv_packet(theirs)
             except (ProtocolError, OSError):
                 return None
-            if name is not None:
-                _rename(name)
             got["message"] = message
             got["plan"] = plan_from_wire(message["plan"])
             got["backend"] = backend_from_wire(message["plan"])
-            return got["plan"], got["backend"]
+            setup = _setup_in_init(got["plan"], got["backend"], prepared)
+            if name is not None:
+                _rename(name)
+            return got["plan"], setup
 
         def command() -> RunSpec | None:  # in init, after the launch
             try:
@@ -555,6 +571,21 @@ class _Ahead:
                 self.sock.close()
 
         self.handle.release = release
+
+
+def _prepare_rules(expected: _Expected) -> object | None:
+    """In an init forked ahead: the expected plan's devices and ruleset, or None."""
+    try:
+        return expected.backend.prepare_rules(expected.plan)
+    except Exception:  # noqa: BLE001 - built again once the command comes
+        return None
+
+
+def _setup_in_init(
+    plan: SandboxPlan, backend: SandboxBackend, prepared: object | None
+) -> ChildSetup:
+    """The program's setup (no outputs yet), on what was prepared if it fits."""
+    return backend.child_setup(plan, (), prepared)
 
 
 def _spec_in_init(

@@ -254,13 +254,26 @@ class SandboxBackend(Protocol):
         """
         ...
 
+    def prepare_rules(self, plan: SandboxPlan) -> object | None:
+        """What ``child_setup`` may take for a plan like ``plan``, built ahead.
+
+        For an init forked before its command; None when nothing is worth
+        building ahead. Raises SandboxUnavailable.
+        """
+        ...
+
     def child_setup(
-        self, plan: SandboxPlan, output_fds: tuple[int, ...] = (1, 2)
+        self,
+        plan: SandboxPlan,
+        output_fds: tuple[int, ...] = (1, 2),
+        prepared: object | None = None,
     ) -> ChildSetup:
         """Prepare the plan; the result is called in the child before exec.
 
         ``output_fds`` are the descriptors here that become the program's
         stdout and stderr: a file it may reopen (``> /dev/stdout``).
+        ``prepared`` (from ``prepare_rules``) is used when it fits ``plan``,
+        and released otherwise.
 
         Raises:
             SandboxUnavailable: the plan cannot be prepared.

@@ -620,14 +620,50 @@ class LinuxBackend:
             unix = plan.seal.unix_sockets == "allowed"
             seccomp.build_program(arch, seccomp.FilterSpec(unix_sockets=unix))
 
+    def prepare_rules(self, plan: SandboxPlan) -> PreparedRules | None:
+        """The program's own devices and ruleset for ``plan``, built ahead.
+
+        For an init forked before its command: ``child_setup`` takes them
+        when the command's plan grants the same (see ``PreparedRules``).
+        None where a program gets no devices of its own (a shared ruleset
+        is cached already).
+        """
+        if (
+            plan.details.get("devices") != "private"
+            or plan.enforcement.get("filesystem", "none") == "none"
+        ):
+            return None
+        abi = self.probe().landlock_abi
+        key = _ruleset_key(plan, abi)
+        if key is None:
+            return None
+        devices = _make_devices()
+        try:
+            ruleset = _build_ruleset(plan, abi, (), devices)
+        except BaseException:
+            devices.close()
+            raise
+        return PreparedRules(key, ruleset, devices)
+
     def child_setup(
-        self, plan: SandboxPlan, output_fds: tuple[int, ...] = (1, 2)
+        self,
+        plan: SandboxPlan,
+        output_fds: tuple[int, ...] = (1, 2),
+        prepared: object | None = None,
     ) -> LinuxChildSetup:
         """Build the Landlock ruleset now; the child only enters it.
+
+        ``prepared`` (from ``prepare_rules``) is used when it grants what
+        ``plan`` grants on the same inodes and no output needs a rule; it is
+        closed otherwise.
 
         Raises:
             SandboxUnavailable: the ruleset cannot be built.
         """
+        if isinstance(prepared, PreparedRules):
+            taken = prepared.take(plan, self.probe().landlock_abi, output_fds)
+            if taken is not None:
+                return taken
         if plan.enforcement.get("filesystem", "none") == "none":
             return LinuxChildSetup(None, plan)
         abi = self.probe().landlock_abi
@@ -646,6 +682,37 @@ class LinuxBackend:
         if outputs:  # a grant for these very files: never shared
             return LinuxChildSetup(_build_ruleset(plan, abi, outputs), plan)
         return LinuxChildSetup(_RULESETS.get(plan, abi), plan, shared=True, abi=abi)
+
+
+@dataclass
+class PreparedRules:
+    """A program's own devices and ruleset, built before its command came.
+
+    NOTE(speed): building them took ~0.5 ms of the command's path in init.
+    Valid for a plan only when the ruleset key (every granted path and the
+    inode there *now*, as the ruleset cache checks) is the same: a replaced
+    directory gets a fresh ruleset, never a stale one.
+    """
+
+    key: tuple[object, ...]
+    ruleset: Ruleset
+    devices: PrivateDevices
+
+    def take(
+        self, plan: SandboxPlan, abi: int, output_fds: tuple[int, ...]
+    ) -> LinuxChildSetup | None:
+        """The setup for ``plan`` on these, or None (and they are closed)."""
+        fits = (
+            plan.details.get("devices") == "private"
+            and plan.enforcement.get("filesystem", "none") != "none"
+            and not _writable_files(output_fds)
+            and _ruleset_key(plan, abi) == self.key
+        )
+        if not fits:
+            self.ruleset.close()
+            self.devices.close()
+            return None
+        return LinuxChildSetup(self.ruleset, plan, devices=self.devices)
 
 
 def _make_devices() -> PrivateDevices:

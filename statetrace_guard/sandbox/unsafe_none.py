@@ -86,9 +86,16 @@ class UnsafeNoSandbox:
         """Nothing to prepare."""
         del plan
 
+    def prepare_rules(self, plan: SandboxPlan) -> None:
+        """Nothing to build ahead."""
+        del plan
+
     def child_setup(
-        self, plan: SandboxPlan, output_fds: tuple[int, ...] = (1, 2)
+        self,
+        plan: SandboxPlan,
+        output_fds: tuple[int, ...] = (1, 2),
+        prepared: object | None = None,
     ) -> NoopChildSetup:
         """Return a setup that applies nothing."""
-        del plan, output_fds
+        del plan, output_fds, prepared
         return NoopChildSetup()

@@ -405,6 +405,26 @@ class TestRulesetCache:
         )
         assert replaced._ruleset is not first._ruleset
 
+    def test_rules_built_ahead_are_taken_only_for_the_same_inodes(self, room):
+        """prepare_rules (an init forked ahead): reused only when nothing moved."""
+        plan = room.backend.plan(Level.L1, network_open=False, layout=room.layout)
+        prepared = room.backend.prepare_rules(plan)
+        if plan.details["devices"] != "private":
+            assert prepared is None  # a shared ruleset is cached already
+            return
+        setup = room.backend.child_setup(plan, (), prepared)
+        assert setup._ruleset is prepared.ruleset
+        setup.close()
+        stale = room.backend.prepare_rules(plan)
+        granted = Path(room.layout.system_tmp)  # a granted directory, replaced
+        granted.rename(granted.with_name("old-systmp"))
+        granted.mkdir()
+        plan = room.backend.plan(Level.L1, network_open=False, layout=room.layout)
+        fresh = room.backend.child_setup(plan, (), stale)
+        assert fresh._ruleset is not stale.ruleset
+        assert stale.ruleset.fd < 0  # the stale one was closed
+        fresh.close()
+
     def test_a_program_writes_into_a_replaced_directory(self, room):
         read_end, write_end = os.pipe()
         env = {**os.environ, "TMPDIR": room.layout.private_tmp}
