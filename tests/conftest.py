@@ -29,6 +29,30 @@ def clean_environ(
     monkeypatch.setenv("STATETRACE_GUARD_DAEMON", "off")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_mounts_left(tmp_path_factory: pytest.TempPathFactory):
+    """Detach what tests left mounted under pytest's temp dirs, at the end.
+
+    Sessions a test never ends keep their network namespace bound under
+    guard's home (a tmp dir here), the fault tests mount log volumes: left
+    mounted, pytest can never remove those dirs, and its cleanup of old
+    runs then fails on them (an unclosed scandir iterator, an error under
+    ``filterwarnings = error``).
+    """
+    yield
+    if not sys.platform.startswith("linux"):
+        return
+    base = str(tmp_path_factory.getbasetemp().parent)
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            points = [line.split()[1] for line in mounts]
+    except OSError:
+        return
+    for point in sorted(points, key=len, reverse=True):
+        if point.startswith(base + "/"):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch git-less workspace that is also the current directory."""

@@ -226,13 +226,17 @@ class Launcher:
 
     def _launch(self, message: dict[str, Any], fds: list[int]) -> None:
         """Give the command to the supervisor forked ahead, else fork one now."""
+        # The waiting supervisor first: it decodes the launch itself.
+        pid = self._hand_over(message, fds)
         try:
             plan = plan_from_wire(message["plan"])
             backend = backend_from_wire(message["plan"])
-            pid = self._hand_over(message, fds)
             if pid is None:
                 pid = self._fork_supervisor(message, fds, plan, backend)
         except Exception as exc:  # noqa: BLE001 - reported, never fatal here
+            if pid is not None:  # it has the launch: its own account follows
+                self.running[pid] = message["id"]
+                return
             # No supervisor exists for it: the client's connection is closed
             # here and the helper may tell the client to run it itself.
             _close_all(fds)

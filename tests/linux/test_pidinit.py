@@ -399,7 +399,7 @@ class TestInitAhead:
         handle = init_ahead(
             as_root=True,
             bounding=plan.seal.capabilities == "none",
-            launch=lambda: (plan, backend),
+            launch=lambda: (plan, backend.child_setup(plan, ())),
             command=command,
         )
         return handle, spec
