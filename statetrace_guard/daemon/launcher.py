@@ -531,7 +531,7 @@ class _Ahead:
             got["message"] = message
             got["plan"] = plan_from_wire(message["plan"])
             got["backend"] = backend_from_wire(message["plan"])
-            setup = _setup_in_init(got["plan"], got["backend"], prepared)
+            setup = got["backend"].child_setup(got["plan"], (), prepared)
             if name is not None:
                 _rename(name)
             return got["plan"], setup
@@ -583,13 +583,6 @@ def _prepare_rules(expected: _Expected) -> object | None:
         return expected.backend.prepare_rules(expected.plan)
     except Exception:  # noqa: BLE001 - built again once the command comes
         return None
-
-
-def _setup_in_init(
-    plan: SandboxPlan, backend: SandboxBackend, prepared: object | None
-) -> ChildSetup:
-    """The program's setup (no outputs yet), on what was prepared if it fits."""
-    return backend.child_setup(plan, (), prepared)
 
 
 def _spec_in_init(

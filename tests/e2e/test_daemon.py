@@ -495,13 +495,7 @@ class TestHelperRunsPrograms:
         assert proc.stdout is not None
         proc.stdout.readline()
         _, supervisor = outer_pids(MARKER)
-        with open(f"/proc/{supervisor}/stat", "rb") as handle:
-            ticks = int(handle.read().rpartition(b")")[2].split()[19])
-        with open("/proc/stat", "rb") as handle:
-            boot = next(
-                int(line.split()[1]) for line in handle if line.startswith(b"btime")
-            )
-        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        started = _started_at(supervisor)
         with open(f"/proc/{supervisor}/comm", "rb") as handle:
             name = handle.read().rstrip()
         proc.send_signal(signal.SIGTERM)
