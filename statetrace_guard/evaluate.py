@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from statetrace_guard.classify.model import Classification, ClassifyContext
 from statetrace_guard.decision import DecisionContext, Enforcement, Verdict, decide
 from statetrace_guard.levels import Level
-from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_owned_paths
+from statetrace_guard.paths import GUARD_LOG_SUBDIRS, guard_owned_paths, real_child
 from statetrace_guard.paths import temp_dirs as temp_dirs_of_machine
 from statetrace_guard.policy import CompiledPolicy
 from statetrace_guard.workspaces import known_log_dirs
@@ -71,10 +71,14 @@ def make_place(
     # The log subdirectories of every workspace guard has written are too.
     owned = (
         *(str(path) for path in guard_owned_paths(log_dir, policy_file)),
-        str(workspace / POLICY_FILE_NAME),
-        *(f"{known}/{sub}" for known in known_log_dirs() for sub in GUARD_LOG_SUBDIRS),
+        real_child(workspace_text, POLICY_FILE_NAME),
+        *(
+            real_child(real_known, sub)
+            for real_known in map(os.path.realpath, known_log_dirs())
+            for sub in GUARD_LOG_SUBDIRS
+        ),
     )
-    protected = tuple(dict.fromkeys(os.path.realpath(path) for path in owned))
+    protected = tuple(dict.fromkeys(owned))  # each resolved already
     temp_dirs = temp_dirs_of_machine()
     return Place(
         classify=ClassifyContext(cwd=cwd_text, workspace=workspace_text),

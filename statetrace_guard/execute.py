@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from statetrace_guard.levels import (
     Level,
     format_level,
 )
+from statetrace_guard.paths import temp_dirs
 from statetrace_guard.policy import CompiledPolicy, parse_required_level
 from statetrace_guard.session_ids import allocate_session_id, check_session_id
 from statetrace_guard.sessions.gate import (
@@ -423,7 +423,7 @@ def commit(
         after_events=tuple(run_events(session, settings, verdict)),
         warnings=warnings,
         started_at=time.monotonic(),
-        workspace=os.path.realpath(invocation.workspace),
+        workspace=str(invocation.workspace),
         started_ns=time.time_ns() - START_MARGIN_NS,
         absent_guard_files=_absent_guard_files(invocation),
         watch_tests=_test_picker(verdict, invocation.policy),
@@ -480,7 +480,7 @@ def _admit_and_start(
 
 def _absent_guard_files(invocation: Invocation) -> tuple[str, ...]:
     """Guard-owned paths inside the workspace that do not exist (its guard.toml)."""
-    workspace = os.path.realpath(invocation.workspace) + "/"
+    workspace = str(invocation.workspace) + "/"
     return tuple(
         path
         for path in invocation.place.decide.protected
@@ -756,7 +756,7 @@ def _plan(
     from statetrace_guard.sandbox import select_backend  # noqa: PLC0415
 
     backend = select_backend()
-    workspace = os.path.realpath(invocation.workspace)
+    workspace = str(invocation.workspace)
     layout = fs_layout(
         level=invocation.level,
         workspace=workspace,
@@ -893,7 +893,7 @@ def _private_tmp() -> str:
     """A per-command temporary directory, mode 0700 (TMPDIR for the program)."""
     from statetrace_guard.sandbox.base import make_private_tmp  # noqa: PLC0415
 
-    return make_private_tmp(os.path.realpath(tempfile.gettempdir()))
+    return make_private_tmp(temp_dirs()[0])  # the system one, resolved
 
 
 def _child_env(

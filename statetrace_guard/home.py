@@ -10,13 +10,26 @@ import os
 
 __all__ = ["guard_home_text", "guard_homes_text"]
 
+# Each setting resolved once per process: a command asks for guard's home a
+# dozen times (logs, anchors, keys, pins), and the resident helper serves
+# many commands for the one home it was started with. One answer per
+# setting also keeps every part of a command on the same home.
+_RESOLVED: dict[str, str] = {}
+
 
 def guard_home_text() -> str:
     """Return guard's home: ``$STATETRACE_GUARD_HOME``, else the platform default."""
     explicit = os.environ.get("STATETRACE_GUARD_HOME")
     if explicit:
-        return os.path.realpath(explicit)
+        return _resolved(explicit)
     return _default_home()
+
+
+def _resolved(path: str) -> str:
+    found = _RESOLVED.get(path)
+    if found is None:
+        found = _RESOLVED[path] = os.path.realpath(path)
+    return found
 
 
 def guard_homes_text() -> tuple[str, ...]:
@@ -26,7 +39,7 @@ def guard_homes_text() -> tuple[str, ...]:
     even while ``$STATETRACE_GUARD_HOME`` points elsewhere.
     """
     return tuple(
-        dict.fromkeys(os.path.realpath(p) for p in (guard_home_text(), _default_home()))
+        dict.fromkeys(_resolved(p) for p in (guard_home_text(), _default_home()))
     )
 
 

@@ -51,7 +51,7 @@ class Invocation:
     requested_level: Level | None
     policy: CompiledPolicy
     policy_file: Path | None
-    workspace: Path
+    workspace: Path  # resolved (workspace_root)
     log_dir: Path
     cwd: Path
     env: Mapping[str, str]
@@ -162,6 +162,7 @@ def _trusted_workspace_policy(workspace: Path) -> tuple[Path | None, CompiledPol
 
     Its bytes are read once: the digest checked against the pin is the one
     of the policy then compiled (see :mod:`statetrace_guard.workspaces`).
+    ``workspace`` comes resolved from :func:`workspace_root`.
 
     Raises:
         PolicyError: the file is unreadable, invalid, or not accepted.
@@ -176,7 +177,7 @@ def _trusted_workspace_policy(workspace: Path) -> tuple[Path | None, CompiledPol
                 f"cannot read: {exc.strerror}", file=str(candidate)
             ) from exc
     digest = None if raw is None else hashlib.sha256(raw).hexdigest()
-    check_policy_pin(os.path.realpath(workspace), str(candidate), digest)
+    check_policy_pin(str(workspace), str(candidate), digest)
     if raw is None:
         return None, load_policy(None)
     return candidate, load_policy_bytes(raw, str(candidate))

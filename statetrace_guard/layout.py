@@ -13,7 +13,6 @@ sweep (:mod:`statetrace_guard.sweep`).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,7 +60,7 @@ def fs_layout(
     return FsLayout(
         workspace=workspace,
         private_tmp=os.path.realpath(private_tmp),
-        system_tmp=os.path.realpath(tempfile.gettempdir()),
+        system_tmp=temp_dirs()[0],  # the system one, resolved
         temp_dirs=tuple(path for path in temp_dirs() if Path(path).is_dir()),
         runtime=guard_runtime(),
         protected=tuple(path for path in guard_owned if os.path.lexists(path)),

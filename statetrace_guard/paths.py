@@ -9,7 +9,9 @@ workspace, so the kernel sandbox never grants it.
 
 from __future__ import annotations
 
+import functools
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +24,7 @@ __all__ = [
     "guard_home",
     "guard_owned_paths",
     "guard_runtime",
+    "real_child",
     "temp_dirs",
     "workspace_root",
 ]
@@ -33,6 +36,7 @@ GUARD_LOG_SUBDIRS = ("Sessions", "NetOps", "Approvals")
 # The machine's shared temporary rooms writable from L1 (with the system
 # temporary directory, wherever TMPDIR puts it). /dev/shm holds POSIX
 # semaphores (multiprocessing).
+_PACKAGE_DIRS = ("site-packages", "dist-packages")
 _TEMP_ROOMS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - rooms, not files we create
 
 
@@ -42,7 +46,14 @@ def temp_dirs() -> tuple[str, ...]:
     One list for the classifier (a write there is not outside) and the
     kernel (each existing one is granted): they must agree.
     """
-    rooms = (tempfile.gettempdir(), *_TEMP_ROOMS)
+    return _temp_dirs_of(tempfile.gettempdir())
+
+
+@functools.lru_cache(maxsize=8)
+def _temp_dirs_of(system_tmp: str) -> tuple[str, ...]:
+    # The machine's rooms, resolved once per process (the helper asks per
+    # command); only the system one can differ between callers.
+    rooms = (system_tmp, *_TEMP_ROOMS)
     return tuple(dict.fromkeys(os.path.realpath(path) for path in rooms))
 
 
@@ -71,11 +82,28 @@ def guard_home() -> Path:
 
 def guard_owned_paths(log_dir: Path, policy_file: Path | None) -> tuple[Path, ...]:
     """Return every path a guarded program must not write, resolved."""
-    owned = [log_dir.resolve() / sub for sub in GUARD_LOG_SUBDIRS]
+    logs = os.path.realpath(log_dir)
+    owned = [Path(real_child(logs, sub)) for sub in GUARD_LOG_SUBDIRS]
     owned.append(guard_home())
     if policy_file is not None:
         owned.append(policy_file.resolve())
     return tuple(owned)
+
+
+def real_child(real_parent: str, name: str) -> str:
+    """``os.path.realpath(real_parent/name)`` for a parent already resolved.
+
+    One ``lstat`` instead of one per component of the parent: the judging
+    of every command resolves a dozen such paths. ``name`` is one component
+    (not ``..``).
+    """
+    path = os.path.join(real_parent, name)  # noqa: PTH118 - plain strings per command
+    try:
+        if not stat.S_ISLNK(os.lstat(path).st_mode):
+            return path
+    except OSError:
+        return path  # absent: realpath would give the same (its parent is real)
+    return os.path.realpath(path)
 
 
 def guard_runtime() -> tuple[str, ...]:
@@ -88,10 +116,16 @@ def guard_runtime() -> tuple[str, ...]:
     installed in the project's own virtual environment inside the workspace
     made that an L1 write.
     """
-    prefix = Path(sys.prefix)
+    return _runtime_of(sys.prefix, tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=8)
+def _runtime_of(prefix_text: str, search_path: tuple[str, ...]) -> tuple[str, ...]:
+    # The same for every command a process judges (the helper, many).
+    prefix = Path(prefix_text)
     candidates = [
         Path(__file__).resolve().parent,  # the statetrace_guard package
-        *(Path(p) for p in sys.path if p.endswith(("site-packages", "dist-packages"))),
+        *(Path(p) for p in search_path if p.endswith(_PACKAGE_DIRS)),
         prefix / "bin",
         prefix / "Scripts",
         prefix / "pyvenv.cfg",

@@ -498,7 +498,10 @@ def _merged_document(
     return merge_documents(base, document), [raw, *parts], counts
 
 
+@functools.cache
 def _builtin_bytes(filename: str) -> bytes:
+    # Guard's own files: a helper whose code changed on disk stops serving
+    # (its code fingerprint), so a cached copy is never stale.
     return resources.files("statetrace_guard").joinpath(filename).read_bytes()
 
 

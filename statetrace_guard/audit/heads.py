@@ -43,8 +43,11 @@ def _folder() -> Path:
 
 
 def _name(log_path: Path) -> str:
-    real = os.path.realpath(log_path).encode("utf-8", "surrogateescape")
-    return hashlib.sha256(real).hexdigest()[:32]
+    return _name_of_real(os.path.realpath(log_path))
+
+
+def _name_of_real(real: str) -> str:
+    return hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 class HeadAnchor:
@@ -53,7 +56,7 @@ class HeadAnchor:
     def __init__(self, log_path: Path) -> None:
         """Nothing is opened until the first head is written."""
         self._log = os.path.realpath(log_path)
-        self._file = _folder() / _name(log_path)
+        self._file = _folder() / _name_of_real(self._log)
         self._fd: int | None = None
 
     def write(self, seq: int, sha256: str) -> None:

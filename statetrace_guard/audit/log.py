@@ -336,40 +336,53 @@ class ChainWriter:
         try:
             fds.log = os.open(self.path, os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:
-            self._create()
-            return self._log_fd()
+            fds.log = self._create()
+            if fds.log is None:  # created meanwhile by another writer
+                return self._log_fd()
         except OSError as exc:
             raise _audit_error("open", self.path, exc) from exc
         stat = os.fstat(fds.log)
         fds.identity = (stat.st_ino, stat.st_dev)
         return fds.log, stat
 
-    def _create(self) -> None:
+    def _create(self) -> int | None:
         """Create the file whole: header written to a side name, then linked.
 
         Under the file's lock, so no other guard creates it meanwhile; a
         failure (disk full) leaves no file at all, never an empty one.
+
+        Returns:
+            The new file, open for appending, its chain state known (no
+            read back); None when another writer created it meanwhile.
         """
         side = Path(f"{self.path}{NEW_SUFFIX}")
-        header = render(self._header_record())
+        header = self._header_record()
+        line = render(header)
+        fd = -1
         try:
-            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            try:
-                _write_whole(fd, header)
-                if self._durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            fd = os.open(side, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o640)
+            _write_whole(fd, line)
+            if self._durable:
+                os.fsync(fd)
             os.link(side, self.path)
-        except FileExistsError:
-            pass  # created meanwhile by a writer that ignores the lock
         except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
+            if isinstance(exc, FileExistsError):
+                return None  # created meanwhile by a writer that ignores the lock
             raise _audit_error("create", self.path, exc) from exc
         finally:
             with contextlib.suppress(OSError):
                 side.unlink()
-        if self._durable:
-            _fsync_dir(self.path.parent)
+        try:
+            if self._durable:
+                _fsync_dir(self.path.parent)
+            inode = os.fstat(fd).st_ino
+        except OSError as exc:
+            os.close(fd)
+            raise _audit_error("create", self.path, exc) from exc
+        self._cache = _Cache(inode, len(line), ChainState.after(header))
+        return fd
 
     def _header_record(self) -> dict[str, Any]:
         """The sealed header of a new file, naming the key when there is one."""

@@ -117,6 +117,18 @@ class CommandFacts:
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
+# One redactor per key for the process: its cache of redacted strings then
+# serves every command the resident helper records (the workspace, the
+# rules, the messages repeat), not only the records of one command.
+_REDACTORS: dict[bytes, Redactor] = {}
+
+
+def _redactor(key: bytes) -> Redactor:
+    found = _REDACTORS.get(key)
+    if found is None:
+        found = _REDACTORS[key] = Redactor(key)
+    return found
+
 
 def jsonable(value: Any) -> Any:  # noqa: ANN401 - any JSON value
     """Return ``value`` with tuples, sets and paths turned into JSON types."""
@@ -659,5 +671,5 @@ class Trail:
 
     def _get_front_pipeline(self) -> Pipeline:
         if self._pipeline is None:
-            self._pipeline = Pipeline(Redactor(load_key(self._key_path)))
+            self._pipeline = Pipeline(_redactor(load_key(self._key_path)))
         return self._pipeline

@@ -27,6 +27,7 @@ __all__ = ["PeerView", "examine", "inside_guarded_tree", "placement_refusal"]
 
 _ACTIVE_MARKER = b"STATETRACE_GUARD_ACTIVE=1"
 _MAX_ANCESTORS = 64
+_READ_SIZE = 65536
 _STATUS_FIELDS = (
     b"Uid",
     b"Gid",
@@ -57,11 +58,8 @@ def inside_guarded_tree(pid: int) -> bool:
     daemon: it would let them write records in the operator's trail. An
     unreadable environment counts as inside (fail closed).
     """
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            if _ACTIVE_MARKER in handle.read().split(b"\0"):
-                return True
-    except OSError:
+    environ = _read(f"/proc/{pid}/environ")
+    if environ is None or _ACTIVE_MARKER in environ.split(b"\0"):
         return True
     parent = _parent(pid)
     known = (parent, _start_ticks(parent))
@@ -69,10 +67,7 @@ def inside_guarded_tree(pid: int) -> bool:
         return False
     if any(guard_run_cmdline(cmdline) for cmdline in _ancestor_cmdlines(parent)):
         return True
-    if known[1] is not None:  # only a parent we could identify
-        if len(_CLEAN_PARENTS) >= _CLEAN_PARENTS_LIMIT:
-            _CLEAN_PARENTS.clear()
-        _CLEAN_PARENTS.add(known)
+    _remember(_CLEAN_PARENTS, known)
     return False
 
 
@@ -95,8 +90,12 @@ def placement_refusal(pid: int) -> str | None:
     current = _parent(pid)
     if current == 1:
         return "the client's parent is PID 1: its ancestry cannot be established"
+    known = (current, _start_ticks(current))
+    if known in _PLACED_PARENTS:
+        return None
     for _ in range(_MAX_ANCESTORS):
         if current == 1:
+            _remember(_PLACED_PARENTS, known)
             return None
         if current <= 0:
             break
@@ -115,7 +114,20 @@ def _own_pid_namespace() -> str | None:
 # no guard can appear above it later. Keyed by pid and start time (a reused
 # pid is another process).
 _CLEAN_PARENTS: set[tuple[int, bytes | None]] = set()
-_CLEAN_PARENTS_LIMIT = 1024
+# Likewise a parent whose ancestry was read up to PID 1: while it lives (the
+# same pid and start time) it keeps an ancestry, re-parented only upwards.
+_PLACED_PARENTS: set[tuple[int, bytes | None]] = set()
+_PARENTS_LIMIT = 1024
+
+
+def _remember(
+    parents: set[tuple[int, bytes | None]], known: tuple[int, bytes | None]
+) -> None:
+    if known[1] is None:  # only a parent we could identify
+        return
+    if len(parents) >= _PARENTS_LIMIT:
+        parents.clear()
+    parents.add(known)
 
 
 def _start_ticks(pid: int) -> bytes | None:
@@ -215,11 +227,21 @@ def _stat_fields(pid: str) -> tuple[bytes, ...] | None:
 
 
 def _read(path: str) -> bytes | None:
+    # os.read, not open(): a dozen /proc files per command, and the buffered
+    # file adds an fstat, an ioctl and a seek to each.
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _readlink(path: str) -> str | None:

@@ -208,6 +208,7 @@ class Daemon:
         self._pool = _Pool()
         self._launcher: socket.socket | None = None
         self._launcher_pid = 0
+        self._launcher_pidfd: int | None = None  # readable once it has ended
         self._soon: collections.deque[Callable[[], None]] = collections.deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
@@ -233,7 +234,9 @@ class Daemon:
                 if not events:
                     self._check_code()
                 self._retry_parked()
-                self._reap_launcher()
+                if self._launcher_pidfd is None:
+                    # No pidfd says when it ends: look each turn.
+                    self._reap_launcher()
 
     def _busy(self) -> bool:
         with self._lock:
@@ -648,6 +651,26 @@ class Daemon:
         with self._lock:
             self._launcher, self._launcher_pid = ours, pid
         self._selector.register(ours, selectors.EVENT_READ, self._from_launcher)
+        self._watch_launcher(pid)
+
+    def _watch_launcher(self, pid: int) -> None:
+        """Reap the launcher when its pidfd says it ended, not by polling.
+
+        A ``waitpid`` each loop turn hands the GIL back and forth with the
+        worker judging a command: measurable on every command.
+        """
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return  # no pidfds here: the loop polls instead
+        self._launcher_pidfd = pidfd
+        self._selector.register(pidfd, selectors.EVENT_READ, self._launcher_ended)
+
+    def _launcher_ended(self, pidfd: int) -> None:
+        self._selector.unregister(pidfd)
+        os.close(pidfd)
+        self._launcher_pidfd = None
+        self._reap_launcher()
 
     def _reap_launcher(self) -> None:
         """Notice a launcher that ended; start another; settle what it held."""
