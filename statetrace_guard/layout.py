@@ -13,8 +13,8 @@ sweep (:mod:`statetrace_guard.sweep`).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
-from pathlib import Path
 
 from statetrace_guard.errors import AuditError
 from statetrace_guard.home import guard_homes_text
@@ -61,34 +61,57 @@ def fs_layout(
         workspace=workspace,
         private_tmp=os.path.realpath(private_tmp),
         system_tmp=temp_dirs()[0],  # the system one, resolved
-        temp_dirs=tuple(path for path in temp_dirs() if Path(path).is_dir()),
+        temp_dirs=tuple(path for path in temp_dirs() if os.path.isdir(path)),
         runtime=guard_runtime(),
         protected=tuple(path for path in guard_owned if os.path.lexists(path)),
         protected_data=(*expand(workspace, patterns, listdir), *nested_git)
         if level < Level.L2
         else (),
-        hidden=tuple(path for path in guard_homes_text() if Path(path).is_dir()),
+        hidden=tuple(path for path in guard_homes_text() if os.path.isdir(path)),
     )
 
 
 def _make_placeholders(level: Level, workspace: str, log_dir: str) -> None:
     for sub in GUARD_LOG_SUBDIRS:
-        folder = Path(log_dir) / sub
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # fail closed, in one line (it was a traceback)
-            raise AuditError(
-                f"cannot create {folder}: {exc.strerror or exc}",
-                hint="check that the log directory is writable and not full",
-            ) from exc
+        _make_folder(os.path.join(log_dir, sub))
     register_log_dir(log_dir)  # protected from every other workspace (K9)
-    git = Path(workspace) / ".git"
-    if level != Level.L1 or git.is_symlink() or not git.is_dir():
+    git = os.path.join(workspace, ".git")
+    if level != Level.L1 or not _is_real_dir(git):
         return  # L0 writes nothing in the workspace; L2 may write these
     for name in GIT_PLACEHOLDERS:
         try:
-            (git / name).mkdir()
+            os.mkdir(os.path.join(git, name))
         except FileExistsError:
             continue
         except OSError:
             return  # a read-only .git: nothing can plant there either
+
+
+def _make_folder(folder: str) -> None:
+    """Make a log folder unless it is there (one ``mkdir`` when it is)."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise _cannot_create(folder, exc) from exc
+    except OSError as exc:  # fail closed, in one line (it was a traceback)
+        raise _cannot_create(folder, exc) from exc
+
+
+def _cannot_create(folder: str, exc: OSError) -> AuditError:
+    return AuditError(
+        f"cannot create {folder}: {exc.strerror or exc}",
+        hint="check that the log directory is writable and not full",
+    )
+
+
+def _is_real_dir(path: str) -> bool:
+    """A directory, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -66,13 +66,19 @@ class HeadAnchor:
         )
         try:
             if self._fd is None:
-                self._file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                self._fd = os.open(self._file, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd = self._open()
             os.pwrite(self._fd, line, 0)
         except OSError:
             # The record itself is on disk; only truncation detection is lost
             # for this append (guard's home full or read-only).
             self.close()
+
+    def _open(self) -> int:
+        try:
+            return os.open(self._file, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the first anchor of this home
+            self._file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return os.open(self._file, os.O_RDWR | os.O_CREAT, 0o600)
 
     def close(self) -> None:
         """Close the anchor file."""

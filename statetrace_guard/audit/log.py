@@ -300,8 +300,7 @@ class ChainWriter:
         """Take ``<file>.lock`` (filelock's native lock), waiting a bounded time."""
         if self._fds.lock is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fds.lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._fds.lock = _open_lock(self._lock_path, self.path.parent)
             except OSError as exc:
                 raise _audit_error("open the lock of", self.path, exc) from exc
         _wait_for_lock(self._fds.lock, self._lock_timeout, self._lock_path)
@@ -553,6 +552,15 @@ def _recovered_record(path: Path, tail: Tail) -> dict[str, Any]:
         "torn_sha256": hashlib.sha256(tail.torn).hexdigest(),
         "pid": os.getpid(),
     }
+
+
+def _open_lock(lock_path: str, folder: Path) -> int:
+    """Open (creating) a log's lock file; its folder is made only when missing."""
+    try:
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
 def _write_whole(fd: int, line: bytes) -> None:

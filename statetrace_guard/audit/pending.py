@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statetrace_guard.paths import guard_home
+from statetrace_guard.home import guard_home_text
 
 __all__ = ["Parked", "has_parked", "park", "parked", "parked_folder", "parked_seqs"]
 
@@ -56,7 +56,7 @@ class Parked:
 
 def parked_folder(log_path: Path) -> Path:
     """Where the finishes kept for ``log_path`` wait (absent when none do)."""
-    return _folder_of(str(guard_home()), str(log_path))
+    return _folder_of(guard_home_text(), str(log_path))
 
 
 _folder = parked_folder
