@@ -867,6 +867,45 @@ class TestPeerContext:
         child.wait()
         assert "Uid" in peer.examine(child.pid).differences
 
+    def test_a_placed_parent_is_not_walked_again(self, monkeypatch):
+        child = subprocess.Popen(["sleep", "30"])
+        try:
+            assert peer.placement_refusal(child.pid) is None
+            reads = []
+            parent_of = peer._parent
+            monkeypatch.setattr(
+                peer, "_parent", lambda pid: reads.append(pid) or parent_of(pid)
+            )
+            assert peer.placement_refusal(child.pid) is None
+            assert reads == [child.pid]  # its parent (us) is remembered
+        finally:
+            child.kill()
+            child.wait()
+
+    def test_an_orphan_of_a_placed_parent_is_still_refused(self):
+        shell = subprocess.Popen(
+            ["sh", "-c", "sleep 30 & echo $!; exec sleep 30"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert shell.stdout is not None
+        orphan = int(shell.stdout.readline())
+        try:
+            assert peer.placement_refusal(orphan) is None  # the shell is remembered
+            shell.kill()
+            shell.wait()
+            deadline = time.monotonic() + 10
+            while peer._parent(orphan) == shell.pid and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if peer._parent(orphan) != 1:
+                pytest.skip("a subreaper adopts orphans here, not PID 1")
+            assert "PID 1" in (peer.placement_refusal(orphan) or "")
+        finally:
+            os.kill(orphan, signal.SIGKILL)
+            shell.kill()
+            shell.wait()
+            shell.stdout.close()
+
     def test_umask_is_read(self):
         child = subprocess.Popen(
             ["sleep", "30"],
