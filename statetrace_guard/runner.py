@@ -957,8 +957,9 @@ def init_ahead(
     does (once the client
     said go; whoever calls ``run`` with the returned handle sends it through
     ``release``). Either returns None when nothing will come (init exits).
-    In between, init enters the program's namespaces and mounts, while the
-    supervisor waits for the client's go.
+    In between, init enters the program's namespaces and mounts and seals
+    itself (no capabilities, seccomp: ``ChildSetup.seal``; Landlock waits
+    for the outputs), while the supervisor waits for the client's go.
     No terminal is given to init (the resident helper's supervisors have
     none). With ``bounding`` init empties its bounding set while it waits
     (the plan must want that: ``drop_all(bounding=True)``).
@@ -986,6 +987,7 @@ def init_ahead(
         # NOTE(speed): namespaces and mounts now, while the supervisor and
         # the client exchange the go (nothing runs before it).
         setup.enter()
+        setup.seal()  # all but Landlock, whose grants may need the outputs
         spec = command()
         if spec is None:
             return None

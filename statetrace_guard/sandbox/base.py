@@ -212,6 +212,13 @@ class ChildSetup(Protocol):
     def restrict(self) -> None:
         """Landlock, capabilities, seccomp; then check nothing is left."""
 
+    def seal(self) -> None:
+        """Capabilities and seccomp now, checked; ``restrict`` adds Landlock.
+
+        (An init forked ahead takes them while it waits for its go: they do
+        not depend on the client's descriptors, Landlock's grants may.)
+        """
+
     def add_outputs(self, output_fds: tuple[int, ...]) -> None:
         """Grants for these output descriptors, for a setup built without them.
 

@@ -35,6 +35,9 @@ class NoopChildSetup:
     def restrict(self) -> None:
         """Apply nothing."""
 
+    def seal(self) -> None:
+        """Take nothing away."""
+
     def add_outputs(self, output_fds: tuple[int, ...]) -> None:
         """Grant nothing (nothing is restricted)."""
         del output_fds

@@ -430,6 +430,31 @@ class TestInitAhead:
         assert not marker.exists()
         assert not alive(handle.tree.init_pid)
 
+    def test_init_waits_for_the_go_sealed_and_the_program_gets_landlock(self, layout):
+        """Capabilities and seccomp go before the go; Landlock comes after it."""
+        out = Path(layout.workspace) / "out"
+        outside = Path(tempfile.mkdtemp(prefix="guard-sealed-", dir=Path.home()))
+        gate_r, gate_w = os.pipe()
+        script = f"touch {outside}/planted; echo $? > {out}"
+        handle, spec = self._ahead(BACKEND, layout, ["sh", "-c", script], gate=gate_r)
+        os.close(gate_r)
+        try:
+            deadline = time.monotonic() + 10
+            while _status_of(handle.tree.init_pid).get("Seccomp") != "2":
+                assert time.monotonic() < deadline, "init never sealed itself"
+                time.sleep(0.01)
+            waiting = _status_of(handle.tree.init_pid)
+            assert waiting["CapEff"] == waiting["CapPrm"] == "0" * 16
+            assert waiting["NoNewPrivs"] == "1"
+            os.write(gate_w, b"g")
+            outcome = run(spec, handle)
+            assert outcome.exit_status == 0, outcome.error
+            assert out.read_text().strip() != "0"  # refused by Landlock
+            assert not (outside / "planted").exists()
+        finally:
+            os.close(gate_w)
+            shutil.rmtree(outside)
+
     def test_an_output_file_outside_the_grants_stays_writable(self, layout):
         """The client's stdout file gets its grant after the go (add_outputs).
 
@@ -454,3 +479,15 @@ class TestInitAhead:
             outcome = run(spec, handle)
         assert outcome.exit_status == 0, outcome.error
         assert target.read_text() == "first\nagain\n"
+
+
+def _status_of(pid):
+    """``/proc/PID/status`` as name -> value ({} once the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return {
+        name: value.strip()
+        for name, _, value in (line.partition(":") for line in text.splitlines())
+    }
