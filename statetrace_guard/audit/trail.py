@@ -32,8 +32,9 @@ from statetrace_guard.audit.netops import (
     netops_record,
 )
 from statetrace_guard.audit.pending import parked_folder
-from statetrace_guard.audit.redact import Redactor, load_key
+from statetrace_guard.audit.redact import KEY_FILE_NAME, Redactor, load_key
 from statetrace_guard.errors import AuditError
+from statetrace_guard.paths import guard_home
 
 __all__ = [
     "FINISH_RESERVE",
@@ -117,16 +118,19 @@ class CommandFacts:
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
-# One redactor per key for the process: its cache of redacted strings then
-# serves every command the resident helper records (the workspace, the
-# rules, the messages repeat), not only the records of one command.
-_REDACTORS: dict[bytes, Redactor] = {}
+# One redactor per key file for the process: the key never changes once
+# created (it is linked into place whole, as the chain key's module says),
+# and the redactor's cache of redacted strings then serves every command
+# the resident helper records (the workspace, the rules, the messages
+# repeat), not only the records of one command.
+_REDACTORS: dict[Path, Redactor] = {}
 
 
-def _redactor(key: bytes) -> Redactor:
-    found = _REDACTORS.get(key)
+def _redactor(key_path: Path | None) -> Redactor:
+    where = key_path if key_path is not None else guard_home() / KEY_FILE_NAME
+    found = _REDACTORS.get(where)
     if found is None:
-        found = _REDACTORS[key] = Redactor(key)
+        found = _REDACTORS[where] = Redactor(load_key(where))
     return found
 
 
@@ -671,5 +675,5 @@ class Trail:
 
     def _get_front_pipeline(self) -> Pipeline:
         if self._pipeline is None:
-            self._pipeline = Pipeline(_redactor(load_key(self._key_path)))
+            self._pipeline = Pipeline(_redactor(self._key_path))
         return self._pipeline

@@ -11,8 +11,10 @@ SHA-256 when it starts; ``status`` and ``end`` diff them against the disk.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,19 +93,31 @@ def find_variables(
     env: Mapping[str, str], patterns: Iterable[str]
 ) -> tuple[tuple[str, str], ...]:
     """Return the environment's override variables, sorted by name."""
-    globs = tuple(pattern.upper() for pattern in patterns)
+    matches = _any_of(tuple(pattern.upper() for pattern in patterns))
     found = [
         (name, value)
         for name, value in env.items()
-        if _is_override(name.upper(), globs)
+        if _is_override(name.upper(), matches)
     ]
     return tuple(sorted(found))
 
 
-def _is_override(upper: str, globs: tuple[str, ...]) -> bool:
+def _is_override(upper: str, matches: Callable[[str], object]) -> bool:
     if upper in _NOT_OVERRIDES or upper.startswith(_GUARD_PREFIX):
         return False
-    return any(fnmatch.fnmatchcase(upper, glob) for glob in globs)
+    return matches(upper) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _any_of(globs: tuple[str, ...]) -> Callable[[str], object]:
+    """One regex for all the globs, each as ``fnmatchcase`` reads it.
+
+    Every variable of every command is matched against the policy's globs.
+    """
+    if not globs:
+        return lambda _name: None
+    either = "|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs)
+    return re.compile(either).match
 
 
 def snapshot_watched(workspace: Path, patterns: Iterable[str]) -> dict[str, str | None]:

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from statetrace_guard.sessions import overrides as ov
 
@@ -76,3 +80,20 @@ class TestWatched:
         (data / "b.json").write_text("1")
         (data / "missing.json").unlink()
         assert ov.diff_watched(workspace, before, patterns) == []
+
+
+_NAME = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789*?[]!-", max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_NAME, st.just("1"), max_size=8), st.lists(_NAME, max_size=4))
+def test_variables_match_as_fnmatchcase_matches_each_glob(env, globs):
+    """The globs joined into one regex find exactly what each one finds."""
+    expected = sorted(
+        (name, value)
+        for name, value in env.items()
+        if name.upper() not in ov._NOT_OVERRIDES
+        and not name.upper().startswith(ov._GUARD_PREFIX)
+        and any(fnmatch.fnmatchcase(name.upper(), glob.upper()) for glob in globs)
+    )
+    assert list(ov.find_variables(env, globs)) == expected
