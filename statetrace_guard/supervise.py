@@ -78,7 +78,7 @@ class TreeTracker:
             self._started = psutil.boot_time() + start_ticks / tick
         else:
             self._started = started - _CREATE_SLACK_S
-        self._me = psutil.Process(main_pid if init else os.getpid())
+        self._me = _process_or_none(main_pid if init else os.getpid())
         self.seen: set[int] = set() if init else {main_pid}
         self.executables: dict[str, str] = {}
         self.peak_rss = 0
@@ -88,6 +88,8 @@ class TreeTracker:
     def tree(self) -> list[psutil.Process]:
         """Return the program's live tree (main process first when alive)."""
         procs: list[psutil.Process] = []
+        if self._me is None:
+            return procs  # init gone: the kernel ended its namespace with it
         if self._init:
             try:
                 return list(self._me.children(recursive=True))
@@ -193,3 +195,15 @@ def _describe(proc: psutil.Process) -> dict[str, object]:
         return {"pid": proc.pid, "name": proc.name(), "exe": proc.exe()}
     except psutil.Error:
         return {"pid": proc.pid, "name": "", "exe": ""}
+
+
+def _process_or_none(pid: int) -> psutil.Process | None:
+    """The process, or None when it is gone already.
+
+    A fast program's init (a grandchild under a user namespace's holder) can
+    exit before the first sample: nothing is left to track then.
+    """
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
