@@ -114,6 +114,7 @@ _REQUEST_TIMEOUT_S = 2.0
 # Re-reading every file's mtime costs ~0.5 ms: once a second is enough to
 # notice an upgrade, and it stays off the requests' path.
 _FINGERPRINT_EVERY_S = 1.0
+_FINGERPRINT_LATE_S = 5.0  # a request itself walks the package only this late
 _FD_CEILING = 1 << 20  # above any RLIMIT_NOFILE: a number that cannot be real
 # A client asked what it knows answers at once; one that does not within
 # this time (stopped, stuck) gets the outcome recorded as unknown.
@@ -245,10 +246,14 @@ class Daemon:
     def _idle(self) -> bool:
         return time.monotonic() - self._last_use > self.idle_seconds
 
-    def _check_code(self) -> bool:
-        """True (and serve no more) when the package changed on disk."""
+    def _check_code(self, every: float = _FINGERPRINT_EVERY_S) -> bool:
+        """True (and serve no more) when the package changed on disk.
+
+        Looked at when ``every`` seconds have passed since the last look
+        (a walk of the package: ~2 ms).
+        """
         now = time.monotonic()
-        if now - self._checked_at >= _FINGERPRINT_EVERY_S:
+        if now - self._checked_at >= every:
             self._checked_at = now
             self._stale = code_fingerprint() != self.fingerprint
         return self._stale
@@ -309,6 +314,7 @@ class Daemon:
             request = recv_message(conn)
             conn.settimeout(None)
             kept = self._serve_one(conn, pid, request)
+            self._check_code()  # answered: off the client's path
         except (ProtocolError, OSError):
             return
         except Exception as exc:  # noqa: BLE001 - a bug must fail closed, not fall back
@@ -356,7 +362,9 @@ class Daemon:
         """The answer when this request is not served here (None: serve it)."""
         if request.get("op") == "ping":
             return {"op": "pong", "pid": os.getpid()}
-        if self._check_code():
+        # NOTE(speed): the walk is done after each request (``_serve``) and
+        # on idle turns; a request walks only when neither happened lately.
+        if self._check_code(every=_FINGERPRINT_LATE_S):
             return {"op": "fallback", "reason": "stale daemon"}
         return _refusal(pid)
 
