@@ -360,8 +360,13 @@ def commit(
     options: RunOptions,
     *,
     own_enforcement: Mapping[str, str] | None = None,
+    planned: Callable[[SandboxPlan, Any], None] | None = None,
 ) -> Prepared | Blocked:
     """Write a judged command's record: blocked, or admitted and started.
+
+    ``planned`` is told the program's sandbox plan and backend before its
+    start is written (the resident helper has the program's init build the
+    sandbox meanwhile; nothing runs before the start is on disk).
 
     Raises:
         GuardError: the start cannot be recorded or required enforcement is
@@ -391,6 +396,8 @@ def commit(
             shutil.rmtree(private_tmp, ignore_errors=True)
             return _uncontainable(trail, facts, session, invocation, verdict, plan)
         envelope = plan.as_record() if verdict.contained else None
+        if planned is not None and backend is not None:
+            planned(plan, backend)
         start = _admit_and_start(assessed, options, plan, envelope)
     except BaseException:
         shutil.rmtree(private_tmp, ignore_errors=True)

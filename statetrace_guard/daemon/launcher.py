@@ -74,10 +74,12 @@ from statetrace_guard.sandbox.capabilities import last_cap
 from statetrace_guard.sandbox.mounts import (
     make_mount_namespace,
     reserve_mount_namespace,
+    take_reserved_mount_namespace,
 )
 from statetrace_guard.sandbox.netns import (
     make_network_namespace,
     reserve_network_namespace,
+    take_reserved_network_namespace,
 )
 
 if TYPE_CHECKING:
@@ -213,7 +215,18 @@ class Launcher:
                 message, fds = recv_packet(self.channel)
             except (ProtocolError, OSError):
                 return  # the helper is gone
+            if message.get("op") == "expect":
+                self._pass_expect(message, fds)
+                continue
             self._launch(message, fds)
+
+    def _pass_expect(self, message: dict[str, Any], fds: list[int]) -> None:
+        """The plan of the launch to come, for the waiting supervisor's init."""
+        _close_all(fds)  # none come with it
+        if self.waiting is None:
+            return  # the launch will fork its own supervisor
+        with contextlib.suppress(OSError, ProtocolError):
+            send_packet(self.waiting.sock, message)
 
     def _prepare_pending(self) -> None:
         """The last command ended (or took long): fork the next supervisor."""
@@ -457,11 +470,26 @@ def _await_launch(
     """
     name = _rename(SPARE_NAME)
     ahead = None if expected.init is None else _Ahead.fork(expected, name, sock)
+    expected_id = None
     try:
         message, fds = recv_packet(sock)
+        while message.get("op") == "expect":
+            # The plan before the launch: init builds the view now. A second
+            # one (the first command never launched) finds init built for
+            # another command: it is discarded, the launch forks its own.
+            if expected_id is not None and ahead is not None:
+                ahead.handle.discard()
+                ahead = None
+            expected_id = message.get("id")
+            if ahead is not None and not ahead.send_launch(message):
+                ahead = None
+            message, fds = recv_packet(sock)
     except (ProtocolError, OSError):
         return _DELIVERED
     sock.close()
+    if ahead is not None and expected_id not in {None, message.get("id")}:
+        ahead.handle.discard()  # built for a command that never launched
+        ahead = None
     # Init first: it builds the program's view while this process answers.
     if ahead is not None and not ahead.send_launch(message):
         ahead = None
@@ -518,35 +546,13 @@ class _Ahead:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError:
             return None
-        got: dict[str, Any] = {}
-
-        def launch() -> tuple[SandboxPlan, ChildSetup] | None:  # in init
-            ours.close()
-            spare.close()  # the launcher's launch is the supervisor's to read
-            prepared = _prepare_rules(expected)
-            try:
-                message, _ = recv_packet(theirs)
-            except (ProtocolError, OSError):
-                return None
-            got["message"] = message
-            got["plan"] = plan_from_wire(message["plan"])
-            got["backend"] = backend_from_wire(message["plan"])
-            setup = got["backend"].child_setup(got["plan"], (), prepared)
-            if name is not None:
-                _rename(name)
-            return got["plan"], setup
-
-        def command() -> RunSpec | None:  # in init, after the launch
-            try:
-                _, fds = recv_packet(theirs)
-            except (ProtocolError, OSError):
-                return None
-            theirs.close()
-            return _spec_in_init(got["message"], got["plan"], got["backend"], fds)
-
+        side = _InitSide(expected, name, theirs, (ours, spare))
         try:
             handle = init_ahead(
-                as_root=kind[0], bounding=kind[1], launch=launch, command=command
+                as_root=kind[0],
+                bounding=kind[1],
+                launch=side.launch,
+                command=side.command,
             )
         except OSError:
             ours.close()
@@ -554,6 +560,7 @@ class _Ahead:
             return None
         theirs.close()
         handle.cancel = ours.close
+        _leave_reservations_to_init()
         return cls(kind, handle, ours)
 
     def send_launch(self, message: dict[str, Any]) -> bool:
@@ -575,6 +582,90 @@ class _Ahead:
                 self.sock.close()
 
         self.handle.release = release
+
+
+class _InitSide:
+    """What an init forked ahead reads from its supervisor, in init.
+
+    First the plan: an "expect" (the helper's ``_expect``, before the
+    start is written) or the launch itself. Then, with an "expect", the
+    launch, which must be the one announced; then the go with the client's
+    descriptors. Anything else and init exits, having run nothing.
+    """
+
+    def __init__(
+        self,
+        expected: _Expected,
+        name: bytes | None,
+        sock: socket.socket,
+        others: tuple[socket.socket, ...],
+    ) -> None:
+        """Keep init's end of the supervisor's socket; ``others`` close in init."""
+        self._expected, self._name, self._sock = expected, name, sock
+        self._others = others
+        self._first: dict[str, Any] = {}
+        self._launch: dict[str, Any] | None = None
+        self._plan: SandboxPlan | None = None
+        self._backend: SandboxBackend | None = None
+
+    def launch(self) -> tuple[SandboxPlan, ChildSetup] | None:
+        """The program's plan and its setup, built without the outputs."""
+        for other in self._others:
+            other.close()  # the launcher's launch is the supervisor's to read
+        prepared = _prepare_rules(self._expected)
+        try:
+            message, _ = recv_packet(self._sock)
+        except (ProtocolError, OSError):
+            return None
+        self._first = message
+        if message.get("op") != "expect":
+            self._launch = message
+        self._plan = plan_from_wire(message["plan"])
+        self._backend = backend_from_wire(message["plan"])
+        setup = self._backend.child_setup(self._plan, (), prepared)
+        if self._name is not None:
+            _rename(self._name)
+        return self._plan, setup
+
+    def command(self) -> RunSpec | None:
+        """The program's spec, once the client said go (None: nothing runs)."""
+        try:
+            message, fds = recv_packet(self._sock)
+            if self._launch is None and message.get("op") == "launch":
+                if not _launch_expected(message, self._first):
+                    return None  # not what init was built for: it exits
+                self._launch = message
+                message, fds = recv_packet(self._sock)
+        except (ProtocolError, OSError):
+            return None
+        self._sock.close()
+        plan, backend, launch = self._plan, self._backend, self._launch
+        if plan is None or backend is None or launch is None:
+            return None
+        if message.get("op") != "go":
+            return None
+        return _spec_in_init(launch, plan, backend, fds)
+
+
+def _leave_reservations_to_init() -> None:
+    """The namespaces prepared for this supervisor's program are init's now.
+
+    The fork copied the reservation and init builds its view in them. Should
+    init be discarded after that (a launch other than the one it was built
+    for), a fresh init must make its own: the prepared mount namespace holds
+    the discarded view (another command's private directory on top).
+    """
+    take_reserved_mount_namespace()  # held open here until this process exits
+    network = take_reserved_network_namespace()
+    if network is not None:
+        os.close(network)
+
+
+def _launch_expected(launch: dict[str, Any], expect: dict[str, Any]) -> bool:
+    """The launch is the one its "expect" announced, with the same plan."""
+    return launch.get("id") == expect.get("id") and launch.get("plan") == expect.get(
+        "plan"
+    )
 
 
 def _prepare_rules(expected: _Expected) -> object | None:

@@ -55,8 +55,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statetrace_guard.daemon.launcher import MAX_PACKET, recv_packet, send_packet
 from statetrace_guard.daemon.peer import (
@@ -85,6 +86,9 @@ from statetrace_guard.execute import (
 )
 from statetrace_guard.invocation import resolve_invocation
 from statetrace_guard.sweep import TreeCache
+
+if TYPE_CHECKING:
+    from statetrace_guard.sandbox.base import SandboxBackend, SandboxPlan
 
 __all__ = [
     "CLIENT_LOST",
@@ -343,20 +347,49 @@ class Daemon:
             return False
         with self._judging:
             judged = _judge(request)
-        answer = _commit(judged, request) if isinstance(judged, Assessed) else judged
+        if not isinstance(judged, Assessed):
+            send_message(conn, judged)
+            return False
+        client = _client_to_run_for(request, pid) if judged.verdict.allowed else None
+        command_id = next(self._ids)
+        answer = _commit(
+            judged,
+            request,
+            None if client is None else partial(self._expect, command_id),
+        )
         if not isinstance(answer, Prepared):
-            if isinstance(judged, Assessed):
-                judged.trail.close()  # no log stays open between records
+            judged.trail.close()  # no log stays open between records
             send_message(conn, answer)
             return False
         answer.trail.close()  # no log stays open while the program runs
-        client = _client_to_run_for(request, pid)
         if client is not None and self._launch(
-            conn, answer, request["fds"], client.umask
+            conn, answer, request["fds"], client.umask, command_id
         ):
             return True
         self._let_client_run(conn, answer)
         return True
+
+    def _expect(
+        self, command_id: int, plan: SandboxPlan, backend: SandboxBackend
+    ) -> None:
+        """Tell the waiting supervisor the plan of the launch to come.
+
+        NOTE(speed): its init builds the program's view and seals itself
+        (about 2 ms) while the start is written and the launch travels,
+        instead of after. The launch must carry the same id, or that init
+        is discarded (see the launcher's ``_await_launch``).
+        """
+        with self._lock:
+            channel = self._launcher
+        if channel is None:
+            return
+        message = {
+            "op": "expect",
+            "id": command_id,
+            "plan": plan_to_wire(plan, backend),
+        }
+        with contextlib.suppress(OSError, ProtocolError):
+            send_packet(channel, message)
 
     def _refusal(self, pid: int, request: dict[str, Any]) -> dict[str, Any] | None:
         """The answer when this request is not served here (None: serve it)."""
@@ -376,6 +409,7 @@ class Daemon:
         prepared: Prepared,
         numbers: list[int],
         umask: int | None,
+        command_id: int,
     ) -> bool:
         """Hand the command to a supervisor; False leaves it to the client.
 
@@ -387,7 +421,6 @@ class Daemon:
             channel, launcher_pid = self._launcher, self._launcher_pid
         if channel is None:
             return False
-        command_id = next(self._ids)
         message = {
             "op": "launch",
             "id": command_id,
@@ -874,10 +907,16 @@ def _judge(request: dict[str, Any]) -> Assessed | dict[str, Any]:
     return _blocked(judged) if isinstance(judged, Blocked) else judged
 
 
-def _commit(judged: Assessed, request: dict[str, Any]) -> Prepared | dict[str, Any]:
+def _commit(
+    judged: Assessed,
+    request: dict[str, Any],
+    planned: Callable[[SandboxPlan, Any], None] | None = None,
+) -> Prepared | dict[str, Any]:
     """Write the judged command's record (may wait for the session's lock)."""
     try:
-        prepared = commit(judged, _run_options(request, request["options"]))
+        prepared = commit(
+            judged, _run_options(request, request["options"]), planned=planned
+        )
     except GuardError as error:
         return _error(error.message, run_exit_code(error.exit_code), error.hint())
     return _blocked(prepared) if isinstance(prepared, Blocked) else prepared
