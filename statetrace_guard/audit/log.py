@@ -150,6 +150,15 @@ class _Cache:
     state: ChainState
 
 
+# NOTE(speed): the chain position each log was left at by any writer of this
+# process, with the key it checked: the resident helper makes new writers
+# for every command (a day's NetOps log, a long session's log), and each
+# would read the file's first line and its tail again. Trusted only while
+# the file is the same inode at the same size, as a writer's own cache is.
+_LEFT_AT: dict[tuple[str, int], tuple[int, ChainState, str | None]] = {}
+_LEFT_AT_LIMIT = 1024
+
+
 class ChainWriter:
     """Appends chained records to one log file, safely across processes."""
 
@@ -380,7 +389,7 @@ class ChainWriter:
         except OSError as exc:
             os.close(fd)
             raise _audit_error("create", self.path, exc) from exc
-        self._cache = _Cache(inode, len(line), ChainState.after(header))
+        self._remember(_Cache(inode, len(line), ChainState.after(header)))
         return fd
 
     def _header_record(self) -> dict[str, Any]:
@@ -402,16 +411,35 @@ class ChainWriter:
         line = render(sealed)
         self.last_offset = size
         size = self._write(fd, line, size)
-        self._cache = _Cache(stat.st_ino, size, ChainState.after(sealed))
+        self._remember(_Cache(stat.st_ino, size, ChainState.after(sealed)))
         if self._anchor is not None:
             self._anchor.write(sealed["seq"], sealed["sha256"])
         return sealed
+
+    def _remember(self, cache: _Cache) -> None:
+        """Where this file is now left, for this writer and the process's next."""
+        self._cache = cache
+        if len(_LEFT_AT) >= _LEFT_AT_LIMIT:
+            _LEFT_AT.clear()
+        _LEFT_AT[(str(self.path), cache.inode)] = (
+            cache.size,
+            cache.state,
+            self._key_id(),
+        )
+
+    def _key_id(self) -> str | None:
+        key = self._chain_key()
+        return key.key_id if key is not None else None
 
     def _position(self, fd: int, inode: int, size: int) -> tuple[ChainState, int]:
         """Return the chain state and size after any header or recovery writes."""
         cache = self._cache
         if cache is not None and cache.inode == inode and cache.size == size:
             return cache.state, size
+        left = _LEFT_AT.get((str(self.path), inode))
+        if left is not None and left[0] == size and left[2] == self._key_id():
+            self._cache = _Cache(inode, size, left[1])
+            return left[1], size
         self._check_key(fd)
         tail = read_tail(fd, size)
         if tail.torn:
