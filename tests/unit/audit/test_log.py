@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from statetrace_guard.audit.chain import header_record
+from statetrace_guard.audit import log as log_module
+from statetrace_guard.audit.chain import ChainKey, header_record
 from statetrace_guard.audit.keys import chain_key
 from statetrace_guard.audit.log import ChainWriter, read_tail
 from statetrace_guard.audit.verify import verify_file
@@ -418,3 +419,54 @@ def test_threads_share_a_writer(tmp_path):
     for thread in threads:
         thread.join()
     assert verify_file(path).verdict.records == 801
+
+
+class TestWhereLogsWereLeft:
+    """A process's writers share where each log was left (the helper's per-command writers)."""
+
+    def test_a_new_writer_does_not_read_a_log_this_process_left(
+        self, tmp_path, monkeypatch
+    ):
+        path = tmp_path / "NetOps" / "2026-12-05.jsonl"
+        writer(path).append(note(1))
+        reads = []
+        real = log_module.read_tail
+        monkeypatch.setattr(
+            log_module, "read_tail", lambda *a: reads.append(a) or real(*a)
+        )
+        writer(path).append(note(2))
+        assert reads == []
+        assert [r["seq"] for r in records(path)] == [0, 1, 2]
+        assert verify_file(path).ok
+
+    def test_a_log_changed_since_is_read_again(self, tmp_path):
+        path = tmp_path / "s1.jsonl"
+        writer(path).append(note(1))
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    f"""
+                    from pathlib import Path
+                    from statetrace_guard.audit.chain import header_record
+                    from statetrace_guard.audit.log import ChainWriter
+                    ChainWriter(Path({str(path)!r}), lambda ts: header_record(
+                        "session", ts, "0.1.0", session_id="s1")).append(
+                        {{"schema_version": 1, "event": "note", "n": 2}})
+                    """
+                ),
+            ],
+            check=False,
+        )
+        assert other.returncode == 0
+        writer(path).append(note(3))
+        assert [r["seq"] for r in records(path)] == [0, 1, 2, 3]
+        assert verify_file(path).ok
+
+    def test_another_key_still_refuses_the_log(self, tmp_path):
+        path = tmp_path / "s1.jsonl"
+        writer(path).append(note(1))
+        other = writer(path, key=ChainKey.derive(b"o" * 32))
+        with pytest.raises(AuditError, match="not with this guard's key"):
+            other.append(note(2))
