@@ -647,6 +647,9 @@ class _InitSide:
         return _spec_in_init(launch, plan, backend, fds)
 
 
+_HELD_NETWORK: list[int] = []
+
+
 def _leave_reservations_to_init() -> None:
     """The namespaces prepared for this supervisor's program are init's now.
 
@@ -658,7 +661,9 @@ def _leave_reservations_to_init() -> None:
     take_reserved_mount_namespace()  # held open here until this process exits
     network = take_reserved_network_namespace()
     if network is not None:
-        os.close(network)
+        # Held too: a namespace's teardown waits for its last holder, this
+        # process, which exits after the outcome was reported.
+        _HELD_NETWORK.append(network)
 
 
 def _launch_expected(launch: dict[str, Any], expect: dict[str, Any]) -> bool:

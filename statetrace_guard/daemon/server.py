@@ -115,8 +115,9 @@ MAX_PASSED_FDS = 250
 # A client sends its request right after connecting; a worker waits this
 # long for it (the main loop never waits for a client).
 _REQUEST_TIMEOUT_S = 2.0
-# Re-reading every file's mtime costs ~0.5 ms: once a second is enough to
-# notice an upgrade, and it stays off the requests' path.
+# Re-reading every file's mtime costs ~2 ms: once a second is enough to
+# notice an upgrade, and it stays off the requests' path (done after a
+# request is answered, or on an idle turn).
 _FINGERPRINT_EVERY_S = 1.0
 _FINGERPRINT_LATE_S = 5.0  # a request itself walks the package only this late
 _FD_CEILING = 1 << 20  # above any RLIMIT_NOFILE: a number that cannot be real
