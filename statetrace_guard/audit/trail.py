@@ -485,9 +485,14 @@ class Trail:
     ) -> dict[str, Any] | None:
         writer = self._session_writer()
         with writer.exclusive():
+            # NOTE(exactly-once): a finish kept in guard's home may end this
+            # very start (its other writer, the client or the helper, could
+            # not get the lock). It goes in before the check, and nothing is
+            # written out between the check and our append.
+            self._flush_parked_first()
             if start is not None and writer.holds(start.seq, start.offset):
                 return None
-            written = self._session(record)
+            written = self._session(record, flush=False)
             for event, fields in events:
                 self.event(event, fields)
         return written
@@ -518,6 +523,8 @@ class Trail:
         needle = f'"pid":{pid},'.encode()
         open_starts: dict[int, dict[str, Any]] = {}
         with self.session_locked():
+            # Kept finishes first: one of them may end a start found open here.
+            self._flush_parked_first()
             try:
                 with self._session_path.open("rb") as stream:
                     for line in stream:
@@ -537,7 +544,8 @@ class Trail:
                         "duration_ms": 0.0,
                         "started_seq": seq,
                         "recorded_by": "client",
-                    }
+                    },
+                    flush=False,
                 )
         return len(open_starts)
 
@@ -593,25 +601,33 @@ class Trail:
             writer.close()
 
     def _session(
-        self, record: Mapping[str, Any], *, reserve: int = 0
+        self, record: Mapping[str, Any], *, reserve: int = 0, flush: bool = True
     ) -> dict[str, Any]:
         """Append one record to this session's file.
 
-        Finishes kept in guard's home for this file go in first.
+        Finishes kept in guard's home for this file go in first, unless
+        ``flush`` is False: a finish checked for under the lock just now
+        (the check must still hold when it is appended).
         """
         writer = self._session_writer()
-        if not self._flushing and self._parked_here():
-            self._flushing = True
-            try:
-                self.flush_parked()
-            finally:
-                self._flushing = False
+        if flush:
+            self._flush_parked_first()
         front = self._get_front()
         if not reserve:
             return front.emit(writer, record)
         with writer.exclusive():
             writer.hold_next(reserve + _LINE_ALLOWANCE)
             return front.emit(writer, record)
+
+    def _flush_parked_first(self) -> None:
+        """Write the finishes kept in guard's home for this file (when any)."""
+        if self._flushing or not self._parked_here():
+            return
+        self._flushing = True
+        try:
+            self.flush_parked()
+        finally:
+            self._flushing = False
 
     def _parked_here(self) -> bool:
         """True when finishes for this session wait in guard's home (one stat)."""

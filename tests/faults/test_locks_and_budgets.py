@@ -203,3 +203,38 @@ def test_session_end_waits_for_running_commands(fleet):
     (end,) = [r for r in records if r["event"] == "session.ended"]
     (start,) = [r for r in records if r["event"] == "command.started"]
     assert end["running"] == [start["seq"]]
+
+
+def test_a_finish_kept_by_the_client_is_not_written_again_by_the_helper(fleet):
+    """Helper stopped, lock held: the client keeps the finish; the helper adds none.
+
+    The client takes over the finish while the helper is stopped, cannot get
+    the log's lock and keeps the finish in guard's home. The resumed helper
+    then records the supervisor's outcome: the kept finish goes in first and
+    the helper's own must not follow it (one finish per start).
+    """
+    session = fleet.start_session()
+    helper = fleet.start_helper()
+    token = os.urandom(5).hex()
+    client = fleet.client(
+        "--session", session, "--", *fleet.token_command(token, sleep=2), token=token
+    )
+    path = fleet.workspace / "Logs" / "Sessions" / f"{session}.jsonl"
+    deadline = time.monotonic() + 30
+    while b'"command.started"' not in path.read_bytes()[-8192:]:
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.01)
+    time.sleep(0.5)  # the client said "go": the program runs under a supervisor
+    fleet.stop(helper)
+    held = _hold_lock(fleet, session)
+    try:
+        client.finish(timeout=90)  # outcome in hand, no helper: it keeps it
+    finally:
+        os.close(held)
+    assert client.status == 0, client.stderr
+    assert "kept in guard's home" in client.stderr
+    fleet.resume_all()
+    time.sleep(1.5)  # the helper records the supervisor's outcome it held
+    assert fleet.guard("run", "--session", session, "--", "true").returncode == 0
+    counts = fleet.check([client])
+    assert counts["finishes"] == counts["starts"]

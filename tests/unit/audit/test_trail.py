@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,3 +157,52 @@ def test_record_path_does_not_import_heavy_modules(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+@contextlib.contextmanager
+def _lock_held(log_dir: Path, session_id: str = "s1"):
+    """The session log's lock, held the way another guard process holds it."""
+    fd = os.open(f"{session_path(log_dir, session_id)}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _finishes(log_dir: Path) -> list[dict[str, Any]]:
+    records = read(session_path(log_dir, "s1"))
+    return [r for r in records if r["event"] == "command.finished"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="flock: the POSIX lock")
+class TestFinishOnce:
+    """A finish kept in guard's home counts: no second finish for its start."""
+
+    def test_finish_after_a_kept_finish_of_the_same_start(self, log_dir):
+        """The kept finish goes in; the later one for that start is present."""
+        facts = make_facts()
+        start = Trail(log_dir, "s1").started(facts, {})
+        outcome = {"exit_code": 3, "duration_ms": 1.0}
+        with _lock_held(log_dir):
+            kept = Trail(log_dir, "s1", lock_timeout=0.05).finished(
+                facts, outcome | {"recorded_by": "client"}, start
+            )
+        assert kept == "parked"
+        assert Trail(log_dir, "s1").finished(facts, outcome, start) == "present"
+        (finish,) = _finishes(log_dir)
+        assert finish["started_seq"] == start.seq
+        assert finish["recorded_by"] == "client"
+        assert verify_file(session_path(log_dir, "s1")).ok
+
+    def test_abandoned_start_with_a_kept_finish(self, log_dir):
+        """A helper's start whose finish is kept is not finished again as not run."""
+        facts = make_facts(pid=777, extra={"via": "daemon"})
+        start = Trail(log_dir, "s1").started(facts, {})
+        with _lock_held(log_dir):
+            Trail(log_dir, "s1", lock_timeout=0.05).finished(
+                facts, {"exit_code": 0, "duration_ms": 1.0}, start
+            )
+        assert Trail(log_dir, "s1").finish_abandoned(777, "helper gone") == 0
+        (finish,) = _finishes(log_dir)
+        assert finish["exit_code"] == 0
