@@ -1,4 +1,5 @@
 """Paths resolved on every command: once, and the same as realpath would."""
+
 from __future__ import annotations
 
 import os
