@@ -31,18 +31,21 @@ def clean_environ(
 
 @pytest.fixture(scope="session", autouse=True)
 def no_mounts_left(tmp_path_factory: pytest.TempPathFactory):
-    """Detach what tests left mounted under pytest's temp dirs, at the end.
+    """Detach what this session's tests left mounted under its temp dir, at the end.
 
     Sessions a test never ends keep their network namespace bound under
     guard's home (a tmp dir here), the fault tests mount log volumes: left
     mounted, pytest can never remove those dirs, and its cleanup of old
     runs then fails on them (an unclosed scandir iterator, an error under
-    ``filterwarnings = error``).
+    ``filterwarnings = error``). Only this session's own directory: another
+    pytest session running beside this one keeps its mounts (detaching a
+    fault test's small log volume under it let its filler fill the real
+    disk).
     """
     yield
     if not sys.platform.startswith("linux"):
         return
-    base = str(tmp_path_factory.getbasetemp().parent)
+    base = str(tmp_path_factory.getbasetemp())
     try:
         with open("/proc/self/mounts", encoding="utf-8") as mounts:
             points = [line.split()[1] for line in mounts]

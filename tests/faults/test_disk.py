@@ -35,8 +35,18 @@ def _tmpfs(target: Path, size: str):
             subprocess.run(["umount", "-l", str(target)], check=False)
 
 
+_SMALL_VOLUME = 64 * 1024 * 1024
+
+
 def _fill(folder: Path) -> Path:
-    """Use up every free byte of the file system holding ``folder``."""
+    """Use up every free byte of the small file system mounted at ``folder``.
+
+    Never anything else: a volume detached under the test (by whatever)
+    would leave the machine's own disk to fill.
+    """
+    volume = os.statvfs(folder)
+    if not os.path.ismount(folder) or volume.f_blocks * volume.f_frsize > _SMALL_VOLUME:
+        pytest.fail(f"{folder} is no longer the test's small volume: not filling it")
     filler = folder / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
