@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from statetrace_guard.audit.chain import ChainKey
-from statetrace_guard.audit.redact import KEY_FILE_NAME, load_key, read_key
-from statetrace_guard.paths import guard_home
+from statetrace_guard.audit.redact import key_file, load_key, read_key
 
 __all__ = ["chain_key", "find_chain_key"]
 
@@ -22,17 +21,13 @@ __all__ = ["chain_key", "find_chain_key"]
 _DERIVED: dict[Path, ChainKey] = {}
 
 
-def _key_path(path: Path | None) -> Path:
-    return path if path is not None else guard_home() / KEY_FILE_NAME
-
-
 def chain_key(path: Path | None = None) -> ChainKey:
     """The chain key, creating guard's home key on first use (writers).
 
     Raises:
         AuditError: the key cannot be read or created.
     """
-    where = _key_path(path)
+    where = key_file(path)
     found = _DERIVED.get(where)
     if found is None:
         found = _DERIVED[where] = ChainKey.derive(load_key(where))
@@ -45,7 +40,7 @@ def find_chain_key(path: Path | None = None) -> ChainKey | None:
     Raises:
         AuditError: the key exists but cannot be read.
     """
-    where = _key_path(path)
+    where = key_file(path)
     found = _DERIVED.get(where)
     if found is None:
         root = read_key(where)

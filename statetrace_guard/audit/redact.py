@@ -47,6 +47,7 @@ __all__ = [
     "Redactor",
     "SecretHit",
     "find_secrets",
+    "key_file",
     "load_key",
     "read_key",
 ]
@@ -742,6 +743,11 @@ def _url_password(url: str) -> bool:
     return not password.startswith(("$", "{", "<", "%", "*"))
 
 
+def key_file(path: Path | None = None) -> Path:
+    """Where the key lives: ``path``, else ``guard_home()/redact.key``."""
+    return path if path is not None else guard_home() / KEY_FILE_NAME
+
+
 def load_key(path: Path | None = None) -> bytes:
     """Return the redaction key, creating it (mode 0600) on first use.
 
@@ -755,7 +761,7 @@ def load_key(path: Path | None = None) -> bytes:
         AuditError: the key cannot be read or created (then nothing may be
             logged, since nothing could be redacted).
     """
-    path = path if path is not None else guard_home() / KEY_FILE_NAME
+    path = key_file(path)
     try:
         return _read_key(path)
     except FileNotFoundError:
@@ -774,7 +780,7 @@ def read_key(path: Path | None = None) -> bytes | None:
     Raises:
         AuditError: it exists but cannot be read or is not a key.
     """
-    path = path if path is not None else guard_home() / KEY_FILE_NAME
+    path = key_file(path)
     try:
         return _read_key(path)
     except FileNotFoundError:

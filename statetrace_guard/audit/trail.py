@@ -32,9 +32,8 @@ from statetrace_guard.audit.netops import (
     netops_record,
 )
 from statetrace_guard.audit.pending import parked_folder
-from statetrace_guard.audit.redact import KEY_FILE_NAME, Redactor, load_key
+from statetrace_guard.audit.redact import Redactor, key_file, load_key
 from statetrace_guard.errors import AuditError
-from statetrace_guard.paths import guard_home
 
 __all__ = [
     "FINISH_RESERVE",
@@ -127,7 +126,7 @@ _REDACTORS: dict[Path, Redactor] = {}
 
 
 def _redactor(key_path: Path | None) -> Redactor:
-    where = key_path if key_path is not None else guard_home() / KEY_FILE_NAME
+    where = key_file(key_path)
     found = _REDACTORS.get(where)
     if found is None:
         found = _REDACTORS[where] = Redactor(load_key(where))
