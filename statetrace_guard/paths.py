@@ -36,8 +36,9 @@ GUARD_LOG_SUBDIRS = ("Sessions", "NetOps", "Approvals")
 # The machine's shared temporary rooms writable from L1 (with the system
 # temporary directory, wherever TMPDIR puts it). /dev/shm holds POSIX
 # semaphores (multiprocessing).
-_PACKAGE_DIRS = ("site-packages", "dist-packages")
 _TEMP_ROOMS = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - rooms, not files we create
+# Where an interpreter's installed packages are (one of guard's runtime dirs).
+_PACKAGE_DIRS = ("site-packages", "dist-packages")
 
 
 def temp_dirs() -> tuple[str, ...]:

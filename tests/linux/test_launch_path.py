@@ -64,9 +64,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_supervised_run_loads_no_module_after_the_launcher_fork(tmp_path):
+def _run_script(tmp_path, script, *args):
+    """Run ``script`` in a fresh interpreter; the JSON of its last line."""
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -74,7 +75,11 @@ def test_a_supervised_run_loads_no_module_after_the_launcher_fork(tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_supervised_run_loads_no_module_after_the_launcher_fork(tmp_path):
+    result = _run_script(tmp_path, SCRIPT)
     assert result["status"] == 0, result["error"]
     assert "pid" in result["pid_namespace"]
     assert result["loaded"] == []
@@ -155,16 +160,7 @@ SPARE = textwrap.dedent(
 
 
 def _drive_spare(tmp_path, expect_id, launch_id):
-    done = subprocess.run(
-        [sys.executable, "-c", SPARE, str(expect_id), str(launch_id)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _run_script(tmp_path, SPARE, str(expect_id), str(launch_id))
 
 
 @pytest.mark.skipif(not (CAPS and CAPS.root), reason="init is forked ahead as root")
