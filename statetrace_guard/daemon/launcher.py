@@ -618,14 +618,18 @@ class _InitSide:
         except (ProtocolError, OSError):
             return None
         self._first = message
-        if message.get("op") != "expect":
-            self._launch = message
         self._plan = plan_from_wire(message["plan"])
         self._backend = backend_from_wire(message["plan"])
         setup = self._backend.child_setup(self._plan, (), prepared)
+        if message.get("op") != "expect":
+            self._take(message)
+        return self._plan, setup
+
+    def _take(self, launch: dict[str, Any]) -> None:
+        """The launch is init's: it stops being a spare (and says so in ps)."""
+        self._launch = launch
         if self._name is not None:
             _rename(self._name)
-        return self._plan, setup
 
     def command(self) -> RunSpec | None:
         """The program's spec, once the client said go (None: nothing runs)."""
@@ -634,7 +638,7 @@ class _InitSide:
             if self._launch is None and message.get("op") == "launch":
                 if not _launch_expected(message, self._first):
                     return None  # not what init was built for: it exits
-                self._launch = message
+                self._take(message)
                 message, fds = recv_packet(self._sock)
         except (ProtocolError, OSError):
             return None

@@ -16,6 +16,7 @@ import textwrap
 
 import pytest
 
+from statetrace_guard.daemon.launcher import SPARE_NAME
 from statetrace_guard.sandbox.linux import LinuxBackend
 
 CAPS = LinuxBackend().probe() if sys.platform.startswith("linux") else None
@@ -126,15 +127,24 @@ SPARE = textwrap.dedent(
     channel_theirs.close(); theirs.close(); os.close(mounts)
     launcher.send_packet(ours, {"op": "expect", "id": expect_id, "plan": expect_wire})
     # The program's init builds its view from the expect, before any launch.
-    mine, deadline, built = os.readlink("/proc/self/ns/mnt"), time.monotonic() + 10, False
-    while not built and time.monotonic() < deadline:
+    mine, deadline, init = os.readlink("/proc/self/ns/mnt"), time.monotonic() + 10, None
+    while init is None and time.monotonic() < deadline:
         with open(f"/proc/{spare}/task/{spare}/children") as handle:
             children = handle.read().split()
         for pid in children:
             try:
-                built = built or os.readlink(f"/proc/{pid}/ns/mnt") != mine
+                if os.readlink(f"/proc/{pid}/ns/mnt") != mine:
+                    init = pid
             except OSError:
                 pass
+        time.sleep(0.005)
+    built, waiting_name = init is not None, None
+    while built and time.monotonic() < deadline:
+        with open(f"/proc/{init}/status") as handle:
+            if "Seccomp:\t2" in handle.read():  # sealed: it waits for the launch
+                with open(f"/proc/{init}/comm") as comm:
+                    waiting_name = comm.read().strip()
+                break
         time.sleep(0.005)
     client, conn = socket.socketpair()
     out_r, out_w = os.pipe()
@@ -154,7 +164,8 @@ SPARE = textwrap.dedent(
     outcome = recv_message(client)["outcome"]
     printed = os.read(out_r, 100).decode()
     os.waitpid(spare, 0)
-    print(json.dumps({"built_before_launch": built, "outcome": outcome, "printed": printed}))
+    print(json.dumps({"built_before_launch": built, "waiting_name": waiting_name,
+                      "outcome": outcome, "printed": printed}))
     """
 )
 
@@ -167,6 +178,8 @@ def _drive_spare(tmp_path, expect_id, launch_id):
 def test_init_builds_the_view_from_the_expect_before_the_launch(tmp_path):
     result = _drive_spare(tmp_path, expect_id=7, launch_id=7)
     assert result["built_before_launch"]
+    # Until its launch comes it is a spare, and says so in ps.
+    assert result["waiting_name"] == SPARE_NAME.decode()
     assert result["outcome"]["exit_status"] == 0, result["outcome"]
     assert result["printed"] == "ran\n"
 
@@ -181,5 +194,6 @@ def test_a_launch_other_than_the_expected_one_gets_a_fresh_init(tmp_path):
     """
     result = _drive_spare(tmp_path, expect_id=7, launch_id=8)
     assert result["built_before_launch"]
+    assert result["waiting_name"] == SPARE_NAME.decode()
     assert result["outcome"]["exit_status"] == 0, result["outcome"]
     assert result["printed"] == "ran\n"
